@@ -1,0 +1,29 @@
+# The two commands of the README, and a few more for developers.
+# Each creates .venv and installs what it needs if missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run run-independent test bench proto lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the seed's web-agent example: initialisation, sequential and distributed times
+	$(PY) agentnb/examples/dist_main.py
+
+test: $(STAMP)  ## the whole test suite
+	$(PY) -m pytest
+
+bench: $(STAMP)  ## the benchmark table
+	$(PY) -m agentnb.bench
+
+proto: $(STAMP)  ## regenerate agentnb/_proto from protos/agentnb.proto
+	$(PY) protos/generate.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agentnb kernel_ext protos tests

@@ -1,0 +1,71 @@
+"""agentnb: actors for Python agent programs, from a notebook or a script.
+
+``MyAgent(...).to_dist()`` moves an agent to an agent server process, where
+its calls run in parallel with every other agent's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from agentnb.agents import AgentBase
+from agentnb.config import init
+from agentnb.errors import (
+    AgentnbError,
+    AgentNotFound,
+    AgentServerError,
+    AuthenticationError,
+    RemoteError,
+    SerializationError,
+    ServerUnavailable,
+    TaskCancelled,
+    TaskNotFound,
+)
+from agentnb.message import Msg
+from agentnb.rpc import AsyncResult, RpcMeta, RpcObject, async_func, sync_func
+from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_server
+from agentnb.server import RpcAgentServerLauncher
+
+__all__ = [
+    "AgentBase",
+    "AgentNotFound",
+    "AgentServerError",
+    "AgentnbError",
+    "AsyncResult",
+    "AuthenticationError",
+    "Msg",
+    "RemoteError",
+    "RpcAgentServerLauncher",
+    "RpcMeta",
+    "RpcObject",
+    "SerializationError",
+    "ServerUnavailable",
+    "TaskCancelled",
+    "TaskNotFound",
+    "__version__",
+    "async_func",
+    "clear_default_server",
+    "get_agent",
+    "init",
+    "list_agents",
+    "load_ipython_extension",
+    "set_default_server",
+    "sync_func",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext agentnb``: hand over to the kernel extension."""
+    import kernel_ext
+
+    kernel_ext.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext agentnb``."""
+    import kernel_ext
+
+    kernel_ext.unload_ipython_extension(ipython)

@@ -1,0 +1,1 @@
+"""Code generated from protos/agentnb.proto by protos/generate.py. Do not edit."""

@@ -1,0 +1,47 @@
+"""AgentBase: subclass it and override ``reply``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentnb.message import Msg
+from agentnb.rpc.rpc_meta import RpcMeta, async_func
+
+
+class AgentBase(metaclass=RpcMeta):
+    """An agent: a named object that answers messages.
+
+    Override :meth:`reply`. ``agent(x)`` calls ``reply(x)``. Both are
+    asynchronous on a distributed agent (they return an AsyncResult).
+
+    Args:
+        name: the agent's name (also how a re-attached proxy finds it).
+        sys_prompt: an optional system prompt, kept as ``self.sys_prompt``.
+        model_config_name: the name of a model configuration (see ``agentnb.init``).
+        use_memory: keep the messages the agent observes in ``self.memory``.
+    """
+
+    def __init__(self, name: str, sys_prompt: str | None = None, model_config_name: str | None = None,
+                 use_memory: bool = True, **kwargs: Any) -> None:
+        self.name = name
+        self.sys_prompt = sys_prompt
+        self.model_config_name = model_config_name
+        self.memory: list[Msg] | None = [] if use_memory else None
+
+    @async_func
+    def reply(self, x: Msg | None = None) -> Msg:
+        """Answer the message ``x``. Subclasses override this."""
+        raise NotImplementedError(f"{type(self).__name__} must override reply()")
+
+    def observe(self, x: Msg | list[Msg] | None) -> None:
+        """Remember ``x`` (when the agent has a memory) without answering."""
+        if self.memory is None or x is None:
+            return
+        self.memory.extend(x if isinstance(x, list) else [x])
+
+    @async_func
+    def __call__(self, x: Msg | None = None, *args: Any, **kwargs: Any) -> Msg:
+        return self.reply(x, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,49 @@
+"""Errors agentnb raises in the caller."""
+
+from __future__ import annotations
+
+
+class AgentnbError(Exception):
+    """Base class of every error agentnb itself raises."""
+
+
+class AgentServerError(AgentnbError):
+    """The agent server refused or failed a request (not the agent's own code)."""
+
+
+class ServerUnavailable(AgentServerError):
+    """The agent server cannot be reached, or the connection to it was lost."""
+
+
+class AuthenticationError(AgentServerError):
+    """The agent server refused the call's token."""
+
+
+class AgentNotFound(AgentServerError, LookupError):
+    """No agent with that id (or name) lives on the server."""
+
+
+class TaskNotFound(AgentServerError, LookupError):
+    """No result with that task id is held by the server (never created or expired)."""
+
+
+class TaskCancelled(AgentnbError):
+    """The task was cancelled before it ran."""
+
+
+class SerializationError(AgentnbError, TypeError):
+    """A value could not be pickled (or unpickled) for the trip to or from a server."""
+
+
+class RemoteError(AgentnbError):
+    """An exception from an agent that could not be rebuilt as its own type.
+
+    Attributes:
+        remote_type: the module-qualified name of the remote exception's type.
+        remote_traceback: the traceback text from the server.
+    """
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{remote_type}: {message}")
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback

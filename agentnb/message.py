@@ -1,0 +1,48 @@
+"""Msg: the message agents exchange."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+
+class Msg(dict):
+    """A message: a dict whose keys also read as attributes.
+
+    ``Msg(name="W0", role="assistant", content="hi")`` has ``msg.content`` and
+    ``msg["content"]``; extra keyword arguments become further keys. Every
+    message gets an ``id`` and a ``timestamp``.
+    """
+
+    def __init__(self, name: str, content: Any = None, role: str = "assistant", **kwargs: Any) -> None:
+        kwargs.setdefault("id", uuid.uuid4().hex)
+        kwargs.setdefault("timestamp", time.strftime("%Y-%m-%d %H:%M:%S"))
+        super().__init__(name=name, role=role, content=content, **kwargs)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"'Msg' object has no attribute {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        try:
+            del self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_msg, (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"Msg(name={self.get('name')!r}, role={self.get('role')!r}, content={self.get('content')!r})"
+
+
+def _rebuild_msg(data: dict) -> Msg:
+    msg = Msg.__new__(Msg)
+    dict.update(msg, data)
+    return msg

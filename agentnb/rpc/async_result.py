@@ -1,0 +1,190 @@
+"""AsyncResult: the value of an asynchronous call, on its way."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from agentnb._proto import agentnb_pb2 as pb
+from agentnb.errors import TaskCancelled
+from agentnb.rpc import codec
+from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, CallFuture
+
+T = TypeVar("T")
+
+_UNSET = object()
+
+
+class AsyncResult(Generic[T]):
+    """The result of an ``@async_func`` call on a distributed object.
+
+    It is returned at once; the server pushes the value when the call is done.
+    ``result()`` waits for it. For a composite value (dict, Msg, list, object),
+    item and attribute access wait by themselves: ``res["a"]``, ``res.content``.
+    ``await res`` works in a coroutine (and at a notebook's top level).
+
+    An AsyncResult can be passed as an argument to another distributed agent:
+    the receiving server fetches the value itself.
+    """
+
+    def __init__(self, connection: ServerConnection, task_id: str, future: CallFuture | None = None,
+                 *, agent: str = "", method: str = "") -> None:
+        self._conn = connection
+        self._task_id = task_id
+        self._future = future
+        self._agent = agent
+        self._method = method
+        self._value: Any = _UNSET
+        self._error: BaseException | None = None
+
+    # -- the value -------------------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the value and return it (or raise the remote exception).
+
+        Args:
+            timeout: seconds to wait; None waits as long as the call takes.
+        Raises:
+            TimeoutError: the value did not arrive within ``timeout``.
+            ServerUnavailable: the server was lost before the call finished.
+            TaskCancelled: the call was cancelled before it ran.
+            Exception: whatever the remote method raised, as its own type where
+                possible, with the remote traceback attached.
+        """
+        if self._value is _UNSET and self._error is None:
+            self._settle(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _settle(self, timeout: float | None) -> None:
+        future = self._future
+        if future is None:  # a reference that travelled here: ask the server that holds it
+            reply = self._conn.get_result(self._task_id, timeout)
+            self._decode(reply.status, reply.payload, None)
+            return
+        if not future.wait(timeout):
+            raise TimeoutError(f"{self._describe()} did not finish within {timeout} s")
+        self._decode(0, future.payload, future)
+
+    def _decode(self, status: int, payload: bytes, future: CallFuture | None) -> None:
+        if future is not None:
+            if future.error is not None:
+                self._error = future.error
+                return
+            state = future.state
+        else:
+            state = {pb.OK: DONE, pb.CANCELLED: CANCELLED}.get(status, FAILED)
+        if state == DONE:
+            try:
+                self._value = codec.loads(payload, f"the result of {self._describe()}")
+            except Exception as exc:
+                self._error = exc
+        elif state == CANCELLED:
+            self._error = TaskCancelled(f"{self._describe()} was cancelled before it ran")
+        else:
+            self._error = codec.decode_error(payload, self._conn.address)
+
+    def done(self) -> bool:
+        """Whether the call has finished (successfully or not)."""
+        if self._future is None:
+            return self._value is not _UNSET or self._error is not None
+        return self._future.done()
+
+    @property
+    def status(self) -> str:
+        """``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+        if self._future is None:
+            if self._error is not None:
+                return FAILED
+            return DONE if self._value is not _UNSET else QUEUED
+        return self._future.state
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    @property
+    def times(self) -> dict[str, float]:
+        """When the call was submitted, started, finished (seconds since the epoch)."""
+        return dict(self._future.times) if self._future is not None else {}
+
+    def add_done_callback(self, fn: Callable[[AsyncResult[T]], None]) -> None:
+        """Call ``fn(self)`` (on a background thread) once the call has finished."""
+        if self._future is None:
+            fn(self)
+            return
+        self._future.add_callback(lambda f: fn(self) if f.done() else None)
+
+    def cancel(self) -> bool:
+        """Cancel the call if it has not started. Returns whether it was cancelled."""
+        if self.done():
+            return False
+        reply = self._conn.submit(pb.CANCEL, "", task_id=self._task_id)
+        reply.wait()
+        return reply.state == DONE and codec.loads(reply.payload) is True
+
+    # -- await -------------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if not self.done() and self._future is not None:
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+
+            def wake(_: CallFuture) -> None:
+                if _.done():
+                    loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+
+            self._future.add_callback(wake)
+            yield from waiter.__await__()
+        elif not self.done():
+            return (yield from asyncio.to_thread(self.result).__await__())
+        return self.result()
+
+    # -- the value's own items and attributes -----------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.result(), name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.result()[key]
+
+    # -- travel and display --------------------------------------------------------------
+
+    def __reduce__(self) -> Any:
+        conn = self._conn
+        return (_rebuild_async_result, (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method))
+
+    def _describe(self) -> str:
+        call = f"{self._agent}.{self._method}()" if self._method else "the call"
+        return f"{call} [task {self._task_id}]"
+
+    def __repr__(self) -> str:
+        state = {DONE: "done", FAILED: "failed", CANCELLED: "cancelled"}.get(self.status, "pending")
+        extra = ""
+        if state == "done" and self._value is not _UNSET:
+            extra = f" value={self._value!r:.60}"
+        elif state == "failed" and self._error is not None:
+            extra = f" error={type(self._error).__name__}"
+        call = f"{self._agent}.{self._method}" if self._method else self._task_id
+        return f"<AsyncResult {call} {state}{extra} at {self._conn.address}>"
+
+
+def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str) -> AsyncResult:
+    return AsyncResult(ServerConnection.get(host, port, token), task_id, None, agent=agent, method=method)
+
+
+def resolve_results(value: Any) -> Any:
+    """Replace AsyncResults in ``value`` (and in its lists, tuples, dicts) by their values."""
+    if isinstance(value, AsyncResult):
+        return value.result()
+    if type(value) in (list, tuple):
+        items = [resolve_results(v) for v in value]
+        return type(value)(items)
+    if type(value) is dict:
+        return {k: resolve_results(v) for k, v in value.items()}
+    return value

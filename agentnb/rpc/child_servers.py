@@ -1,0 +1,145 @@
+"""Child mode: agent servers started by, and dying with, this process.
+
+A child server is ``python -m agentnb.server`` in a subprocess (never a fork
+of ``__main__``, which is what breaks in notebooks). It reports its port on a
+pipe, reads its stdin until this process goes away, and then exits at once,
+so no child outlives its parent, however the parent ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agentnb.errors import AgentServerError
+
+START_TIMEOUT = 60.0
+DEFAULT_CHILD_CAPACITY = 32
+
+
+@dataclass
+class ChildServer:
+    process: subprocess.Popen
+    host: str
+    port: int
+    token: str
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+_lock = threading.Lock()
+_children: list[ChildServer] = []
+_owner_pid = os.getpid()
+
+
+def child_server() -> ChildServer:
+    """This process's child server, started on first use and reused after."""
+    global _children, _owner_pid
+    with _lock:
+        if _owner_pid != os.getpid():  # forked: the parent's children are not ours
+            _children, _owner_pid = [], os.getpid()
+        for child in _children:
+            if child.alive():
+                return child
+        child = start_child_server()
+        _children.append(child)
+        return child
+
+
+def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
+    """Start one child server on a free loopback port and wait until it listens."""
+    token = secrets.token_urlsafe(32)
+    process, port = spawn_server(["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token)
+    return ChildServer(process, "127.0.0.1", port, token)
+
+
+def spawn_server(server_args: list[str], token: str, **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+    """Run ``python -m agentnb.server SERVER_ARGS`` and wait until it listens.
+
+    The token goes through the environment (not the command line, which other
+    users can read). Returns the process and the port it reported.
+    """
+    ready_read, ready_write = os.pipe()
+    env = dict(os.environ)
+    env["AGENTNB_TOKEN"] = token
+    # Modules the parent can import (its script's folder, the notebook's cwd)
+    # must be importable by the server: classes in them travel by reference.
+    paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    cmd = [sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
+    popen_kwargs.setdefault("stdin", subprocess.PIPE)
+    popen_kwargs.setdefault("start_new_session", True)
+    try:
+        process = subprocess.Popen(cmd, env=env, pass_fds=(ready_write,), **popen_kwargs)
+    finally:
+        os.close(ready_write)
+    try:
+        port = _read_port(ready_read, process)
+    except BaseException:
+        _kill(process)
+        raise
+    finally:
+        os.close(ready_read)
+    return process, port
+
+
+def _read_port(fd: int, process: subprocess.Popen) -> int:
+    deadline = time.monotonic() + START_TIMEOUT
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AgentServerError(f"the agent server did not start within {START_TIMEOUT:.0f} s")
+        readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if readable:
+            chunk = os.read(fd, 64)
+            if not chunk:
+                break
+            data += chunk
+        elif process.poll() is not None:
+            break
+    if not data.strip().isdigit():
+        code = process.poll()
+        raise AgentServerError(f"the agent server failed to start (exit status {code}); see its output")
+    return int(data)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    with contextlib.suppress(Exception):
+        process.wait(5)
+
+
+def stop_child_servers(grace: float = 0.3) -> None:
+    """Stop every child server of this process (closing its stdin makes it exit)."""
+    with _lock:
+        children = list(_children) if _owner_pid == os.getpid() else []
+        _children.clear()
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.process.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill(child.process)
+
+
+atexit.register(stop_child_servers)

@@ -1,0 +1,90 @@
+"""CallFuture: the client's record of one call in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from agentnb._proto import agentnb_pb2 as pb
+
+# Task states as users see them (AsyncResult.status).
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+_FINAL_STATUS = {pb.OK: DONE, pb.ERROR: FAILED, pb.CANCELLED: CANCELLED}
+_PROGRESS_STATUS = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING}
+
+
+class CallFuture:
+    """Completed by the connection's reader thread when the server replies.
+
+    ``payload`` is kept undecoded: the value is unpickled by the thread that
+    asks for it, so that user code never runs on the reader thread.
+    """
+
+    __slots__ = ("_event", "state", "payload", "error", "times", "_callbacks", "_lock")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.state = QUEUED
+        self.payload: bytes = b""
+        self.error: BaseException | None = None  # a local error (connection lost...)
+        self.times: dict[str, float] = {"submitted": time.time()}
+        self._callbacks: list[Callable[[CallFuture], None]] = []
+        self._lock = threading.Lock()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def set_reply(self, status: int, payload: bytes, timestamp: float = 0.0) -> None:
+        """Record a reply of the server: a progress state, or the final one."""
+        if status in _PROGRESS_STATUS:
+            if not self._event.is_set():
+                self.state = _PROGRESS_STATUS[status]
+                self.times[self.state] = timestamp or time.time()
+                self._run_callbacks(final=False)
+            return
+        self.payload = payload
+        self._finish(_FINAL_STATUS.get(status, FAILED), timestamp)
+
+    def set_local_error(self, error: BaseException) -> None:
+        """Fail the call from the client side (e.g. the server became unreachable)."""
+        if self._event.is_set():
+            return
+        self.error = error
+        self._finish(FAILED, 0.0)
+
+    def _finish(self, state: str, timestamp: float) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.state = state
+            self.times[state] = timestamp or time.time()
+            self._event.set()
+        self._run_callbacks(final=True)
+
+    def add_callback(self, fn: Callable[[CallFuture], None]) -> None:
+        """Call ``fn(self)`` on every state change (at once if already final)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def _run_callbacks(self, final: bool) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+            if final:
+                self._callbacks.clear()
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:  # a broken callback must not kill the reader thread
+                pass

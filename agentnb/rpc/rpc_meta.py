@@ -1,0 +1,106 @@
+"""RpcMeta: the metaclass that lets any class's objects run on an agent server."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABCMeta
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SYNC = "sync"
+ASYNC = "async"
+_KIND_ATTR = "_agentnb_call_kind"
+_INIT_ARGS_ATTR = "_agentnb_init_args"
+
+
+def async_func(func: F) -> F:
+    """Mark a method as asynchronous: on a distributed object, calling it returns
+    an :class:`AsyncResult` at once instead of waiting for the value."""
+    setattr(func, _KIND_ATTR, ASYNC)
+    return func
+
+
+def sync_func(func: F) -> F:
+    """Mark a method as synchronous (the default): the caller waits for the value."""
+    setattr(func, _KIND_ATTR, SYNC)
+    return func
+
+
+def _marked_kind(attr: Any) -> str | None:
+    func = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+    return getattr(func, _KIND_ATTR, None)
+
+
+def remote_methods(cls: type) -> dict[str, str]:
+    """The methods a proxy of ``cls`` may call, each ``"sync"`` or ``"async"``.
+
+    Public methods (and ``__call__`` where a class of the hierarchy defines it)
+    count. A method overridden without a decorator keeps the kind its base class
+    gave it, so ``reply`` stays asynchronous in every AgentBase subclass.
+    """
+    methods: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object:
+            continue
+        for name, attr in vars(klass).items():
+            if (name.startswith("_") and name != "__call__") or name == "to_dist":
+                continue
+            if not (inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod))):
+                methods.pop(name, None)  # a property or value shadows a base's method
+                continue
+            methods[name] = _marked_kind(attr) or methods.get(name, SYNC)
+    return methods
+
+
+class RpcMeta(ABCMeta):
+    """Gives a class ``to_dist()`` and the ``to_dist=`` constructor argument.
+
+    * ``Cls(...)`` builds a local object, as always.
+    * ``Cls(..., to_dist=True)`` builds it on a server instead (child mode, or the
+      notebook's default daemon) and returns an :class:`RpcObject` proxy; the
+      object is never built in the caller.
+    * ``Cls(..., to_dist={"host": h, "port": p})`` builds it on that server.
+    * ``obj.to_dist(...)`` re-creates a local object on a server from the
+      arguments it was built with (state changed since is not carried).
+    """
+
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(name, bases, namespace, **kwargs)
+        cls._agentnb_methods = remote_methods(cls)
+        if "to_dist" not in namespace:
+            cls.to_dist = _to_dist  # type: ignore[attr-defined]
+
+    def __call__(cls, *args: Any, to_dist: Any = None, **kwargs: Any) -> Any:
+        if to_dist is None or to_dist is False:
+            obj = super().__call__(*args, **kwargs)
+            try:
+                object.__setattr__(obj, _INIT_ARGS_ATTR, (args, kwargs))
+            except (AttributeError, TypeError):  # __slots__ without room for it
+                pass
+            return obj
+        from agentnb.rpc.placement import DistOptions, create_remote
+
+        return create_remote(cls, args, kwargs, DistOptions.parse(to_dist))
+
+
+def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, **options: Any) -> Any:
+    """Move this object to an agent server; return the proxy to use from now on.
+
+    Without ``host``/``port``: child mode (or the notebook's default daemon).
+    With them: the server already running there (independent mode). Further
+    options: ``token`` (else the environment or the runtime directory gives it).
+    """
+    from agentnb.rpc.placement import DistOptions, create_remote
+
+    init_args = getattr(self, _INIT_ARGS_ATTR, None)
+    if init_args is None:
+        raise TypeError(f"{type(self).__name__} object was not built through its class; cannot re-create it remotely")
+    opts = dict(options)
+    if host is not None:
+        opts["host"] = host
+    if port is not None:
+        opts["port"] = port
+    args, kwargs = init_args
+    return create_remote(type(self), args, kwargs, DistOptions.parse(opts or True))

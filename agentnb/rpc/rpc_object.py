@@ -1,0 +1,116 @@
+"""RpcObject: the caller's proxy for an object that lives on an agent server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentnb._proto import agentnb_pb2 as pb
+from agentnb.rpc import codec
+from agentnb.rpc.async_result import AsyncResult
+from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.future import DONE
+from agentnb.rpc.rpc_meta import ASYNC
+
+
+def wait_value(future: Any, connection: ServerConnection, what: str) -> Any:
+    """Wait for a call's reply and return its value (or raise its error)."""
+    future.wait()
+    if future.error is not None:
+        raise future.error
+    if future.state == DONE:
+        return codec.loads(future.payload, what)
+    raise codec.decode_error(future.payload, connection.address)
+
+
+class RpcObject:
+    """Forwards method calls and attribute reads to the object on its server.
+
+    Sync methods and attribute reads wait for the value; ``@async_func``
+    methods return an :class:`AsyncResult` at once. Names starting with ``_``
+    are refused before anything is sent.
+    """
+
+    def __init__(self, connection: ServerConnection, agent_id: str, class_name: str,
+                 methods: dict[str, str], name: str | None = None) -> None:
+        object.__setattr__(self, "_conn", connection)
+        object.__setattr__(self, "_agent_id", agent_id)
+        object.__setattr__(self, "_class_name", class_name)
+        object.__setattr__(self, "_methods", dict(methods))
+        object.__setattr__(self, "_name", name)
+
+    @property
+    def agent_id(self) -> str:
+        return self._agent_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(
+                f"{name!r} is private: only public methods and attributes of {self._short_class()} "
+                "can be used on a distributed object"
+            )
+        kind = self._methods.get(name)
+        if kind is not None:
+            return _RemoteMethod(self, name, kind)
+        future = self._conn.submit(pb.GETATTR, self._agent_id, name)
+        return wait_value(future, self._conn, f"attribute {name!r} of {self._short_class()}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot set {name!r} on a distributed {self._short_class()}: call one of its methods")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kind = self._methods.get("__call__")
+        if kind is None:
+            raise TypeError(f"distributed {self._short_class()} object is not callable")
+        return _RemoteMethod(self, "__call__", kind)(*args, **kwargs)
+
+    def _invoke(self, method: str, kind: str, args: tuple, kwargs: dict) -> Any:
+        label = f"{self._label()}.{method}"
+        payload = codec.dumps((args, kwargs), f"an argument of {label}()")
+        if kind == ASYNC:
+            task_id = self._conn.new_task_id()
+            future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id)
+            return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
+        future = self._conn.submit(pb.CALL, self._agent_id, method, payload)
+        return wait_value(future, self._conn, f"the result of {label}()")
+
+    def close(self) -> None:
+        """Delete the object on its server. The proxy cannot be used afterwards."""
+        wait_value(self._conn.submit(pb.DELETE, self._agent_id), self._conn, "delete")
+
+    def _short_class(self) -> str:
+        return self._class_name.rsplit(".", 1)[-1]
+
+    def _label(self) -> str:
+        return self._name or self._short_class()
+
+    def __reduce__(self) -> Any:
+        conn = self._conn
+        return (_rebuild_rpc_object,
+                (conn.host, conn.port, conn.token, self._agent_id, self._class_name, self._methods, self._name))
+
+    def __repr__(self) -> str:
+        name = f" name={self._name!r}" if self._name else ""
+        return f"<RpcObject {self._short_class()}{name} id={self._agent_id} at {self._conn.address}>"
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._methods))
+
+
+class _RemoteMethod:
+    __slots__ = ("_obj", "_name", "_kind")
+
+    def __init__(self, obj: RpcObject, name: str, kind: str) -> None:
+        self._obj = obj
+        self._name = name
+        self._kind = kind
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._obj._invoke(self._name, self._kind, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote {self._kind} method {self._name} of {self._obj!r}>"
+
+
+def _rebuild_rpc_object(host: str, port: int, token: str, agent_id: str, class_name: str,
+                        methods: dict[str, str], name: str | None) -> RpcObject:
+    return RpcObject(ServerConnection.get(host, port, token), agent_id, class_name, methods, name)

@@ -1,0 +1,152 @@
+"""The per-user runtime directory: where running servers are recorded.
+
+Each server that is not a child of one process writes a small JSON record
+(name, address, pid, token, log file) here, readable only by its user (0600 in
+a 0700 folder). Clients find a server's token here, and a restarted kernel
+finds its daemons again. A record whose pid is gone is stale and is removed
+when read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ENV_DIR = "AGENTNB_RUNTIME_DIR"
+
+
+def runtime_dir() -> pathlib.Path:
+    """Return (and create, mode 0700) the folder holding this user's server records.
+
+    ``$AGENTNB_RUNTIME_DIR`` wins; then ``$XDG_RUNTIME_DIR/agentnb``; then
+    ``~/.cache/agentnb/runtime``.
+    """
+    if os.environ.get(ENV_DIR):
+        path = pathlib.Path(os.environ[ENV_DIR])
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = pathlib.Path(os.environ["XDG_RUNTIME_DIR"]) / "agentnb"
+    else:
+        path = pathlib.Path.home() / ".cache" / "agentnb" / "runtime"
+    (path / "servers").mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class ServerRecord:
+    """What a running server tells its user's other processes about itself."""
+
+    name: str
+    host: str
+    port: int
+    pid: int
+    token: str = field(repr=False)
+    kind: str = "server"  # "server" (as_server / launcher) or "daemon" (%agent_server)
+    log_path: str = ""
+    started: float = 0.0
+    capacity: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _record_path(name: str) -> pathlib.Path:
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid server name {name!r}")
+    return runtime_dir() / "servers" / f"{name}.json"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (zombies count as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    return True
+
+
+def write_record(record: ServerRecord) -> pathlib.Path:
+    """Write ``record`` atomically, readable by its owner only."""
+    path = _record_path(record.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(record), f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def remove_record(name: str, pid: int | None = None) -> None:
+    """Remove the record ``name`` (only if it still belongs to ``pid``, when given)."""
+    path = _record_path(name)
+    if pid is not None:
+        record = _load(path)
+        if record is not None and record.pid != pid:
+            return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _load(path: pathlib.Path) -> ServerRecord | None:
+    try:
+        data = json.loads(path.read_text())
+        return ServerRecord(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def read_record(name: str) -> ServerRecord | None:
+    """The live record called ``name``, or None (a stale one is removed)."""
+    path = _record_path(name)
+    record = _load(path)
+    if record is None:
+        return None
+    if not pid_alive(record.pid):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+    return record
+
+
+def iter_records() -> Iterator[ServerRecord]:
+    """Every live server record of this user, oldest first; stale ones are removed."""
+    records = []
+    for path in (runtime_dir() / "servers").glob("*.json"):
+        record = read_record(path.stem)
+        if record is not None:
+            records.append(record)
+    yield from sorted(records, key=lambda r: (r.started, r.name))
+
+
+def find_token(host: str, port: int) -> str | None:
+    """The token of the live server recorded at ``host:port``, if any."""
+    wanted = {host, _canonical_host(host)}
+    for record in iter_records():
+        if record.port == int(port) and ({record.host, _canonical_host(record.host)} & wanted):
+            return record.token
+    return None
+
+
+def _canonical_host(host: str) -> str:
+    return "127.0.0.1" if host in ("localhost", "127.0.0.1", "::1", "[::1]", "") else host

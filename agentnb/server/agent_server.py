@@ -1,0 +1,160 @@
+"""AgentServer: a gRPC server hosting agents, with its token and its record."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+from agentnb._proto import agentnb_pb2_grpc as pb_grpc
+from agentnb.errors import AgentServerError
+from agentnb.rpc.connection import TOKEN_METADATA_KEY
+from agentnb.runtime_dir import ServerRecord, _canonical_host, remove_record, write_record
+from agentnb.server.result_pool import make_pool
+from agentnb.server.servicer import AgentServicer
+
+_LOGGER = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    # An explicit port that is taken must be an error, not a shared socket.
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
+
+class _TokenCheck(grpc.ServerInterceptor):
+    """Refuses every call whose token is wrong, before its request is read."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        def deny_unary(request: bytes, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong agentnb token")
+
+        def deny_stream(request_iterator: object, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong agentnb token")
+
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny_unary)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
+
+    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
+        sent = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == TOKEN_METADATA_KEY:
+                sent = value
+                break
+        if hmac.compare_digest(sent.encode(), self._token):
+            return continuation(handler_call_details)
+        _LOGGER.warning("refused a call to %s: missing or wrong token", handler_call_details.method)
+        if handler_call_details.method.endswith("/Session"):
+            return self._deny_stream
+        return self._deny_unary
+
+
+class AgentServer:
+    """One agent server in this process.
+
+    Args:
+        host: the interface to bind; loopback by default.
+        port: the port; 0 or None picks a free one (see :attr:`port` after start).
+        name: how the server is known in the runtime directory and in listings.
+        token: the token callers must send; made up when not given.
+        capacity: threads running agent calls at once.
+        record: write a record (with the token) to the runtime directory so that
+            this user's other processes can find the server.
+        local_mode: only loopback addresses may be bound unless this is False.
+    """
+
+    def __init__(self, host: str = "localhost", port: int | None = None, *, name: str | None = None,
+                 token: str | None = None, capacity: int = 32, pool_type: str = "local",
+                 redis_url: str | None = None, max_len: int = 8192, max_expire_time: float = 7200.0,
+                 record: bool = True, record_kind: str = "server", log_path: str = "",
+                 local_mode: bool = True) -> None:
+        if local_mode and host not in LOOPBACK_HOSTS:
+            raise AgentServerError(f"host {host!r} is not a loopback address; pass local_mode=False "
+                                   "(--no-local-mode) to serve other machines")
+        self.host = host
+        self.requested_port = int(port or 0)
+        self.port = 0
+        self.name = name
+        self.token = token or secrets.token_urlsafe(32)
+        self.capacity = capacity
+        self.record = record
+        self.record_kind = record_kind
+        self.log_path = log_path
+        pool = make_pool(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
+        self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, pool=pool,
+                                      pool_type=pool_type, on_shutdown=self.stop)
+        self._server: grpc.Server | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    def start(self) -> AgentServer:
+        """Bind and start serving. Raises AgentServerError if the port is taken."""
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64 + self.capacity, thread_name_prefix="agentnb-grpc"),
+            interceptors=[_TokenCheck(self.token)],
+            options=SERVER_OPTIONS,
+        )
+        pb_grpc.add_AgentServerServicer_to_server(self.servicer, server)
+        bind_host = _canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
+        if ":" in bind_host and not bind_host.startswith("["):
+            bind_host = f"[{bind_host}]"
+        try:
+            port = server.add_insecure_port(f"{bind_host}:{self.requested_port}")
+        except RuntimeError as exc:
+            port = 0
+            cause: Exception | None = exc
+        else:
+            cause = None
+        if not port:
+            raise AgentServerError(f"cannot listen on {self.host}:{self.requested_port}: "
+                                   "the port is taken or the address is not available") from cause
+        self.port = port
+        self.name = self.name or f"server-{port}"
+        self.servicer.name = self.name
+        self.servicer.host, self.servicer.port = self.host, port
+        server.start()
+        self._server = server
+        if self.record:
+            write_record(ServerRecord(
+                name=self.name, host=self.host, port=port, pid=os.getpid(), token=self.token,
+                kind=self.record_kind, log_path=self.log_path, started=time.time(), capacity=self.capacity,
+            ))
+        _LOGGER.info("agent server %s listening on %s:%d (capacity %d)", self.name, self.host, port, self.capacity)
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Refuse new calls, let accepted ones finish for up to ``grace`` s, then stop."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            if grace > 0:
+                self.servicer.drain(grace)
+            else:
+                self.servicer.accepting = False
+            if self.record and self.name:
+                remove_record(self.name, os.getpid())
+            if self._server is not None:
+                self._server.stop(0)
+            self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped (or ``timeout`` passed)."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()

@@ -1,0 +1,131 @@
+"""The agent server's command line: ``as_server start ...`` and ``python -m agentnb.server``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pathlib
+import signal
+import sys
+import threading
+
+from agentnb.errors import AgentServerError
+
+ENV_TOKEN = "AGENTNB_TOKEN"
+
+
+def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run an agentnb agent server.")
+    parser.add_argument("--host", default="localhost", help="interface to bind (default: localhost)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    parser.add_argument("--name", default=None, help="the server's name in the runtime directory")
+    parser.add_argument("--agent-dir", default=None, help="import every module in this folder")
+    parser.add_argument("--agent-module", action="append", default=[], help="import this module (repeatable)")
+    parser.add_argument("--model-config-path", default=None, help="JSON file of model configurations")
+    parser.add_argument("--capacity", type=int, default=32, help="agent calls running at once (default: 32)")
+    parser.add_argument("--pool-type", default="local", choices=("local", "redis"), help="result pool")
+    parser.add_argument("--redis-url", default=None, help="Redis URL, with --pool-type redis")
+    parser.add_argument("--max-expire-time", type=float, default=7200.0, help="seconds results are kept")
+    parser.add_argument("--max-len", type=int, default=8192, help="results kept at most (local pool)")
+    parser.add_argument("--no-local-mode", dest="local_mode", action="store_false",
+                        help="allow binding a non-loopback address")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds running calls get on SIGTERM")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    # For agentnb's own launchers.
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--record-kind", default="server", help=argparse.SUPPRESS)
+    parser.add_argument("--log-path", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def import_agent_dir(path: str) -> list[str]:
+    """Import every module of ``path`` (so that their classes are known); return their names."""
+    folder = pathlib.Path(path).resolve()
+    if not folder.is_dir():
+        raise AgentServerError(f"--agent-dir {path!r} is not a folder")
+    sys.path.insert(0, str(folder))
+    names = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run a server in this process until SIGTERM/SIGINT, a Shutdown call, or the parent's exit."""
+    from agentnb.config import init
+    from agentnb.server.agent_server import AgentServer
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.capacity < 1:
+        raise AgentServerError("--capacity must be at least 1")
+    if args.model_config_path:
+        init(model_configs=args.model_config_path)
+    if args.agent_dir:
+        import_agent_dir(args.agent_dir)
+    for module in args.agent_module:
+        importlib.import_module(module)
+    token = os.environ.pop(ENV_TOKEN, None) or None
+    server = AgentServer(
+        args.host, args.port, name=args.name, token=token, capacity=args.capacity, pool_type=args.pool_type,
+        redis_url=args.redis_url, max_len=args.max_len, max_expire_time=args.max_expire_time,
+        record=not args.child, record_kind=args.record_kind, log_path=args.log_path, local_mode=args.local_mode,
+    ).start()
+
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+    if args.child or args.exit_with_parent:
+        threading.Thread(target=_exit_when_stdin_closes, args=(server,), daemon=True).start()
+    if args.ready_fd is not None:
+        os.write(args.ready_fd, f"{server.port}\n".encode())
+        os.close(args.ready_fd)
+    if not args.child:
+        print(f"agentnb agent server {server.name} listening on {args.host}:{server.port} "
+              f"(capacity {args.capacity}, pid {os.getpid()})", flush=True)
+    threading.Thread(target=lambda: (server.wait(), stop_requested.set()), daemon=True).start()
+    while not stop_requested.wait(1.0):
+        pass
+    server.stop(args.grace)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # worker threads still in user code past the grace period must not hold the exit
+
+
+def _exit_when_stdin_closes(server: object) -> None:
+    """The parent holds our stdin open; when it is gone, so are we, at once."""
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    from agentnb.runtime_dir import remove_record
+
+    name = getattr(server, "name", None)
+    if getattr(server, "record", False) and name:
+        remove_record(name, os.getpid())
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None, prog: str = "as_server") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "start":
+        argv = argv[1:]
+    args = build_parser(prog).parse_args(argv)
+    try:
+        return serve(args)
+    except (AgentServerError, ValueError, ImportError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def as_server_main() -> int:
+    """Entry point of the ``as_server`` script (``as_server start --port ...``)."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in ("start", "-h", "--help"):
+        print("usage: as_server start [options]   (as_server start --help for the options)", file=sys.stderr)
+        return 2
+    return main(argv)

@@ -1,0 +1,125 @@
+"""RpcAgentServerLauncher: start an agent server from Python code."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from agentnb.errors import AgentServerError
+from agentnb.rpc.child_servers import spawn_server
+from agentnb.server.agent_server import AgentServer
+
+
+class RpcAgentServerLauncher:
+    """Starts an agent server, in this process or in a subprocess.
+
+    Args:
+        host: interface to bind; loopback unless ``local_mode=False``.
+        port: port to listen on; None picks a free one (read :attr:`port` after ``launch``).
+        custom_agent_classes: classes the server should know. Classes defined in
+            ``__main__`` need no registration (they travel by value); importable
+            ones are imported by the server.
+        capacity: agent calls running at once.
+        pool_type, redis_url, max_len, max_expire_time: the result pool.
+        local_mode: refuse non-loopback hosts unless False.
+        agent_dir: import every module of this folder in the server.
+        model_config_path: a JSON file of model configurations.
+        name: the server's name in the runtime directory.
+        token: the token callers must send; made up when not given, and recorded
+            in this user's runtime directory so that ``to_dist(host=, port=)`` finds it.
+    """
+
+    def __init__(self, host: str = "localhost", port: int | None = None,
+                 custom_agent_classes: Sequence[type] | None = None, capacity: int = 32,
+                 pool_type: str = "local", redis_url: str | None = None, max_len: int = 8192,
+                 max_expire_time: float = 7200.0, local_mode: bool = True, agent_dir: str | None = None,
+                 model_config_path: str | None = None, name: str | None = None, token: str | None = None,
+                 **_seed_options: Any) -> None:
+        self.host = host
+        self.port = int(port) if port else None
+        self.custom_agent_classes = list(custom_agent_classes or [])
+        self.capacity = capacity
+        self.pool_type = pool_type
+        self.redis_url = redis_url
+        self.max_len = max_len
+        self.max_expire_time = max_expire_time
+        self.local_mode = local_mode
+        self.agent_dir = agent_dir
+        self.model_config_path = model_config_path
+        self.name = name
+        self.token = token or secrets.token_urlsafe(32)
+        self.server: AgentServer | None = None
+        self.process: subprocess.Popen | None = None
+
+    def launch(self, in_subprocess: bool = True) -> None:
+        """Start the server; return once it accepts calls (its port is then :attr:`port`).
+
+        Raises AgentServerError if the port is taken.
+        """
+        if self.server is not None or self.process is not None:
+            raise AgentServerError("this launcher has already launched its server")
+        if in_subprocess:
+            self._launch_subprocess()
+        else:
+            self._launch_here()
+
+    def _launch_here(self) -> None:
+        from agentnb.config import init
+        from agentnb.server.cli import import_agent_dir
+
+        if self.model_config_path:
+            init(model_configs=self.model_config_path)
+        if self.agent_dir:
+            import_agent_dir(self.agent_dir)
+        self.server = AgentServer(
+            self.host, self.port, name=self.name, token=self.token, capacity=self.capacity,
+            pool_type=self.pool_type, redis_url=self.redis_url, max_len=self.max_len,
+            max_expire_time=self.max_expire_time, local_mode=self.local_mode,
+        ).start()
+        self.port = self.server.port
+        self.name = self.server.name
+
+    def _launch_subprocess(self) -> None:
+        args = ["--host", self.host, "--port", str(self.port or 0), "--capacity", str(self.capacity),
+                "--pool-type", self.pool_type, "--max-len", str(self.max_len),
+                "--max-expire-time", str(self.max_expire_time), "--exit-with-parent"]
+        for option, value in (("--name", self.name), ("--redis-url", self.redis_url),
+                              ("--agent-dir", self.agent_dir), ("--model-config-path", self.model_config_path)):
+            if value:
+                args += [option, value]
+        if not self.local_mode:
+            args.append("--no-local-mode")
+        for cls in self.custom_agent_classes:
+            if cls.__module__ != "__main__":
+                args += ["--agent-module", cls.__module__]
+        self.process, self.port = spawn_server(args, self.token)
+        self.name = self.name or f"server-{self.port}"
+
+    def wait_until_terminate(self) -> None:
+        """Block until the server stops (SIGINT or SIGTERM stops it gracefully)."""
+        if self.server is not None:
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
+            while not self.server.wait(0.5):
+                pass
+        elif self.process is not None:
+            self.process.wait()
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop the server, letting running calls finish for up to ``grace`` s."""
+        if self.server is not None:
+            self.server.stop(grace)
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace + 5.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -1,0 +1,338 @@
+"""AgentServicer: what an agent server does with the calls it receives.
+
+Each object (agent) has a mailbox: its calls run one at a time, in the order
+they arrived. Different agents run concurrently on a thread pool of
+``capacity`` threads. Replies are pushed on the caller's session stream as the
+calls complete; results of asynchronous calls also go to the result pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from agentnb._proto import agentnb_pb2 as pb
+from agentnb._proto import agentnb_pb2_grpc as pb_grpc
+from agentnb.errors import AgentNotFound, AgentServerError, TaskNotFound
+from agentnb.rpc import codec
+from agentnb.rpc.async_result import resolve_results
+from agentnb.rpc.rpc_meta import ASYNC, remote_methods
+from agentnb.server.result_pool import ResultPool, StoredResult
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_REPLIES_PER_FRAME = 512
+_END = object()
+
+
+class _Session:
+    """The reply side of one client's Session stream."""
+
+    __slots__ = ("outbox", "closed")
+
+    def __init__(self) -> None:
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False
+
+    def send(self, reply: pb.Reply) -> None:
+        if not self.closed:
+            self.outbox.put(reply)
+
+    def close(self) -> None:
+        self.closed = True
+        self.outbox.put(_END)
+
+
+class _Task:
+    __slots__ = ("call", "session", "cancelled")
+
+    def __init__(self, call: pb.Call, session: _Session) -> None:
+        self.call = call
+        self.session = session
+        self.cancelled = False
+
+
+class _Agent:
+    """One hosted object and its mailbox."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self.obj: object | None = None
+        self.name = ""
+        self.class_name = ""
+        self.methods: dict[str, str] = {}
+        self.created = time.time()
+        self.deleted = False
+        self.mailbox: deque[_Task] = deque()
+        self.running = False
+        self.lock = threading.Lock()
+
+    def describe(self) -> pb.AgentDescription:
+        return pb.AgentDescription(
+            agent_id=self.agent_id, name=self.name, class_name=self.class_name,
+            sync_methods=[m for m, k in self.methods.items() if k != ASYNC],
+            async_methods=[m for m, k in self.methods.items() if k == ASYNC],
+            pending=len(self.mailbox) + (1 if self.running else 0), created=self.created,
+        )
+
+
+class AgentServicer(pb_grpc.AgentServerServicer):
+    """The gRPC service of one agent server."""
+
+    def __init__(self, *, name: str, capacity: int, pool: ResultPool, pool_type: str = "local",
+                 on_shutdown: Callable[[float], None] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.name = name
+        self.host = ""
+        self.port = 0
+        self.capacity = capacity
+        self.pool = pool
+        self.pool_type = pool_type
+        self.started = time.time()
+        self._on_shutdown = on_shutdown
+        self._executor = ThreadPoolExecutor(capacity, thread_name_prefix="agentnb-worker")
+        self._agents: dict[str, _Agent] = {}
+        self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        self._queued = 0
+        self._completed = 0
+        self.accepting = True
+
+    # -- the session stream ------------------------------------------------------------
+
+    def Session(self, request_iterator: Iterator[pb.ClientFrame],
+                context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
+        session = _Session()
+        context.add_callback(session.close)
+
+        def read() -> None:
+            try:
+                for frame in request_iterator:
+                    for call in frame.calls:
+                        self._accept(call, session)
+            except grpc.RpcError:
+                pass  # the client went away
+            except Exception:
+                _LOGGER.exception("session reader failed")
+            finally:
+                session.close()
+
+        threading.Thread(target=read, name="agentnb-session-reader", daemon=True).start()
+        outbox = session.outbox
+        while True:
+            reply = outbox.get()
+            if reply is _END:
+                return
+            replies = [reply]
+            while len(replies) < MAX_REPLIES_PER_FRAME:
+                try:
+                    reply = outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if reply is _END:
+                    yield pb.ServerFrame(replies=replies)
+                    return
+                replies.append(reply)
+            yield pb.ServerFrame(replies=replies)
+
+    def _accept(self, call: pb.Call, session: _Session) -> None:
+        task = _Task(call, session)
+        if not self.accepting:
+            self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
+            return
+        kind = call.kind
+        if kind == pb.CANCEL:
+            self._reply(task, pb.OK, codec.dumps(self._cancel(call.task_id)))
+            return
+        with self._lock:
+            agent = self._agents.get(call.agent_id)
+            if kind == pb.CREATE:
+                if agent is not None:
+                    agent = None
+                    error: Exception = AgentServerError(f"an agent with id {call.agent_id} already exists")
+                else:
+                    agent = self._agents[call.agent_id] = _Agent(call.agent_id)
+            elif agent is None or agent.deleted:
+                agent = None
+                error = AgentNotFound(f"no agent with id {call.agent_id} on the agent server {self.name}")
+            if agent is not None:
+                self._queued += 1
+                if call.task_id:
+                    self._tasks[call.task_id] = task
+        if call.task_id:
+            self.pool.add_pending(call.task_id)
+        if agent is None:
+            self._fail(task, error)
+            return
+        if call.watch:
+            self._reply(task, pb.QUEUED, b"")
+        with agent.lock:
+            agent.mailbox.append(task)
+            if agent.running:
+                return
+            agent.running = True
+        try:
+            self._executor.submit(self._drain, agent)
+        except RuntimeError:  # the executor was shut down
+            self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
+
+    # -- running tasks -----------------------------------------------------------------
+
+    def _drain(self, agent: _Agent) -> None:
+        while True:
+            with agent.lock:
+                if not agent.mailbox:
+                    agent.running = False
+                    return
+                task = agent.mailbox.popleft()
+            with self._lock:
+                self._queued -= 1
+                if task.call.task_id:
+                    self._tasks.pop(task.call.task_id, None)
+                if task.cancelled:
+                    self._idle.notify_all()
+                    continue
+                self._busy += 1
+            try:
+                if task.call.watch:
+                    self._reply(task, pb.RUNNING, b"")
+                status, payload = self._execute(agent, task.call)
+                self._reply(task, status, payload)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._completed += 1
+                    self._idle.notify_all()
+
+    def _execute(self, agent: _Agent, call: pb.Call) -> tuple[int, bytes]:
+        where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
+        try:
+            value = self._run(agent, call)
+            label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
+            return pb.OK, codec.dumps(value, f"the result of {label}")
+        except BaseException as exc:  # an agent's failure is its caller's, never the server's
+            return pb.ERROR, codec.encode_error(exc, where)
+
+    def _run(self, agent: _Agent, call: pb.Call) -> object:
+        kind = call.kind
+        if kind == pb.CREATE:
+            return self._create(agent, call)
+        if agent.obj is None:
+            raise AgentNotFound(f"agent {agent.agent_id} failed to initialise on agent server {self.name}")
+        name = call.method
+        if kind == pb.CALL:
+            if name.startswith("_") and name != "__call__":
+                raise AttributeError(f"{name!r} is private: it cannot be called on a distributed object")
+            if name not in agent.methods:
+                raise AttributeError(f"{agent.class_name} has no public method {name!r}")
+            args, kwargs = codec.loads(call.payload, f"the arguments of {name}()")
+            return getattr(agent.obj, name)(*resolve_results(args), **resolve_results(kwargs))
+        if kind == pb.GETATTR:
+            if name.startswith("_"):
+                raise AttributeError(f"{name!r} is private: it cannot be read on a distributed object")
+            return getattr(agent.obj, name)
+        if kind == pb.DESCRIBE:
+            return agent.describe().SerializeToString()
+        if kind == pb.DELETE:
+            with self._lock:
+                agent.deleted = True
+                self._agents.pop(agent.agent_id, None)
+            agent.obj = None
+            return True
+        raise AgentServerError(f"unknown call kind {kind}")
+
+    def _create(self, agent: _Agent, call: pb.Call) -> dict:
+        try:
+            cls, args, kwargs = codec.loads(call.payload, "the class or its constructor arguments")
+            obj = cls(*resolve_results(args), **resolve_results(kwargs))
+        except BaseException:
+            with self._lock:
+                agent.deleted = True
+                self._agents.pop(agent.agent_id, None)
+            raise
+        agent.obj = obj
+        name = getattr(obj, "name", "")
+        agent.name = name if isinstance(name, str) else ""
+        agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
+        agent.methods = remote_methods(cls)
+        return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
+
+    def _cancel(self, task_id: str) -> bool:
+        with self._lock:
+            task = self._tasks.pop(task_id, None)
+            if task is None:
+                return False
+            task.cancelled = True
+        self._reply(task, pb.CANCELLED, b"")
+        return True
+
+    def _fail(self, task: _Task, error: Exception) -> None:
+        self._reply(task, pb.ERROR, codec.encode_error(error))
+
+    def _reply(self, task: _Task, status: int, payload: bytes) -> None:
+        call = task.call
+        now = time.time()
+        if call.task_id and status not in (pb.QUEUED, pb.RUNNING):
+            self.pool.put(call.task_id, StoredResult(status, payload, now))
+        task.session.send(pb.Reply(seq=call.seq, status=status, payload=payload, task_id=call.task_id, timestamp=now))
+
+    # -- unary requests ------------------------------------------------------------------
+
+    def GetResult(self, request: pb.ResultRequest, context: grpc.ServicerContext) -> pb.Reply:
+        try:
+            stored = self.pool.get(request.task_id, request.timeout or None)
+        except TaskNotFound as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except TimeoutError as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except Exception as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
+        return pb.Reply(status=stored.status, payload=stored.payload, task_id=request.task_id,
+                        timestamp=stored.timestamp)
+
+    def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
+        import os
+
+        from agentnb import __version__
+
+        with self._lock:
+            return pb.ServerInfo(
+                name=self.name, host=self.host, port=self.port, pid=os.getpid(), started=self.started,
+                capacity=self.capacity, busy=self._busy, queued=self._queued, agents=len(self._agents),
+                pool_type=self.pool_type, version=__version__, completed=self._completed,
+            )
+
+    def ListAgents(self, request: pb.ListAgentsRequest, context: grpc.ServicerContext) -> pb.AgentList:
+        with self._lock:
+            agents = [a for a in self._agents.values() if a.obj is not None and not a.deleted]
+        return pb.AgentList(agents=[a.describe() for a in agents])
+
+    def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownReply:
+        if self._on_shutdown is not None:
+            grace = request.grace if request.grace > 0 else 0.0
+            threading.Thread(target=self._on_shutdown, args=(grace,), daemon=True).start()
+        return pb.ShutdownReply()
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def drain(self, grace: float) -> bool:
+        """Refuse new work and wait up to ``grace`` s for accepted work to finish."""
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._busy or self._queued:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True

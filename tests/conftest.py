@@ -1,0 +1,93 @@
+"""Fixtures shared by the whole suite: isolated runtime folders and real server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import pytest
+
+from agentnb.rpc.child_servers import spawn_server, stop_child_servers
+from agentnb.rpc.connection import ServerConnection
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test gets its own runtime directory: no server record leaks between tests."""
+    path = tmp_path_factory.mktemp("runtime")
+    monkeypatch.setenv("AGENTNB_RUNTIME_DIR", str(path))
+    monkeypatch.delenv("AGENTNB_TOKEN", raising=False)
+    yield str(path)
+
+
+@pytest.fixture(autouse=True)
+def _stop_children() -> Iterator[None]:
+    """Child servers and connections made by a test end with it."""
+    yield
+    ServerConnection.close_all()
+    stop_child_servers()
+
+
+@dataclass
+class ServerProcess:
+    """An agent server running in its own process (``python -m agentnb.server``)."""
+
+    process: subprocess.Popen
+    host: str
+    port: int
+    token: str
+
+    @property
+    def to_dist(self) -> dict:
+        return {"host": self.host, "port": self.port, "token": self.token}
+
+    def connection(self) -> ServerConnection:
+        return ServerConnection.get(self.host, self.port, self.token)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """A factory of real agent-server processes; all are killed when the test ends."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, token: str | None = None, port: int = 0, **popen_kwargs) -> ServerProcess:
+        token = token or secrets.token_urlsafe(16)
+        process, real_port = spawn_server(["--host", "127.0.0.1", "--port", str(port), *args], token,
+                                          **popen_kwargs)
+        server = ServerProcess(process, "127.0.0.1", real_port, token)
+        started.append(server)
+        return server
+
+    yield start
+    ServerConnection.close_all()
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """One agent server process with capacity 16."""
+    return start_server("--capacity", "16")
+
+
+def run_python(code_or_path: str, *args: str, timeout: float = 120, cwd: str | None = None,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Python file (or ``-c`` code) with this interpreter and capture its output."""
+    cmd = [sys.executable, code_or_path, *args] if code_or_path.endswith(".py") else [sys.executable, "-c", code_or_path, *args]
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=full_env)
