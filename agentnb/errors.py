@@ -47,3 +47,12 @@ class RemoteError(AgentnbError):
         super().__init__(f"{remote_type}: {message}")
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback
+
+
+class DeadlockError(AgentnbError):
+    """A synchronous call would wait on an agent that is itself waiting on the caller.
+
+    Agent A calling agent B synchronously while B calls A synchronously can never
+    finish: each agent runs one call at a time. Make one of the two calls
+    asynchronous (``@async_func``) or restructure the exchange.
+    """

@@ -40,7 +40,7 @@ RUNNING: ReplyStatus
 CANCELLED: ReplyStatus
 
 class Call(_message.Message):
-    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch")
+    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Call(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WATCH_FIELD_NUMBER: _ClassVar[int]
+    WAITING_CHAIN_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: CallKind
     agent_id: str
@@ -55,7 +56,8 @@ class Call(_message.Message):
     payload: bytes
     task_id: str
     watch: bool
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ...) -> None: ...
+    waiting_chain: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
     __slots__ = ("calls",)

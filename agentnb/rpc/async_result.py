@@ -157,7 +157,8 @@ class AsyncResult(Generic[T]):
 
     def __reduce__(self) -> Any:
         conn = self._conn
-        return (_rebuild_async_result, (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method))
+        return (_rebuild_async_result,
+                (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method, conn.tls_ca))
 
     def _describe(self) -> str:
         call = f"{self._agent}.{self._method}()" if self._method else "the call"
@@ -174,8 +175,9 @@ class AsyncResult(Generic[T]):
         return f"<AsyncResult {call} {state}{extra} at {self._conn.address}>"
 
 
-def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str) -> AsyncResult:
-    return AsyncResult(ServerConnection.get(host, port, token), task_id, None, agent=agent, method=method)
+def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
+                          tls_ca: str | None = None) -> AsyncResult:
+    return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method)
 
 
 def resolve_results(value: Any) -> Any:

@@ -18,14 +18,20 @@ import cloudpickle
 from agentnb.errors import RemoteError, SerializationError
 
 PROTOCOL = 5
+# gRPC cannot carry a message of 2 GiB or more; keep room for the envelope.
+MAX_PAYLOAD_BYTES = 2**31 - 2**20
 
 
 def dumps(value: Any, what: str = "value") -> bytes:
     """Pickle ``value``; raise SerializationError naming ``what`` when it cannot be."""
     try:
-        return cloudpickle.dumps(value, protocol=PROTOCOL)
+        data = cloudpickle.dumps(value, protocol=PROTOCOL)
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, AttributeError...
         raise SerializationError(f"{what} cannot be pickled ({type(exc).__name__}: {exc})") from exc
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise SerializationError(f"{what} is {len(data)} bytes pickled, above the limit of "
+                                 f"{MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES) per call")
+    return data
 
 
 def loads(data: bytes, what: str = "value") -> Any:

@@ -33,7 +33,10 @@ from agentnb.runtime_dir import _canonical_host
 _LOGGER = logging.getLogger(__name__)
 
 TOKEN_METADATA_KEY = "agentnb-token"
+ENV_TLS_CA = "AGENTNB_TLS_CA"
 MAX_CALLS_PER_FRAME = 512
+# Small calls share a frame; a large payload gets a frame to itself.
+MAX_FRAME_BYTES = 4 * 2**20
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
@@ -81,16 +84,21 @@ class ServerConnection:
     _instances_lock = threading.Lock()
 
     @classmethod
-    def get(cls, host: str, port: int, token: str) -> ServerConnection:
-        """The shared connection to ``host:port``, made on first use."""
+    def get(cls, host: str, port: int, token: str, tls_ca: str | None = None) -> ServerConnection:
+        """The shared connection to ``host:port``, made on first use.
+
+        ``tls_ca`` (or ``$AGENTNB_TLS_CA``): the PEM file of the CA that signed the
+        server's certificate; the channel is then TLS.
+        """
+        tls_ca = tls_ca or os.environ.get(ENV_TLS_CA) or None
         key = (_canonical_host(host), int(port))
         with cls._instances_lock:
             if cls._instances_pid != os.getpid():  # forked: the parent's threads are gone
                 cls._instances = {}
                 cls._instances_pid = os.getpid()
             conn = cls._instances.get(key)
-            if conn is None or conn._closed or conn.token != token:
-                conn = cls(key[0], key[1], token)
+            if conn is None or conn._closed or conn.token != token or conn.tls_ca != tls_ca:
+                conn = cls(key[0], key[1], token, tls_ca)
                 cls._instances[key] = conn
             return conn
 
@@ -102,19 +110,27 @@ class ServerConnection:
         for conn in conns:
             conn.close()
 
-    def __init__(self, host: str, port: int, token: str) -> None:
+    def __init__(self, host: str, port: int, token: str, tls_ca: str | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token
+        self.tls_ca = tls_ca
         self.address = f"{host}:{port}"
         self.client_id = uuid.uuid4().hex[:12]
         self._metadata = ((TOKEN_METADATA_KEY, token),)
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self._channel = grpc.secure_channel(self.address, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentServerStub(self._channel)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._session: _Session | None = None
         self._closed = False
+        self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(target=self._delete_dropped, name=f"agentnb-janitor-{self.address}", daemon=True).start()
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.address}>"
@@ -125,7 +141,7 @@ class ServerConnection:
         return f"{self.client_id}-{next(self._seq)}-{uuid.uuid4().hex[:8]}"
 
     def submit(self, kind: int, agent_id: str, method: str = "", payload: bytes = b"",
-               task_id: str = "", watch: bool = False) -> CallFuture:
+               task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = ()) -> CallFuture:
         """Send one call; return the future its reply will complete."""
         future = CallFuture()
         with self._lock:
@@ -136,9 +152,28 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            session.outbox.put(pb.Call(seq=seq, kind=kind, agent_id=agent_id, method=method,
-                                       payload=payload, task_id=task_id, watch=watch))
+            session.outbox.put(pb.Call(seq=seq, kind=kind, agent_id=agent_id, method=method, payload=payload,
+                                       task_id=task_id, watch=watch, waiting_chain=waiting_chain))
         return future
+
+    def drop_agent(self, agent_id: str) -> None:
+        """Delete an agent whose owning proxy was garbage-collected, in the background.
+
+        Safe to call from ``__del__`` (any thread, any time): it only queues the id.
+        """
+        if self._closed:
+            return
+        self._dropped.put(agent_id)
+
+    def _delete_dropped(self) -> None:
+        while True:
+            agent_id = self._dropped.get()
+            if not agent_id or self._closed:
+                return
+            try:
+                self.submit(pb.DELETE, agent_id)
+            except Exception:  # the server is gone: so is the agent
+                pass
 
     def _open_session(self) -> _Session:
         session = _Session()
@@ -157,7 +192,8 @@ class ServerConnection:
             if call is _CLOSE:
                 return
             calls = [call]
-            while len(calls) < MAX_CALLS_PER_FRAME:
+            size = len(call.payload)
+            while len(calls) < MAX_CALLS_PER_FRAME and size < MAX_FRAME_BYTES:
                 try:
                     call = outbox.get_nowait()
                 except queue.Empty:
@@ -166,6 +202,7 @@ class ServerConnection:
                     yield pb.ClientFrame(calls=calls)
                     return
                 calls.append(call)
+                size += len(call.payload)
             yield pb.ClientFrame(calls=calls)
 
     def _read(self, session: _Session, responses: Iterator[pb.ServerFrame]) -> None:
@@ -226,6 +263,7 @@ class ServerConnection:
             session = self._session
         if session is not None:
             session.outbox.put(_CLOSE)
+        self._dropped.put("")
         self._channel.close()
 
 

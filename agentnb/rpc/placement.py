@@ -21,7 +21,7 @@ from agentnb.rpc.rpc_object import RpcObject, wait_value
 from agentnb.runtime_dir import find_token
 
 ENV_TOKEN = "AGENTNB_TOKEN"
-_OPTION_NAMES = ("host", "port", "token")
+_OPTION_NAMES = ("host", "port", "token", "tls_ca")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class DistOptions:
     host: str | None = None
     port: int | None = None
     token: str | None = None
+    tls_ca: str | None = None  # PEM of the CA that signed a TLS server's certificate
 
     @classmethod
     def parse(cls, to_dist: Any) -> DistOptions:
@@ -53,7 +54,7 @@ class DistOptions:
                 raise TypeError(f"to_dist port must be a number; got {port!r}") from None
             if not 0 < port < 65536:
                 raise ValueError(f"to_dist port {port} is out of range")
-        return cls(host, port, to_dist.get("token"))
+        return cls(host, port, to_dist.get("token"), to_dist.get("tls_ca"))
 
 
 _default_lock = threading.Lock()
@@ -78,7 +79,7 @@ def default_server() -> tuple[str, int, str] | None:
     return _default_server
 
 
-def connect(host: str, port: int, token: str | None = None) -> ServerConnection:
+def connect(host: str, port: int, token: str | None = None, tls_ca: str | None = None) -> ServerConnection:
     """The connection to ``host:port``; the token comes from the argument,
     ``$AGENTNB_TOKEN`` or the server's record in the runtime directory."""
     token = token or os.environ.get(ENV_TOKEN) or find_token(host, port)
@@ -87,12 +88,12 @@ def connect(host: str, port: int, token: str | None = None) -> ServerConnection:
             f"no token for the agent server at {host}:{port}: pass token=..., set ${ENV_TOKEN}, "
             "or start the server as this user on this machine (it records its token)"
         )
-    return ServerConnection.get(host, port, token)
+    return ServerConnection.get(host, port, token, tls_ca)
 
 
 def _target(options: DistOptions) -> ServerConnection:
     if options.host is not None:
-        return connect(options.host, options.port, options.token)  # type: ignore[arg-type]
+        return connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
     default = default_server()
     if default is not None:
         return ServerConnection.get(*default)
@@ -112,7 +113,7 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
     agent_id = uuid.uuid4().hex
     future = conn.submit(pb.CREATE, agent_id, payload=payload)
     created = wait_value(future, conn, f"the creation of {cls.__name__}")
-    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"])
+    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=True)
 
 
 def agent_proxy(conn: ServerConnection, desc: pb.AgentDescription) -> RpcObject:

@@ -8,6 +8,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc import codec
 from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.context import waiting_chain
 from agentnb.rpc.future import DONE
 from agentnb.rpc.rpc_meta import ASYNC
 
@@ -28,10 +29,16 @@ class RpcObject:
     Sync methods and attribute reads wait for the value; ``@async_func``
     methods return an :class:`AsyncResult` at once. Names starting with ``_``
     are refused before anything is sent.
+
+    The proxy that ``to_dist`` returns owns its object: when it is closed or
+    garbage-collected, the object is deleted on the server. Copies (a proxy
+    passed to another agent, or found again with ``agentnb.get_agent``) do not
+    own it.
     """
 
     def __init__(self, connection: ServerConnection, agent_id: str, class_name: str,
-                 methods: dict[str, str], name: str | None = None) -> None:
+                 methods: dict[str, str], name: str | None = None, owner: bool = False) -> None:
+        object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_conn", connection)
         object.__setattr__(self, "_agent_id", agent_id)
         object.__setattr__(self, "_class_name", class_name)
@@ -51,7 +58,7 @@ class RpcObject:
         kind = self._methods.get(name)
         if kind is not None:
             return _RemoteMethod(self, name, kind)
-        future = self._conn.submit(pb.GETATTR, self._agent_id, name)
+        future = self._conn.submit(pb.GETATTR, self._agent_id, name, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"attribute {name!r} of {self._short_class()}")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -70,12 +77,18 @@ class RpcObject:
             task_id = self._conn.new_task_id()
             future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id)
             return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
-        future = self._conn.submit(pb.CALL, self._agent_id, method, payload)
+        future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"the result of {label}()")
 
     def close(self) -> None:
-        """Delete the object on its server. The proxy cannot be used afterwards."""
+        """Delete the object on its server (after the calls already sent to it).
+        Any proxy to it fails with AgentNotFound afterwards."""
+        object.__setattr__(self, "_owner", False)
         wait_value(self._conn.submit(pb.DELETE, self._agent_id), self._conn, "delete")
+
+    def __del__(self) -> None:
+        if getattr(self, "_owner", False):
+            self._conn.drop_agent(self._agent_id)
 
     def _short_class(self) -> str:
         return self._class_name.rsplit(".", 1)[-1]
@@ -85,8 +98,8 @@ class RpcObject:
 
     def __reduce__(self) -> Any:
         conn = self._conn
-        return (_rebuild_rpc_object,
-                (conn.host, conn.port, conn.token, self._agent_id, self._class_name, self._methods, self._name))
+        return (_rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
+                                      self._methods, self._name, conn.tls_ca))
 
     def __repr__(self) -> str:
         name = f" name={self._name!r}" if self._name else ""
@@ -112,5 +125,5 @@ class _RemoteMethod:
 
 
 def _rebuild_rpc_object(host: str, port: int, token: str, agent_id: str, class_name: str,
-                        methods: dict[str, str], name: str | None) -> RpcObject:
-    return RpcObject(ServerConnection.get(host, port, token), agent_id, class_name, methods, name)
+                        methods: dict[str, str], name: str | None, tls_ca: str | None = None) -> RpcObject:
+    return RpcObject(ServerConnection.get(host, port, token, tls_ca), agent_id, class_name, methods, name)

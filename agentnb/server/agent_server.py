@@ -75,16 +75,25 @@ class AgentServer:
         record: write a record (with the token) to the runtime directory so that
             this user's other processes can find the server.
         local_mode: only loopback addresses may be bound unless this is False.
+        tls_cert, tls_key: PEM files; when given the server speaks TLS only.
+        tls_client_ca: PEM file of a CA; when given, clients must present a
+            certificate it signed (mutual TLS), on top of the token.
     """
 
     def __init__(self, host: str = "localhost", port: int | None = None, *, name: str | None = None,
                  token: str | None = None, capacity: int = 32, pool_type: str = "local",
                  redis_url: str | None = None, max_len: int = 8192, max_expire_time: float = 7200.0,
                  record: bool = True, record_kind: str = "server", log_path: str = "",
-                 local_mode: bool = True) -> None:
+                 local_mode: bool = True, tls_cert: str | None = None, tls_key: str | None = None,
+                 tls_client_ca: str | None = None) -> None:
         if local_mode and host not in LOOPBACK_HOSTS:
             raise AgentServerError(f"host {host!r} is not a loopback address; pass local_mode=False "
                                    "(--no-local-mode) to serve other machines")
+        if bool(tls_cert) != bool(tls_key):
+            raise AgentServerError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+        if tls_client_ca and not tls_cert:
+            raise AgentServerError("--tls-client-ca needs --tls-cert and --tls-key")
+        self.tls = (tls_cert, tls_key, tls_client_ca) if tls_cert else None
         self.host = host
         self.requested_port = int(port or 0)
         self.port = 0
@@ -112,8 +121,13 @@ class AgentServer:
         bind_host = _canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
         if ":" in bind_host and not bind_host.startswith("["):
             bind_host = f"[{bind_host}]"
+        address = f"{bind_host}:{self.requested_port}"
+        credentials = self._credentials() if self.tls else None
         try:
-            port = server.add_insecure_port(f"{bind_host}:{self.requested_port}")
+            if credentials is not None:
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as exc:
             port = 0
             cause: Exception | None = exc
@@ -135,6 +149,22 @@ class AgentServer:
             ))
         _LOGGER.info("agent server %s listening on %s:%d (capacity %d)", self.name, self.host, port, self.capacity)
         return self
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        cert, key, client_ca = self.tls  # type: ignore[misc]
+        try:
+            with open(cert, "rb") as f:
+                cert_pem = f.read()
+            with open(key, "rb") as f:
+                key_pem = f.read()
+            ca_pem = None
+            if client_ca:
+                with open(client_ca, "rb") as f:
+                    ca_pem = f.read()
+        except OSError as exc:
+            raise AgentServerError(f"cannot read a TLS file: {exc}") from exc
+        return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem,
+                                           require_client_auth=bool(ca_pem))
 
     def stop(self, grace: float = 5.0) -> None:
         """Refuse new calls, let accepted ones finish for up to ``grace`` s, then stop."""

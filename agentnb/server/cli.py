@@ -31,6 +31,9 @@ def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
     parser.add_argument("--max-len", type=int, default=8192, help="results kept at most (local pool)")
     parser.add_argument("--no-local-mode", dest="local_mode", action="store_false",
                         help="allow binding a non-loopback address")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve TLS only")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", default=None, help="PEM CA: require client certificates it signed")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds running calls get on SIGTERM")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     # For agentnb's own launchers.
@@ -73,6 +76,7 @@ def serve(args: argparse.Namespace) -> int:
         args.host, args.port, name=args.name, token=token, capacity=args.capacity, pool_type=args.pool_type,
         redis_url=args.redis_url, max_len=args.max_len, max_expire_time=args.max_expire_time,
         record=not args.child, record_kind=args.record_kind, log_path=args.log_path, local_mode=args.local_mode,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
     ).start()
 
     stop_requested = threading.Event()

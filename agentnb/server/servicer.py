@@ -20,9 +20,10 @@ import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
-from agentnb.errors import AgentNotFound, AgentServerError, TaskNotFound
+from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskNotFound
 from agentnb.rpc import codec
 from agentnb.rpc.async_result import resolve_results
+from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.rpc_meta import ASYNC, remote_methods
 from agentnb.server.result_pool import ResultPool, StoredResult
 
@@ -165,6 +166,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             elif agent is None or agent.deleted:
                 agent = None
                 error = AgentNotFound(f"no agent with id {call.agent_id} on the agent server {self.name}")
+            elif call.agent_id in call.waiting_chain:
+                error = DeadlockError(
+                    f"deadlock: the synchronous call {agent.name or agent.class_name}.{call.method} can never run, "
+                    "because that agent is itself waiting synchronously on the caller (directly or through other "
+                    "agents); make one of the calls asynchronous (@async_func) or break the cycle")
+                agent = None
             if agent is not None:
                 self._queued += 1
                 if call.task_id:
@@ -216,12 +223,15 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     def _execute(self, agent: _Agent, call: pb.Call) -> tuple[int, bytes]:
         where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
+        set_waiting_chain((*call.waiting_chain, agent.agent_id))
         try:
             value = self._run(agent, call)
             label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
             return pb.OK, codec.dumps(value, f"the result of {label}")
         except BaseException as exc:  # an agent's failure is its caller's, never the server's
             return pb.ERROR, codec.encode_error(exc, where)
+        finally:
+            set_waiting_chain(None)
 
     def _run(self, agent: _Agent, call: pb.Call) -> object:
         kind = call.kind
