@@ -91,3 +91,49 @@ def run_python(code_or_path: str, *args: str, timeout: float = 120, cwd: str | N
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=full_env)
+
+
+# -- the long call ---------------------------------------------------------------------------
+# An async call of LONG_CALL_SECONDS must simply return its value (no hidden deadline).
+# It starts when collection finishes, in its own process, so it runs while the rest of
+# the suite does; tests/test_long_call.py collects its result at the end.
+
+LONG_CALL_SECONDS = 150
+LONG_CALL_SCRIPT = f"""
+import json, time
+from agentnb import AgentBase, async_func
+
+class Sleeper(AgentBase):
+    @async_func
+    def nap(self, seconds):
+        time.sleep(seconds)
+        return f"woke after {{seconds}} s"
+
+start = time.monotonic()
+res = Sleeper("sleeper", to_dist=True).nap({LONG_CALL_SECONDS})
+value = res.result()
+print(json.dumps({{"value": value, "elapsed": time.monotonic() - start}}))
+"""
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker("long_call") for item in session.items):
+        session.config._agentnb_long_call = subprocess.Popen(  # type: ignore[attr-defined]
+            [sys.executable, "-c", LONG_CALL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=REPO)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long_call: collects the long call started at collection time")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    process = getattr(config, "_agentnb_long_call", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def long_call(request: pytest.FixtureRequest) -> subprocess.Popen:
+    return request.config._agentnb_long_call  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ still running. The local pool is a dict bounded by ``max_len`` and
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -19,6 +20,9 @@ from agentnb.errors import TaskNotFound
 # How long a reader waits for a task id the pool has never seen: an AsyncResult
 # handed to another server can reach it before its own call reaches this one.
 UNKNOWN_TASK_GRACE = 5.0
+# The shape of the task ids clients make (client id, sequence number, random part);
+# any other id cannot appear later, so it is not waited for.
+TASK_ID_PATTERN = re.compile(r"[0-9a-f]{12}-[0-9]+-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ class LocalResultPool(ResultPool):
 
     def get(self, task_id: str, timeout: float | None = None) -> StoredResult:
         deadline = None if timeout is None else time.monotonic() + timeout
-        unknown_deadline = time.monotonic() + UNKNOWN_TASK_GRACE
+        grace = UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0
+        unknown_deadline = time.monotonic() + grace
         with self._cond:
             while True:
                 now = time.monotonic()
