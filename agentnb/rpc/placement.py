@@ -59,20 +59,30 @@ class DistOptions:
 
 _default_lock = threading.Lock()
 _default_server: tuple[str, int, str] | None = None
+_default_detached = False
 
 
-def set_default_server(host: str, port: int, token: str) -> None:
+def set_default_server(host: str, port: int, token: str, *, detached: bool = False) -> None:
     """Place objects distributed without an address on this server (used by
-    ``%agent_server start`` / ``use``) instead of a child server."""
-    global _default_server
+    ``%agent_server start`` / ``use``) instead of a child server.
+
+    With ``detached=True`` (what ``%agent_server`` does: the server is a daemon)
+    the objects placed there this way belong to the server, not to their
+    proxies: they stay when the proxy is garbage-collected or this process
+    exits, so that a restarted kernel can re-attach to them with
+    :func:`get_agent`. ``proxy.close()`` still deletes one.
+    """
+    global _default_server, _default_detached
     with _default_lock:
         _default_server = (host, int(port), token)
+        _default_detached = detached
 
 
 def clear_default_server() -> None:
-    global _default_server
+    global _default_server, _default_detached
     with _default_lock:
         _default_server = None
+        _default_detached = False
 
 
 def default_server() -> tuple[str, int, str] | None:
@@ -109,11 +119,12 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
     Raises the exception of the object's ``__init__`` if it fails there.
     """
     payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
+    detached = options.host is None and _default_detached and default_server() is not None
     conn = _target(options)
     agent_id = uuid.uuid4().hex
     future = conn.submit(pb.CREATE, agent_id, payload=payload)
     created = wait_value(future, conn, f"the creation of {cls.__name__}")
-    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=True)
+    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=not detached)
 
 
 def agent_proxy(conn: ServerConnection, desc: pb.AgentDescription) -> RpcObject:

@@ -1,0 +1,110 @@
+"""DaemonOptions: how to start one agent-server daemon, checked before anything runs."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+
+from agentnb.errors import AgentServerError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+POOL_TYPES = ("local", "redis")
+DEFAULT_HOST = "localhost"
+DEFAULT_CAPACITY = 32
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class DaemonError(AgentServerError):
+    """A daemon could not be started, found or stopped; the message says why.
+
+    In IPython it is shown as its message alone: the traceback through the
+    extension would only hide what went wrong.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a daemon (its record and log file); raise DaemonError if not."""
+    if not NAME_PATTERN.match(name):
+        raise DaemonError(
+            f"invalid daemon name {name!r}: use 1 to 63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """The settings of ``%agent_server start`` (all optional).
+
+    Attributes:
+        name: the daemon's name; made up (``daemon-1``, ...) when None.
+        host: the loopback interface the server binds.
+        port: the port; 0 picks a free one.
+        capacity: agent calls the server runs at once.
+        pool_type: where results are kept: ``local`` or ``redis``.
+        redis_url: the Redis server, with ``pool_type="redis"``.
+        max_expire_time: seconds a result is kept (None: the server's default).
+        max_len: results kept at most by the local pool (None: the server's default).
+        model_config_path: a JSON file of model configurations for the server.
+    """
+
+    name: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = 0
+    capacity: int = DEFAULT_CAPACITY
+    pool_type: str = "local"
+    redis_url: str | None = None
+    max_expire_time: float | None = None
+    max_len: int | None = None
+    model_config_path: str | None = None
+
+    def checked(self) -> DaemonOptions:
+        """These options with paths made absolute; DaemonError names the first wrong one."""
+        if self.name is not None:
+            check_name(self.name)
+        if self.host not in LOOPBACK_HOSTS:
+            raise DaemonError(
+                f"--host {self.host!r}: a daemon binds a loopback address ({', '.join(LOOPBACK_HOSTS)}); to serve "
+                "other machines, run `as_server start --no-local-mode` with its TLS options yourself"
+            )
+        if not 0 <= self.port < 65536:
+            raise DaemonError(f"--port must be between 0 (a free port) and 65535, got {self.port}")
+        if self.capacity < 1:
+            raise DaemonError(f"--capacity must be at least 1, got {self.capacity}")
+        if self.pool_type not in POOL_TYPES:
+            raise DaemonError(f"--pool-type must be one of {', '.join(POOL_TYPES)}, got {self.pool_type!r}")
+        if self.pool_type == "redis" and not self.redis_url:
+            raise DaemonError("--pool-type redis needs --redis-url (e.g. redis://localhost:6379)")
+        if self.redis_url and self.pool_type != "redis":
+            raise DaemonError("--redis-url is only used with --pool-type redis")
+        if self.max_expire_time is not None and self.max_expire_time <= 0:
+            raise DaemonError(f"--max-expire-time must be a positive number of seconds, got {self.max_expire_time}")
+        if self.max_len is not None and self.max_len < 1:
+            raise DaemonError(f"--max-len must be at least 1, got {self.max_len}")
+        if self.max_len is not None and self.pool_type != "local":
+            raise DaemonError("--max-len only applies to --pool-type local (Redis results expire by time)")
+        model_config_path = self.model_config_path
+        if model_config_path is not None:
+            model_config_path = os.path.abspath(os.path.expanduser(model_config_path))
+            if not os.path.isfile(model_config_path):
+                raise DaemonError(f"--model-config-path {self.model_config_path!r} is not a file")
+        return replace(self, model_config_path=model_config_path)
+
+    def server_args(self, name: str, log_path: str) -> list[str]:
+        """The command line of ``python -m agentnb.server`` for a daemon called ``name``."""
+        args = ["--host", self.host, "--port", str(self.port), "--capacity", str(self.capacity),
+                "--name", name, "--record-kind", "daemon", "--log-path", log_path,
+                "--log-level", "INFO", "--pool-type", self.pool_type]
+        if self.redis_url:
+            args += ["--redis-url", self.redis_url]
+        if self.max_expire_time is not None:
+            args += ["--max-expire-time", repr(float(self.max_expire_time))]
+        if self.max_len is not None:
+            args += ["--max-len", str(self.max_len)]
+        if self.model_config_path:
+            args += ["--model-config-path", self.model_config_path]
+        return args

@@ -1,0 +1,151 @@
+"""The command line of ``%agent_server``: subcommands, flags, and errors that name what was wrong."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any, NoReturn
+
+from kernel_ext.daemon_options import POOL_TYPES
+from kernel_ext.daemons import DEFAULT_STOP_GRACE
+
+PROG = "%agent_server"
+COMMANDS = ("start", "list", "status", "logs", "stop", "use")
+
+DESCRIPTION = """\
+Manage agent-server daemons: servers that run apart from this kernel (they
+survive its restart and shutdown) and host the agents made with .to_dist().
+The first daemon started in a kernel becomes its default: later .to_dist()
+and to_dist=True objects go there instead of to a child process.
+"""
+
+EPILOG = """\
+examples:
+  %agent_server start --name lab --capacity 8
+  %agent_server list
+  %agent_server status lab
+  %agent_server logs lab -n 20
+  %agent_server use lab
+  %agent_server stop lab
+  %agent_server stop --all
+
+`%agent_server COMMAND --help` describes one command.
+"""
+
+
+class MagicUsageError(Exception):
+    """A wrong ``%agent_server`` command line; the message says what was wrong."""
+
+
+class HelpShown(Exception):
+    """``--help`` printed the help: there is nothing more to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting the kernel."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MagicUsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status:
+            raise MagicUsageError(message or f"{self.prog}: error")
+        raise HelpShown()
+
+
+def _number(kind: type, minimum: float, what: str) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    convert.__name__ = what
+    return convert
+
+
+_port = _number(int, 0, "a port number (0 for a free one)")
+_positive_int = _number(int, 1, "a whole number of at least 1")
+_lines = _number(int, 0, "a number of lines (0 or more)")
+_seconds = _number(float, 0.0, "a number of seconds (0 or more)")
+_positive_seconds = _number(float, 1e-9, "a positive number of seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``%agent_server`` and its subcommands."""
+    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, add_help=True,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_Parser)
+
+    start = commands.add_parser("start", help="start a daemon and wait until it answers",
+                                description="Start an agent-server daemon and wait until it answers.")
+    start.add_argument("--name", help="its name (default: daemon-1, daemon-2, ...)")
+    start.add_argument("--host", default="localhost",
+                       help="loopback interface to bind: localhost (default), 127.0.0.1 or ::1")
+    start.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
+    start.add_argument("--capacity", type=_positive_int, default=32, help="calls run at once (default: 32)")
+    start.add_argument("--pool-type", choices=POOL_TYPES, default="local", help="result pool (default: local)")
+    start.add_argument("--redis-url", help="Redis URL, with --pool-type redis")
+    start.add_argument("--max-expire-time", type=_positive_seconds, help="seconds results are kept")
+    start.add_argument("--max-len", type=_positive_int, help="results kept at most (local pool)")
+    start.add_argument("--model-config-path", help="JSON file of model configurations")
+    start.add_argument("--no-default", action="store_true",
+                       help="do not make it this kernel's default even if there is none yet")
+
+    commands.add_parser("list", help="every daemon of this user, with its load",
+                        description="List every agent server recorded for this user.")
+
+    status = commands.add_parser("status", help="one daemon and its agents",
+                                 description="Show one agent server and the agents it hosts.")
+    status.add_argument("name", help="the daemon's name")
+
+    logs = commands.add_parser("logs", help="the end of a daemon's log file",
+                               description="Print the end of a daemon's log file.")
+    logs.add_argument("name", help="the daemon's name")
+    logs.add_argument("-n", "--lines", type=_lines, default=50, help="lines to show (default: 50)")
+
+    stop = commands.add_parser("stop", help="stop daemons (SIGTERM, then SIGKILL after --grace)",
+                               description="Stop daemons: SIGTERM lets running calls finish; "
+                                           "SIGKILL follows after --grace seconds.")
+    stop.add_argument("names", nargs="*", metavar="NAME", help="the daemons to stop")
+    stop.add_argument("--all", action="store_true", help="stop every daemon of this user")
+    stop.add_argument("--grace", type=_seconds, default=DEFAULT_STOP_GRACE,
+                      help=f"seconds before SIGKILL (default: {DEFAULT_STOP_GRACE:g})")
+
+    use = commands.add_parser("use", help="place this kernel's new agents on a daemon",
+                              description="Place the agents this kernel distributes from now on "
+                                          "on daemon NAME (--none: back to child servers).")
+    use.add_argument("name", nargs="?", help="the daemon's name")
+    use.add_argument("--none", action="store_true", help="go back to child servers of this kernel")
+    return parser
+
+
+def parse(line: str) -> argparse.Namespace:
+    """Parse a ``%agent_server`` line.
+
+    Raises:
+        MagicUsageError: the line is wrong (the message names the argument).
+        HelpShown: help was asked for (and printed), or no command was given.
+    """
+    parser = build_parser()
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise MagicUsageError(f"{PROG}: cannot read the arguments: {exc}") from None
+    if not argv:
+        parser.print_help()
+        raise HelpShown()
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        raise MagicUsageError(f"{PROG}: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)} "
+                              f"(see `{PROG} --help`)")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        raise MagicUsageError(f"{PROG}: missing a command, one of {', '.join(COMMANDS)} (see `{PROG} --help`)")
+    if args.command == "stop" and bool(args.names) == args.all:
+        raise MagicUsageError(f"{PROG} stop: name the daemons to stop, or pass --all (not both)")
+    if args.command == "use" and (args.name is None) != args.none:
+        raise MagicUsageError(f"{PROG} use: name a daemon, or pass --none to go back to child servers (not both)")
+    return args

@@ -1,0 +1,66 @@
+"""Every notebook in notebooks/ runs from top to bottom in a real kernel (nbclient).
+
+The kernel inherits the test's environment, so its daemons are recorded in the
+test's own runtime directory and the reaper stops whatever a notebook leaves.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Callable
+
+import kernel_fixtures
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from agentnb.runtime_dir import iter_records
+
+# The shared fixtures of the notebook-side tests (see kernel_fixtures).
+reap_daemons = kernel_fixtures.reap_daemons
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 180
+
+
+def stream_text(nb: nbformat.NotebookNode) -> str:
+    return "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                   for out in cell.get("outputs", []) if out.output_type == "stream")
+
+
+def check_quickstart(nb: nbformat.NotebookNode) -> None:
+    """The seed's promise, with a wide margin: distributed takes well under the sequential time."""
+    text = stream_text(nb)
+    sequential = float(re.search(r"without distributed mode: ([\d.]+) s", text).group(1))
+    distributed = float(re.search(r"with distributed mode: ([\d.]+) s", text).group(1))
+    assert distributed < 0.6 * sequential, text
+    assert text.count("Answer from W") == 10
+
+
+def check_daemons(nb: nbformat.NotebookNode) -> None:
+    text = stream_text(nb)
+    assert "state kept: 16" in text and "still counting: 20" in text, text
+
+
+CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
+    "quickstart": check_quickstart,
+    "daemons": check_daemons,
+}
+
+
+def test_there_are_notebooks() -> None:
+    assert {"quickstart", "daemons"} <= {path.stem for path in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_runs(path: pathlib.Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    check = CHECKS.get(path.stem)
+    if check is not None:
+        check(nb)
+    left = [record.name for record in iter_records()]
+    assert not left, f"{path.name} left agent servers running: {left}"
