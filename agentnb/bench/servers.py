@@ -1,0 +1,151 @@
+"""Server processes for the benchmark, each stopped when its ``with`` block ends.
+
+Agent servers are started exactly as child mode starts them
+(``python -m agentnb.server`` through :func:`spawn_server`); the floor is
+``python -m agentnb.bench.floor``. Both exit by themselves when the benchmark's
+end of their stdin closes, so none outlives it even when it is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from agentnb.rpc.child_servers import spawn_server
+from agentnb.rpc.connection import ServerConnection
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class AgentServerProcess:
+    """A running ``python -m agentnb.server`` and how to reach it."""
+
+    process: subprocess.Popen
+    port: int
+    token: str
+    log: IO[bytes]
+    host: str = HOST
+    _connections: list[ServerConnection] = field(default_factory=list)
+
+    @property
+    def to_dist(self) -> dict:
+        """The ``to_dist=`` argument that places an object on this server (a fresh dict each time)."""
+        return {"host": self.host, "port": self.port, "token": self.token}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def connection(self) -> ServerConnection:
+        """This process's shared connection to the server (closed when the server stops)."""
+        conn = ServerConnection.get(self.host, self.port, self.token)
+        self._connections.append(conn)
+        return conn
+
+    def rss_kib(self) -> int:
+        """The server's resident memory (VmRSS of /proc/PID/status), in KiB."""
+        return read_rss_kib(self.pid)
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines the server wrote (for a failure's reason)."""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+
+def read_rss_kib(pid: int) -> int:
+    """VmRSS of process ``pid`` in KiB, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+@contextlib.contextmanager
+def agent_server(capacity: int = 256) -> Iterator[AgentServerProcess]:
+    """An agent server process with ``capacity`` executor threads, stopped on exit.
+
+    ``--child`` keeps it out of the runtime directory (no record to clean up)
+    and makes it exit when this process closes its stdin.
+    """
+    token = secrets.token_urlsafe(16)
+    log = tempfile.TemporaryFile()
+    args = ["--host", HOST, "--port", "0", "--capacity", str(capacity), "--child"]
+    try:
+        process, port = spawn_server(args, token, stdout=log, stderr=subprocess.STDOUT)
+    except BaseException:
+        log.close()
+        raise
+    server = AgentServerProcess(process, port, token, log)
+    try:
+        yield server
+    finally:
+        for conn in server._connections:
+            with contextlib.suppress(Exception):
+                conn.close()
+        stop_process(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[int]:
+    """A bare grpcio echo server process; yields its port."""
+    process = subprocess.Popen([sys.executable, "-m", "agentnb.bench.floor", "--host", HOST],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        yield _read_port_line(process)
+    finally:
+        stop_process(process)
+
+
+def _read_port_line(process: subprocess.Popen) -> int:
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    deadline = time.monotonic() + START_TIMEOUT
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeError(f"the floor server did not start within {START_TIMEOUT:.0f} s")
+        readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if readable:
+            chunk = os.read(fd, 64)
+            if not chunk:
+                break
+            data += chunk
+        elif process.poll() is not None:
+            break
+    if not data.strip().isdigit():
+        raise RuntimeError(f"the floor server failed to start (exit status {process.poll()})")
+    return int(data)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Close its stdin, SIGTERM it, and SIGKILL it if it is still there after ``grace`` s."""
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)

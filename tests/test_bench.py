@@ -1,0 +1,59 @@
+"""The benchmark runs and reports every workload (so that it cannot rot).
+
+Only that figures are there is checked, never what they are: timings on a
+shared machine are reported, not tested.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from agentnb.bench.report import ISSUE2_FIGURES, compare
+
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+FLOOR_FIGURES = {"W3.p50", "W3.p99", "W4.rate", "W5.echo64"}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_quick_benchmark_reports_every_workload(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "agentnb.bench", "--quick", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+
+    table = run.stdout
+    assert "FAILED" not in table, table
+    for workload in WORKLOADS:
+        assert f"\n{workload}." in table, f"{workload} is missing from the table:\n{table}"
+    for _, label in ISSUE2_FIGURES:
+        assert label in table, f"issue 2 figure {label!r} is missing:\n{table}"
+
+    data = json.loads(out.read_text())
+    machine = data["machine"]
+    assert machine["cpu_count"] >= 1 and machine["python"] and machine["grpcio"]
+    assert data["settings"]["quick"] is True
+    metrics = {m["key"]: m for m in data["metrics"]}
+    assert {key.split(".")[0] for key in metrics} == set(WORKLOADS)
+    for key, metric in metrics.items():
+        assert metric["error"] is None, (key, metric["error"])
+        assert len(metric["values"]) >= 3, key
+        assert all(_number(v) for v in metric["values"]), (key, metric["values"])
+        assert all(_number(metric[stat]) for stat in ("median", "min", "max")), key
+        assert metric["min"] <= metric["median"] <= metric["max"], key
+        assert metric["key"] in table, key
+    for key in FLOOR_FIGURES:
+        assert len(metrics[key]["floor"]) >= 3 and _number(metrics[key]["ratio"]), key
+
+    # A later run compares itself with this one.
+    compared = compare(data, json.loads(out.read_text()))
+    for key in metrics:
+        assert key in compared
+    assert "worse" not in compared and "better" not in compared
