@@ -11,7 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 from agentnb.agents import AgentBase
-from agentnb.config import init
+from agentnb.config import ModelConfigError, init
 from agentnb.errors import (
     AgentnbError,
     AgentNotFound,
@@ -25,6 +25,7 @@ from agentnb.errors import (
     TaskNotFound,
 )
 from agentnb.message import Msg
+from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
 from agentnb.rpc import AsyncResult, RpcMeta, RpcObject, async_func, sync_func
 from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_server
 from agentnb.server import RpcAgentServerLauncher
@@ -37,6 +38,10 @@ __all__ = [
     "AsyncResult",
     "AuthenticationError",
     "DeadlockError",
+    "ModelCallError",
+    "ModelConfigError",
+    "ModelResponse",
+    "ModelsExtraMissing",
     "Msg",
     "RemoteError",
     "RpcAgentServerLauncher",
@@ -52,6 +57,7 @@ __all__ = [
     "get_agent",
     "init",
     "list_agents",
+    "load_model",
     "load_ipython_extension",
     "set_default_server",
     "sync_func",

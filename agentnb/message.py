@@ -36,13 +36,14 @@ class Msg(dict):
             raise AttributeError(key) from None
 
     def __reduce__(self) -> Any:
-        return (_rebuild_msg, (dict(self),))
+        # The class travels too: a subclass of Msg must come back as itself.
+        return (_rebuild_msg, (dict(self), type(self)))
 
     def __repr__(self) -> str:
         return f"Msg(name={self.get('name')!r}, role={self.get('role')!r}, content={self.get('content')!r})"
 
 
-def _rebuild_msg(data: dict) -> Msg:
-    msg = Msg.__new__(Msg)
+def _rebuild_msg(data: dict, cls: type[Msg] = Msg) -> Msg:
+    msg = cls.__new__(cls)
     dict.update(msg, data)
     return msg

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from agentnb._proto import agentnb_pb2 as pb
+from agentnb.config import server_environment
 from agentnb.errors import AgentServerError
 from agentnb.rpc.child_servers import spawn_server
 from agentnb.rpc.connection import ServerConnection
@@ -136,8 +137,10 @@ class DaemonRegistry:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as log:
                 try:
+                    # The kernel's model configs (agentnb.init) reach the daemon through its environment.
                     process, port = spawn_server(options.server_args(name, str(log_path)), token,
-                                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                                 extra_env=server_environment(), stdin=subprocess.DEVNULL,
+                                                 stdout=log, stderr=subprocess.STDOUT)
                 except AgentServerError as exc:
                     tail = self._read_tail(log_path, 20).rstrip()
                     detail = f"\n--- end of {log_path} ---\n{tail}" if tail else ""

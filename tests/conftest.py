@@ -8,8 +8,8 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import pytest
 
@@ -84,15 +84,6 @@ def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     return start_server("--capacity", "16")
 
 
-def run_python(code_or_path: str, *args: str, timeout: float = 120, cwd: str | None = None,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a Python file (or ``-c`` code) with this interpreter and capture its output."""
-    cmd = [sys.executable, code_or_path, *args] if code_or_path.endswith(".py") else [sys.executable, "-c", code_or_path, *args]
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=full_env)
-
-
 # -- the long call ---------------------------------------------------------------------------
 # An async call of LONG_CALL_SECONDS must simply return its value (no hidden deadline).
 # It starts when collection finishes, in its own process, so it runs while the rest of
@@ -114,6 +105,11 @@ res = Sleeper("sleeper", to_dist=True).nap({LONG_CALL_SECONDS})
 value = res.result()
 print(json.dumps({{"value": value, "elapsed": time.monotonic() - start}}))
 """
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The long call is collected last, so that the rest of the suite runs meanwhile.
+    items.sort(key=lambda item: item.get_closest_marker("long_call") is not None)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentnb.message import Msg
+from agentnb.models import ModelWrapper, load_model
 from agentnb.rpc.rpc_meta import RpcMeta, async_func
 
 
@@ -17,7 +18,9 @@ class AgentBase(metaclass=RpcMeta):
     Args:
         name: the agent's name (also how a re-attached proxy finds it).
         sys_prompt: an optional system prompt, kept as ``self.sys_prompt``.
-        model_config_name: the name of a model configuration (see ``agentnb.init``).
+        model_config_name: the name of a model configuration (see ``agentnb.init``):
+            the agent gets ``self.model``, that model's wrapper, built by the process
+            that builds the agent (the agent server, for a distributed agent).
         use_memory: keep the messages the agent observes in ``self.memory``.
     """
 
@@ -26,6 +29,8 @@ class AgentBase(metaclass=RpcMeta):
         self.name = name
         self.sys_prompt = sys_prompt
         self.model_config_name = model_config_name
+        # Resolved here, so that a distributed agent whose config its server lacks fails at creation.
+        self.model: ModelWrapper | None = load_model(model_config_name) if model_config_name else None
         self.memory: list[Msg] | None = [] if use_memory else None
 
     @async_func

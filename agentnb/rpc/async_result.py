@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.errors import TaskCancelled
+from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable, TaskCancelled
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, CallFuture
@@ -15,6 +16,8 @@ from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, CallFuture
 T = TypeVar("T")
 
 _UNSET = object()
+# How long done() lets the server look for a result it does not hold yet, in seconds.
+_DONE_POLL_TIMEOUT = 0.01
 
 
 class AsyncResult(Generic[T]):
@@ -65,8 +68,23 @@ class AsyncResult(Generic[T]):
             reply = self._conn.get_result(self._task_id, timeout)
             self._decode(reply.status, reply.payload, None)
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not future.wait(timeout):
             raise TimeoutError(f"{self._describe()} did not finish within {timeout} s")
+        if isinstance(future.error, ServerUnavailable):
+            # The session was lost before the reply came. The call may run on, or
+            # have finished, and a pool that outlives its server (Redis) may hold
+            # the result: ask the server, restarted or not. If it cannot say, the
+            # loss stands, and is not cached, so that a later result() asks again.
+            try:
+                remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+                reply = self._conn.get_result(self._task_id, remaining)
+            except TimeoutError:
+                raise TimeoutError(f"{self._describe()} did not finish within {timeout} s") from None
+            except AgentServerError:
+                raise future.error from None
+            self._decode(reply.status, reply.payload, None)
+            return
         self._decode(0, future.payload, future)
 
     def _decode(self, status: int, payload: bytes, future: CallFuture | None) -> None:
@@ -90,7 +108,16 @@ class AsyncResult(Generic[T]):
     def done(self) -> bool:
         """Whether the call has finished (successfully or not)."""
         if self._future is None:
-            return self._value is not _UNSET or self._error is not None
+            if self._value is _UNSET and self._error is None:
+                # A reference that travelled here gets no pushed reply: without
+                # asking its server, done() stayed False forever.
+                try:
+                    self._settle(_DONE_POLL_TIMEOUT)
+                except TimeoutError:
+                    return False
+                except AgentnbError as exc:  # no such task, server gone: finished, as a failure
+                    self._error = exc
+            return True
         return self._future.done()
 
     @property

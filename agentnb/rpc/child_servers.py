@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentnb import config
 from agentnb.errors import AgentServerError
 
 START_TIMEOUT = 60.0
@@ -33,6 +34,7 @@ class ChildServer:
     host: str
     port: int
     token: str
+    model_configs: str = ""  # config.configs_digest() when it started: what it was handed
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -49,8 +51,10 @@ def child_server() -> ChildServer:
     with _lock:
         if _owner_pid != os.getpid():  # forked: the parent's children are not ours
             _children, _owner_pid = [], os.getpid()
+        digest = config.configs_digest()
         for child in _children:
-            if child.alive():
+            # One started before init(model_configs=...) added configs lacks them: a new one gets them.
+            if child.alive() and child.model_configs == digest:
                 return child
         child = start_child_server()
         _children.append(child)
@@ -60,19 +64,25 @@ def child_server() -> ChildServer:
 def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
     """Start one child server on a free loopback port and wait until it listens."""
     token = secrets.token_urlsafe(32)
-    process, port = spawn_server(["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token)
-    return ChildServer(process, "127.0.0.1", port, token)
+    digest = config.configs_digest()
+    process, port = spawn_server(["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token,
+                                 extra_env=config.server_environment())
+    return ChildServer(process, "127.0.0.1", port, token, digest)
 
 
-def spawn_server(server_args: list[str], token: str, **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
+                 **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
     """Run ``python -m agentnb.server SERVER_ARGS`` and wait until it listens.
 
-    The token goes through the environment (not the command line, which other
-    users can read). Returns the process and the port it reported.
+    The token, and ``extra_env`` (e.g. the model configurations of
+    ``config.server_environment()``), go through the environment, not the
+    command line, which other users can read. Returns the process and the port
+    it reported.
     """
-    ready_read, ready_write = os.pipe()
     env = dict(os.environ)
+    env.update(extra_env or {})
     env["AGENTNB_TOKEN"] = token
+    ready_read, ready_write = os.pipe()
     # Modules the parent can import (its script's folder, the notebook's cwd)
     # must be importable by the server: classes in them travel by reference.
     paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)]

@@ -69,7 +69,9 @@ class RpcMeta(ABCMeta):
     def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(name, bases, namespace, **kwargs)
         cls._agentnb_methods = remote_methods(cls)
-        if "to_dist" not in namespace:
+        # Only where no class of the hierarchy has one: a to_dist a base class
+        # defines itself must not be replaced in its subclasses.
+        if not any("to_dist" in vars(klass) for klass in cls.__mro__):
             cls.to_dist = _to_dist  # type: ignore[attr-defined]
 
     def __call__(cls, *args: Any, to_dist: Any = None, **kwargs: Any) -> Any:

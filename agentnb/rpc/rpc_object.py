@@ -80,6 +80,16 @@ class RpcObject:
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"the result of {label}()")
 
+    def to_dist(self, *args: Any, **kwargs: Any) -> RpcObject:
+        """Refused: the object is already distributed.
+
+        Without this, ``to_dist`` was read from the remote object like any
+        attribute, and calling it silently built a second object from the
+        original constructor arguments (losing the first one's state).
+        """
+        raise TypeError(f"{self._label()} is already distributed (on {self._conn.address}); "
+                        "call to_dist() on a local object, or pass to_dist= to its constructor, once")
+
     def close(self) -> None:
         """Delete the object on its server (after the calls already sent to it).
         Any proxy to it fails with AgentNotFound afterwards."""

@@ -179,6 +179,7 @@ class AgentServer:
                 remove_record(self.name, os.getpid())
             if self._server is not None:
                 self._server.stop(0)
+            self.servicer.pool.close()
             self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -59,12 +59,14 @@ def import_agent_dir(path: str) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     """Run a server in this process until SIGTERM/SIGINT, a Shutdown call, or the parent's exit."""
-    from agentnb.config import init
+    from agentnb.config import init, init_from_environment
     from agentnb.server.agent_server import AgentServer
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.capacity < 1:
         raise AgentServerError("--capacity must be at least 1")
+    # Those handed over by the process that started us first; the file's override them by name.
+    init_from_environment()
     if args.model_config_path:
         init(model_configs=args.model_config_path)
     if args.agent_dir:

@@ -15,6 +15,23 @@ from agentnb.rpc.child_servers import spawn_server
 from agentnb.server.agent_server import AgentServer
 
 
+def _stop_at_exit(server: AgentServer) -> None:
+    """Stop an in-process server when the interpreter exits, before it joins its threads.
+
+    A gRPC handler thread serving an open session (a client of this very
+    process, or of another) never ends by itself, and the interpreter joins
+    thread-pool threads before it runs ``atexit`` handlers: a script that
+    launched a server with ``in_subprocess=False`` and ended without
+    ``shutdown()`` hung forever. ``threading._register_atexit`` hooks run
+    before that join (concurrent.futures relies on the same hook).
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # not expected on CPython >= 3.9
+        return
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        register(lambda: server.stop(grace=0))
+
+
 class RpcAgentServerLauncher:
     """Starts an agent server, in this process or in a subprocess.
 
@@ -83,6 +100,7 @@ class RpcAgentServerLauncher:
         ).start()
         self.port = self.server.port
         self.name = self.server.name
+        _stop_at_exit(self.server)
 
     def _launch_subprocess(self) -> None:
         args = ["--host", self.host, "--port", str(self.port or 0), "--capacity", str(self.capacity),

@@ -3,19 +3,29 @@
 A pool maps task ids to final replies (status and payload). Tasks are
 registered as pending when accepted, so that a reader can wait for one that is
 still running. The local pool is a dict bounded by ``max_len`` and
-``max_expire_time``; the interface is small so that a Redis pool can replace it.
+``max_expire_time``. The Redis pool keeps them in Redis, where they outlive the
+server that made them and where several servers can share one Redis.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from agentnb.errors import TaskNotFound
+from agentnb.errors import AgentServerError, TaskNotFound
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long a reader waits for a task id the pool has never seen: an AsyncResult
 # handed to another server can reach it before its own call reaches this one.
@@ -27,9 +37,15 @@ TASK_ID_PATTERN = re.compile(r"[0-9a-f]{12}-[0-9]+-[0-9a-f]{8}")
 
 @dataclass(frozen=True)
 class StoredResult:
+    """The final reply of one task, as the pool keeps it."""
+
     status: int   # an agentnb_pb2.ReplyStatus
     payload: bytes
     timestamp: float
+
+
+class ResultPoolUnavailable(AgentServerError):
+    """The result pool's store (Redis) cannot be reached; the server itself is up."""
 
 
 class ResultPool(ABC):
@@ -55,6 +71,9 @@ class ResultPool(ABC):
     @abstractmethod
     def __len__(self) -> int:
         """How many results (and pending tasks) are held."""
+
+    def close(self) -> None:  # noqa: B027 -- an optional hook, not an abstract method
+        """Release what the pool holds (connections, threads); the server is stopping."""
 
 
 class LocalResultPool(ResultPool):
@@ -125,11 +144,269 @@ class LocalResultPool(ResultPool):
             return len(self._results) + len(self._pending)
 
 
+class RedisResultPool(ResultPool):
+    """Results and task states in Redis, kept ``max_expire_time`` seconds (the keys' TTL).
+
+    Keys are ``agentnb:<namespace>:task:<task id>`` (a hash: state, owner, status,
+    payload, timestamp) and ``agentnb:<namespace>:done:<task id>`` (a list that
+    gets one item when the task is done). Task ids are unique across clients, so
+    servers may share a namespace; a separate namespace (or Redis database) keeps
+    separate deployments apart.
+
+    A reader waits for a pending task by blocking on its ``done`` list with
+    BRPOPLPUSH onto the same list: the item goes back at once, so every reader
+    wakes, and a late reader finds it there. The wait is cut into slices of
+    :data:`WAIT_SLICE` seconds so that the reader notices the end of its deadline
+    and a task whose server died.
+
+    Each pool writes a heartbeat key with a short TTL; a pending task records the
+    pool (server) that runs it. A task whose server's heartbeat is gone will
+    never finish, and its readers get :class:`TaskNotFound` instead of waiting.
+
+    When Redis cannot be reached, calls that need it raise
+    :class:`ResultPoolUnavailable`; a result that cannot be written is held in
+    memory (at most ``max_len`` of them), served from there, and written when
+    Redis is back. The connection is re-made by itself.
+
+    Args:
+        redis_url: e.g. ``redis://localhost:6379/0``; a ``namespace`` query
+            parameter (``redis://host:6379/0?namespace=team-a``) sets the namespace.
+        namespace: the key namespace, when the URL does not set one.
+        max_expire_time: seconds a result (or pending task) is kept.
+        max_len: results held in memory at most while Redis is unreachable.
+        socket_timeout: seconds a Redis command may take before Redis counts as lost.
+    Raises:
+        ValueError: the URL or namespace is malformed.
+        ResultPoolUnavailable: Redis cannot be reached now.
+    """
+
+    WAIT_SLICE = 1.0
+    HEARTBEAT_INTERVAL = 2.0
+    HEARTBEAT_TTL = 6.0
+    # A missing heartbeat must stay missing this long before its tasks count as
+    # lost: after a Redis outage, live servers need a moment to write theirs again.
+    ORPHAN_CONFIRM = 3.0
+
+    def __init__(self, redis_url: str, *, namespace: str | None = None, max_expire_time: float = 7200.0,
+                 max_len: int = 8192, socket_timeout: float = 5.0) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if max_expire_time <= 0:
+            raise ValueError("max_expire_time must be positive")
+        url, url_namespace = _split_namespace(redis_url)
+        namespace = url_namespace or namespace or DEFAULT_NAMESPACE
+        if not NAMESPACE_PATTERN.fullmatch(namespace):
+            raise ValueError(f"Redis namespace {namespace!r} must be letters, digits, '_', '.' or '-'")
+        self.namespace = namespace
+        self.max_expire_time = max_expire_time
+        self.max_len = max(1, max_len)
+        self.url = _masked(url)
+        self.instance = uuid.uuid4().hex
+        self._ttl_ms = max(1, int(max_expire_time * 1000))
+        self._prefix = f"agentnb:{namespace}:"
+        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        try:
+            # One retry, at once, on a broken connection (Redis restarted: it is re-made);
+            # none on a timeout (Redis frozen: a second wait would only double the first).
+            self._redis = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 3.0),
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+                health_check_interval=30)
+        except ValueError as exc:
+            raise ValueError(f"bad redis_url {self.url!r}: {exc}") from None
+        self._unsaved: OrderedDict[str, tuple[float, StoredResult]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._call("reach Redis", lambda r: r.ping())
+        self._beat()
+        threading.Thread(target=self._keep_beating, name="agentnb-redis-heartbeat", daemon=True).start()
+        _LOGGER.info("Redis result pool at %s, namespace %r", self.url, namespace)
+
+    # -- keys and calls ----------------------------------------------------------------
+
+    def _task_key(self, task_id: str) -> str:
+        return f"{self._prefix}task:{task_id}"
+
+    def _done_key(self, task_id: str) -> str:
+        return f"{self._prefix}done:{task_id}"
+
+    def _server_key(self, instance: str) -> str:
+        return f"{self._prefix}server:{instance}"
+
+    def _call(self, what: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(redis_client)``; a Redis failure becomes ResultPoolUnavailable."""
+        try:
+            return fn(self._redis)
+        except self._redis_errors as exc:
+            raise ResultPoolUnavailable(
+                f"the Redis result pool at {self.url} is unavailable (could not {what}): {exc}") from None
+
+    # -- the ResultPool interface --------------------------------------------------------
+
+    def add_pending(self, task_id: str) -> None:
+        key = self._task_key(task_id)
+
+        def register(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(key, mapping={"state": "pending", "owner": self.instance})
+            pipe.pexpire(key, self._ttl_ms)
+            pipe.execute()
+
+        self._call(f"register task {task_id}", register)
+
+    def put(self, task_id: str, result: StoredResult) -> None:
+        try:
+            self._store(task_id, result)
+        except ResultPoolUnavailable as exc:
+            _LOGGER.warning("%s; the result of task %s waits in memory until Redis is back", exc, task_id)
+            with self._lock:
+                self._unsaved[task_id] = (time.monotonic() + self.max_expire_time, result)
+                while len(self._unsaved) > self.max_len:
+                    lost, _ = self._unsaved.popitem(last=False)
+                    _LOGGER.error("the result of task %s is dropped: Redis is still unreachable", lost)
+
+    def _store(self, task_id: str, result: StoredResult) -> None:
+        key, done = self._task_key(task_id), self._done_key(task_id)
+
+        def store(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(key, mapping={"state": "done", "status": result.status, "payload": result.payload,
+                                    "timestamp": repr(result.timestamp)})
+            pipe.pexpire(key, self._ttl_ms)
+            pipe.rpush(done, b"1")
+            pipe.pexpire(done, self._ttl_ms)
+            pipe.execute()
+
+        self._call(f"store the result of task {task_id}", store)
+
+    def get(self, task_id: str, timeout: float | None = None) -> StoredResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        grace = UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0
+        unknown_deadline = time.monotonic() + grace
+        key, done = self._task_key(task_id), self._done_key(task_id)
+        owner_missing_since: float | None = None
+        while True:
+            with self._lock:
+                held = self._unsaved.get(task_id)
+            if held is not None:
+                return held[1]
+            state, owner, status, payload, stamp = self._call(
+                f"read task {task_id}", lambda r: r.hmget(key, "state", "owner", "status", "payload", "timestamp"))
+            now = time.monotonic()
+            if state == b"done":
+                return StoredResult(int(status), payload or b"", float(stamp or 0.0))
+            if state is None and now >= unknown_deadline:
+                raise TaskNotFound(f"no task {task_id} in the Redis result pool {self.namespace!r} "
+                                   "(never sent, or its result expired)")
+            if state is not None and owner is not None and owner.decode() != self.instance:
+                beat = self._server_key(owner.decode())
+                if self._call("read a heartbeat", lambda r, beat=beat: r.exists(beat)):
+                    owner_missing_since = None
+                elif owner_missing_since is None:
+                    owner_missing_since = now
+                elif now - owner_missing_since >= self.ORPHAN_CONFIRM:
+                    raise TaskNotFound(f"task {task_id} will never finish: the agent server that ran it "
+                                       "stopped before it was done")
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout} s")
+            waits = [self.WAIT_SLICE]
+            if deadline is not None:
+                waits.append(deadline - now)
+            if state is None:
+                waits.append(unknown_deadline - now)
+            # Redis reads a block timeout of 0 as "forever": never send one.
+            block = max(0.01, min(waits))
+            self._call(f"wait for task {task_id}", lambda r, block=block: r.brpoplpush(done, done, block))
+
+    def __len__(self) -> int:
+        """How many results and pending tasks the namespace holds (all servers sharing it)."""
+        pattern = f"{self._prefix}task:*"
+        stored = self._call("count results", lambda r: sum(1 for _ in r.scan_iter(match=pattern, count=1000)))
+        with self._lock:
+            return stored + len(self._unsaved)
+
+    def close(self) -> None:
+        """Stop the heartbeat, write what waits in memory if possible, and drop the connections."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._flush_unsaved()
+            self._call("remove the heartbeat", lambda r: r.delete(self._server_key(self.instance)))
+        except ResultPoolUnavailable as exc:
+            _LOGGER.warning("%s", exc)
+        self._redis.close()
+
+    # -- the heartbeat, which also writes held results once Redis is back -----------------
+
+    def _beat(self) -> None:
+        ttl_ms = int(self.HEARTBEAT_TTL * 1000)
+        self._call("write the heartbeat", lambda r: r.set(self._server_key(self.instance), os.getpid(), px=ttl_ms))
+
+    def _keep_beating(self) -> None:
+        interval = self.HEARTBEAT_INTERVAL
+        while not self._closed.wait(interval):
+            try:
+                self._beat()
+                self._flush_unsaved()
+                interval = self.HEARTBEAT_INTERVAL
+            except ResultPoolUnavailable as exc:
+                _LOGGER.debug("heartbeat: %s", exc)
+                interval = min(0.5, self.HEARTBEAT_INTERVAL)  # be seen again soon after Redis returns
+            except Exception:  # the heartbeat must outlive any surprise
+                _LOGGER.exception("the Redis pool's heartbeat failed")
+
+    def _flush_unsaved(self) -> None:
+        while True:
+            with self._lock:
+                if not self._unsaved:
+                    return
+                task_id, (expires, result) = next(iter(self._unsaved.items()))
+            if expires > time.monotonic():
+                self._store(task_id, result)
+                _LOGGER.info("the result of task %s is now in Redis", task_id)
+            with self._lock:
+                if self._unsaved.get(task_id, (0.0, None))[1] is result:
+                    del self._unsaved[task_id]
+
+
+DEFAULT_NAMESPACE = "default"
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+
+def _split_namespace(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``namespace`` query parameter, and that parameter."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    namespaces = [value for name, value in query if name == "namespace"]
+    rest = urlencode([(name, value) for name, value in query if name != "namespace"])
+    return urlunsplit(parts._replace(query=rest)), (namespaces[-1] if namespaces else None)
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
 def make_pool(pool_type: str = "local", *, max_len: int = 8192, max_expire_time: float = 7200.0,
-              redis_url: str | None = None) -> ResultPool:
-    """The pool a server was asked for."""
+              redis_url: str | None = None, namespace: str | None = None) -> ResultPool:
+    """The pool a server was asked for.
+
+    Raises:
+        ValueError: unknown ``pool_type``, or ``redis`` without ``redis_url``.
+        ResultPoolUnavailable: ``redis`` and the Redis server cannot be reached.
+    """
     if pool_type == "local":
         return LocalResultPool(max_len=max_len, max_expire_time=max_expire_time)
     if pool_type == "redis":
-        raise ValueError("pool_type 'redis' is not available yet in this version of agentnb")
+        if not redis_url:
+            raise ValueError("pool_type 'redis' needs a redis_url (--redis-url), e.g. redis://localhost:6379/0")
+        return RedisResultPool(redis_url, namespace=namespace, max_expire_time=max_expire_time, max_len=max_len)
     raise ValueError(f"unknown pool_type {pool_type!r}; expected 'local' or 'redis'")

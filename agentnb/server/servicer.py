@@ -155,6 +155,13 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         if kind == pb.CANCEL:
             self._reply(task, pb.OK, codec.dumps(self._cancel(call.task_id)))
             return
+        if call.task_id:
+            try:
+                self.pool.add_pending(call.task_id)
+            except Exception as exc:  # the pool's store is lost: refuse the call, keep the session
+                self._reply(task, pb.ERROR, codec.encode_error(AgentServerError(
+                    f"the agent server {self.name} cannot take asynchronous calls now: {exc}")), store=False)
+                return
         with self._lock:
             agent = self._agents.get(call.agent_id)
             if kind == pb.CREATE:
@@ -176,8 +183,6 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._queued += 1
                 if call.task_id:
                     self._tasks[call.task_id] = task
-        if call.task_id:
-            self.pool.add_pending(call.task_id)
         if agent is None:
             self._fail(task, error)
             return
@@ -289,11 +294,14 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def _fail(self, task: _Task, error: Exception) -> None:
         self._reply(task, pb.ERROR, codec.encode_error(error))
 
-    def _reply(self, task: _Task, status: int, payload: bytes) -> None:
+    def _reply(self, task: _Task, status: int, payload: bytes, store: bool = True) -> None:
         call = task.call
         now = time.time()
-        if call.task_id and status not in (pb.QUEUED, pb.RUNNING):
-            self.pool.put(call.task_id, StoredResult(status, payload, now))
+        if store and call.task_id and status not in (pb.QUEUED, pb.RUNNING):
+            try:
+                self.pool.put(call.task_id, StoredResult(status, payload, now))
+            except Exception:  # the caller still gets its reply on the session
+                _LOGGER.exception("the result pool could not keep the result of task %s", call.task_id)
         task.session.send(pb.Reply(seq=call.seq, status=status, payload=payload, task_id=call.task_id, timestamp=now))
 
     # -- unary requests ------------------------------------------------------------------

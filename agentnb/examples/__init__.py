@@ -1,0 +1,9 @@
+"""Runnable versions of the seed's examples.
+
+* ``dist_main.py``: five web agents, first one after the other, then
+  distributed; prints the answers and a timing table
+  (``python agentnb/examples/dist_main.py --sleep 1``).
+* ``dist_server.py``: the independent agent server for ``dist_main.py
+  --host localhost --port 12345``.
+* ``example_class.py``: a class (not an agent) with sync and async methods.
+"""

@@ -1,0 +1,126 @@
+"""Helpers of the runtime tests: polling with a deadline, scripts, free ports."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentnb.runtime_dir import pid_alive
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_pid_gone(pid: int, timeout: float = 15.0) -> None:
+    wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment of a test script: this process's, plus the tests folder on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def run_script(path: str, *args: str, timeout: float = 90.0, cwd: str | None = None,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Python script to its end (killed after ``timeout`` s) and capture its output."""
+    return subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or REPO, env=env or script_env(), stdin=subprocess.DEVNULL)
+
+
+def write_script(tmp_path: Any, code: str, name: str = "script.py") -> str:
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(code))
+    return path
+
+
+class Script:
+    """A Python script in its own process, killed when the test ends (see :meth:`kill`).
+
+    Its output is read by a thread, so that :meth:`readline` can wait with a deadline.
+    """
+
+    def __init__(self, path: str, *args: str, cwd: str | None = None, env: dict | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, path, *args], cwd=cwd or REPO, env=env or script_env(), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self._stderr: list[str] = []
+        self.exited_at: float | None = None  # time.time() when the process was seen to end
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=lambda: self._stderr.extend(self.process.stderr), daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            self._lines.put(line.rstrip("\n"))
+        self.process.wait()
+        self.exited_at = time.time()
+        self._lines.put(None)
+
+    def readline(self, timeout: float = 30.0) -> str:
+        """The next line of the script's output (fails after ``timeout`` s or at its end)."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output from the script within {timeout} s") from None
+        if line is None:
+            self._lines.put(None)
+            raise AssertionError(f"the script ended (rc={self.process.returncode}): {''.join(self._stderr)}")
+        return line
+
+    def wait(self, timeout: float = 60.0) -> tuple[int, list[str], str]:
+        """Wait for the script to end; return its exit status, remaining output lines and stderr."""
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the script did not end within {timeout} s") from None
+            if line is None:
+                break
+            lines.append(line)
+        self._lines.put(None)
+        return self.process.returncode, lines, "".join(self._stderr)
+
+    def kill(self) -> None:
+        """Kill the script (and whatever shares its session) if it is still running."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)

@@ -1,0 +1,75 @@
+"""Msg, AgentBase and agentnb.init, locally and on a real server."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from agents_for_tests import Worker
+
+import agentnb
+from agentnb import AgentBase, AsyncResult, Msg
+
+
+def test_msg_reads_as_attributes_and_items() -> None:
+    msg = Msg(name="system", role="system", content={"url": "page_1"})
+    assert msg.content == {"url": "page_1"} == msg["content"]
+    assert (msg.name, msg["role"]) == ("system", "system")
+    msg.extra = 1
+    assert msg["extra"] == 1
+    with pytest.raises(AttributeError):
+        _ = msg.missing
+
+
+def test_msg_survives_pickling_as_a_msg() -> None:
+    msg = Msg("W0", content=[1, 2], role="assistant")
+    copy = pickle.loads(pickle.dumps(msg))
+    assert isinstance(copy, Msg)
+    assert copy == msg and copy.content == [1, 2]
+
+
+class TaggedMsg(Msg):
+    """A user's own kind of message."""
+
+
+def test_msg_subclass_survives_pickling_as_itself(server) -> None:
+    msg = TaggedMsg("user", content="x")
+    assert type(pickle.loads(pickle.dumps(msg))) is TaggedMsg
+    echoed = Worker("W0", to_dist=server.to_dist).echo(msg)  # there and back
+    assert type(echoed) is TaggedMsg and echoed == msg
+
+
+class Doubler(AgentBase):
+    def reply(self, x: Msg | None = None) -> Msg:
+        return Msg(self.name, content=x.content * 2)
+
+
+def test_local_agent_call_is_its_reply() -> None:
+    agent = Doubler("D")
+    out = agent(Msg("user", content=21))
+    assert isinstance(out, Msg) and out.content == 42 and out.name == "D"
+    assert agent.reply(Msg("user", content="a")).content == "aa"
+
+
+def test_agent_base_reply_must_be_overridden() -> None:
+    with pytest.raises(NotImplementedError):
+        AgentBase("plain").reply(Msg("user", content=1))
+
+
+def test_distributed_reply_and_call_are_async(server) -> None:
+    agent = Worker("W0", to_dist=server.to_dist)
+    by_reply = agent.reply(Msg("user", content="x"))
+    by_call = agent(Msg("user", content="y"))
+    assert isinstance(by_reply, AsyncResult) and isinstance(by_call, AsyncResult)
+    assert by_reply.content == "W0(x)"
+    assert by_call.result().content == "W0(y)"
+    assert isinstance(by_call.result(), Msg)
+
+
+def test_init_is_optional_and_accepts_model_configs(monkeypatch) -> None:
+    monkeypatch.setattr(agentnb.config, "_model_configs", {})  # this process's configs, restored after
+    agentnb.init()  # harmless without arguments
+    agentnb.init(model_configs=[{"config_name": "tiny", "model_type": "echo"}])
+    assert "tiny" in agentnb.config.model_configs()
+    with pytest.raises(ValueError):
+        agentnb.init(model_configs=[{"model_type": "no-name"}])
