@@ -110,10 +110,6 @@ def test_script_with_an_in_process_server_exits_without_shutdown(tmp_path) -> No
         script.kill()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "servicer.py: agent calls run on a ThreadPoolExecutor whose non-daemon workers the interpreter joins at "
-    "exit, so an in-process server (launch(in_subprocess=False), as dist_server.py) stays alive until a "
-    "running call ends, however long past shutdown's grace (Ctrl-C cannot end it either)"))
 def test_in_process_server_exits_after_shutdown_grace_even_with_a_call_running(tmp_path) -> None:
     path = write_script(tmp_path, """
         import time

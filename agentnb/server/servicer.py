@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -49,6 +48,41 @@ class _Session:
     def close(self) -> None:
         self.closed = True
         self.outbox.put(_END)
+
+
+class _WorkerPool:
+    """Runs submitted functions on up to ``size`` threads, made as they are needed.
+
+    The threads are daemons: unlike a ThreadPoolExecutor's, they do not hold up
+    the exit of a process whose server stopped while agent code still ran past
+    the grace period (e.g. an in-process server after ``shutdown()``).
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one count per thread waiting for work
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self._queue.put((fn, args))
+        if self._idle.acquire(blocking=False):
+            return  # an idle thread will take it
+        with self._lock:
+            if self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except BaseException:
+                _LOGGER.exception("an agentnb worker task failed")
+            self._idle.release()
 
 
 class _Task:
@@ -99,7 +133,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.pool_type = pool_type
         self.started = time.time()
         self._on_shutdown = on_shutdown
-        self._executor = ThreadPoolExecutor(capacity, thread_name_prefix="agentnb-worker")
+        self._executor = _WorkerPool(capacity, "agentnb-worker")
         self._agents: dict[str, _Agent] = {}
         self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
         self._lock = threading.Lock()
@@ -193,10 +227,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             if agent.running:
                 return
             agent.running = True
-        try:
-            self._executor.submit(self._drain, agent)
-        except RuntimeError:  # the executor was shut down
-            self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
+        self._executor.submit(self._drain, agent)
 
     # -- running tasks -----------------------------------------------------------------
 
