@@ -9,23 +9,19 @@ end of their stdin closes, so none outlives it even when it is killed.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import select
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from agentnb.rpc.child_servers import spawn_server
+from agentnb.rpc.child_servers import read_port, spawn_server
 from agentnb.rpc.connection import ServerConnection
 
 HOST = "127.0.0.1"
-START_TIMEOUT = 60.0
 
 
 @dataclass
@@ -114,24 +110,7 @@ def floor_server() -> Iterator[int]:
 
 def _read_port_line(process: subprocess.Popen) -> int:
     assert process.stdout is not None
-    fd = process.stdout.fileno()
-    deadline = time.monotonic() + START_TIMEOUT
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RuntimeError(f"the floor server did not start within {START_TIMEOUT:.0f} s")
-        readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
-        if readable:
-            chunk = os.read(fd, 64)
-            if not chunk:
-                break
-            data += chunk
-        elif process.poll() is not None:
-            break
-    if not data.strip().isdigit():
-        raise RuntimeError(f"the floor server failed to start (exit status {process.poll()})")
-    return int(data)
+    return read_port(process.stdout.fileno(), process)
 
 
 def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:

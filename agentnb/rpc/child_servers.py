@@ -97,7 +97,7 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     finally:
         os.close(ready_write)
     try:
-        port = _read_port(ready_read, process)
+        port = read_port(ready_read, process)
     except BaseException:
         _kill(process)
         raise
@@ -106,7 +106,8 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     return process, port
 
 
-def _read_port(fd: int, process: subprocess.Popen) -> int:
+def read_port(fd: int, process: subprocess.Popen) -> int:
+    """Read the port a starting server writes as one line on ``fd`` (waiting up to START_TIMEOUT)."""
     deadline = time.monotonic() + START_TIMEOUT
     data = b""
     while not data.endswith(b"\n"):
