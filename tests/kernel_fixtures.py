@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 import pytest
 from jupyter_client.manager import KernelManager
 
+from agentnb import clear_default_server
 from agentnb.runtime_dir import pid_alive
+from kernel_ext import DaemonRegistry
 
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 120.0
@@ -199,3 +201,14 @@ def reap_daemons(runtime_dir: str) -> Iterator[None]:
     """No daemon started during a test outlives it (even when the test fails)."""
     yield
     kill_recorded_servers(runtime_dir)
+
+
+@pytest.fixture
+def registry() -> Iterator[DaemonRegistry]:
+    """A daemon registry whose daemons, and this process's default placement, end with the test."""
+    registry = DaemonRegistry()
+    try:
+        yield registry
+    finally:
+        clear_default_server()
+        registry.stop_all(grace=2)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import kernel_fixtures
 import pytest
 
-from agentnb.rpc.placement import clear_default_server, default_server
+from agentnb.rpc.placement import default_server
 from agentnb.runtime_dir import pid_alive, read_record
 from kernel_ext import DaemonError, DaemonOptions, DaemonRegistry
 
@@ -16,15 +15,7 @@ from kernel_ext import DaemonError, DaemonOptions, DaemonRegistry
 reap_daemons = kernel_fixtures.reap_daemons
 
 
-@pytest.fixture
-def registry() -> Iterator[DaemonRegistry]:
-    """A registry whose daemons and default placement end with the test."""
-    registry = DaemonRegistry()
-    try:
-        yield registry
-    finally:
-        clear_default_server()
-        registry.stop_all(grace=2)
+registry = kernel_fixtures.registry
 
 
 def test_names_are_made_up_and_unique_across_concurrent_starts(registry: DaemonRegistry) -> None:

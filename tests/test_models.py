@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import kernel_fixtures
 import pytest
 
 import agentnb
 from agentnb import AgentBase, Msg, RpcAgentServerLauncher
 from agentnb.config import ENV_MODEL_CONFIGS, ModelConfigError, clear_model_configs, model_configs
 from agentnb.models import ModelCallError, ModelsExtraMissing, OpenAIChatModel, PostAPIModel
-from agentnb.rpc.placement import clear_default_server
 from kernel_ext import DaemonOptions, DaemonRegistry
 
 SLOW_SECONDS = 1.0
@@ -292,15 +292,7 @@ def test_an_unknown_config_fails_at_creation_naming_it(endpoint: Endpoint) -> No
         ChatAgent("X", model_config_name="ghost", to_dist=True)
 
 
-@pytest.fixture
-def registry() -> Iterator[DaemonRegistry]:
-    """A daemon registry whose daemons, and this process's default placement, end with the test."""
-    registry = DaemonRegistry()
-    try:
-        yield registry
-    finally:
-        clear_default_server()
-        registry.stop_all(grace=2)
+registry = kernel_fixtures.registry
 
 
 def test_a_daemon_gets_the_configs_of_the_process_that_starts_it(
