@@ -26,8 +26,10 @@ from agentnb.errors import (
 )
 from agentnb.message import Msg
 from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
+from agentnb.progress import Progress, progress, wait
 from agentnb.rpc import AsyncResult, RpcMeta, RpcObject, async_func, sync_func
 from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_server
+from agentnb.rpc.rpc_object import set_watch
 from agentnb.server import RpcAgentServerLauncher
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ModelResponse",
     "ModelsExtraMissing",
     "Msg",
+    "Progress",
     "RemoteError",
     "RpcAgentServerLauncher",
     "RpcMeta",
@@ -59,9 +62,12 @@ __all__ = [
     "list_agents",
     "load_model",
     "load_ipython_extension",
+    "progress",
     "set_default_server",
+    "set_watch",
     "sync_func",
     "unload_ipython_extension",
+    "wait",
 ]
 
 

@@ -43,14 +43,30 @@ def check_daemons(nb: nbformat.NotebookNode) -> None:
     assert "state kept: 16" in text and "still counting: 20" in text, text
 
 
+def widget_texts(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
+    """The ``value`` of every widget model ``model_name`` in the state nbclient saved."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return [m["state"].get("value", "") for m in state.values() if m["model_name"] == model_name]
+
+
+def check_progress(nb: nbformat.NotebookNode) -> None:
+    """The fan-out finished with its failures counted, in the text and in the saved bars."""
+    text = stream_text(nb)
+    assert "43 answers, 7 failures" in text and "out of my depth" in text, text
+    assert "done ['submitted', 'queued', 'running', 'done']" in text, text
+    labels = widget_texts(nb, "HTMLModel")
+    assert sum(label.startswith("50/50 done, 7 failed") for label in labels) == 1, labels  # one bar, full
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "quickstart": check_quickstart,
     "daemons": check_daemons,
+    "progress": check_progress,
 }
 
 
 def test_there_are_notebooks() -> None:
-    assert {"quickstart", "daemons"} <= {path.stem for path in NOTEBOOKS}
+    assert {"quickstart", "daemons", "progress"} <= {path.stem for path in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable, TaskCancelled
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
-from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, CallFuture
+from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, RUNNING, CallFuture
 
 T = TypeVar("T")
 
 _UNSET = object()
 # How long done() lets the server look for a result it does not hold yet, in seconds.
 _DONE_POLL_TIMEOUT = 0.01
+FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
+STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+
+
+class CallInfo(NamedTuple):
+    """Which call an :class:`AsyncResult` stands for."""
+
+    agent: str  # the agent's name, or its class name
+    method: str
+    address: str  # host:port of the agent server
+    task_id: str
 
 
 class AsyncResult(Generic[T]):
@@ -134,16 +147,65 @@ class AsyncResult(Generic[T]):
         return self._task_id
 
     @property
+    def call_info(self) -> CallInfo:
+        """The agent, method, server address and task id of the call."""
+        return CallInfo(self._agent, self._method, self._conn.address, self._task_id)
+
+    @property
     def times(self) -> dict[str, float]:
-        """When the call was submitted, started, finished (seconds since the epoch)."""
+        """When the call reached each state, by state name (seconds since the epoch).
+
+        ``submitted`` (client clock), then ``queued`` and ``running`` (server clock;
+        only for calls made with :func:`agentnb.set_watch` on), then the final
+        state: ``done``, ``failed`` or ``cancelled``. Empty for a result that
+        travelled here from another process.
+        """
         return dict(self._future.times) if self._future is not None else {}
+
+    @property
+    def history(self) -> list[tuple[str, float]]:
+        """The states the call went through, oldest first: ``[("submitted", t0), ("queued", t1), ...]``."""
+        return sorted(self.times.items(), key=lambda item: item[1])
+
+    def add_status_callback(self, fn: Callable[[AsyncResult[T]], None]) -> None:
+        """Call ``fn(self)`` on each change of :attr:`status`, the final one included.
+
+        ``fn`` runs on a background thread, must be quick and must not block
+        (it runs on the thread that receives every reply of the server). It is
+        called at once if the call has already finished. Only the final state
+        is reported for calls made without :func:`agentnb.set_watch`, and for
+        a result that travelled here from another process.
+        """
+        if self._future is not None:
+            self._future.add_callback(lambda _: fn(self))
+        elif self._value is not _UNSET or self._error is not None:
+            fn(self)
+        else:
+            _REFERENCE_WATCHER.add(self, fn)
 
     def add_done_callback(self, fn: Callable[[AsyncResult[T]], None]) -> None:
         """Call ``fn(self)`` (on a background thread) once the call has finished."""
-        if self._future is None:
-            fn(self)
-            return
-        self._future.add_callback(lambda f: fn(self) if f.done() else None)
+        self.add_status_callback(lambda res: fn(res) if res.status in FINAL_STATES else None)
+
+    def wait_interactive(self, timeout: float | None = None) -> T:
+        """Wait for the value while showing the call's status, and return the value.
+
+        In a notebook the status is a live widget; elsewhere a text line on
+        stderr. Raises what :meth:`result` raises.
+        """
+        from agentnb.progress import wait
+
+        return wait(self, show=True, timeout=timeout)
+
+    def _settle_reference(self) -> None:
+        """Wait for a result that travelled here, recording a lost server as its failure."""
+        try:
+            self.result()
+        except AgentnbError as exc:
+            if self._value is _UNSET and self._error is None:
+                self._error = exc
+        except Exception:  # the call's own failure: recorded by result()
+            pass
 
     def cancel(self) -> bool:
         """Cancel the call if it has not started. Returns whether it was cancelled."""
@@ -217,3 +279,40 @@ def resolve_results(value: Any) -> Any:
     if type(value) is dict:
         return {k: resolve_results(v) for k, v in value.items()}
     return value
+
+
+class _ReferenceWatcher:
+    """Waits for results that travelled here, on one thread, and runs their callbacks.
+
+    Their server pushes nothing to this process, so someone must ask it; one
+    thread asks for each in turn and ends when none is left.
+    """
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[tuple[AsyncResult, Callable[[AsyncResult], None]]] = collections.deque()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def add(self, result: AsyncResult, fn: Callable[[AsyncResult], None]) -> None:
+        with self._lock:
+            self._queue.append((result, fn))
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="agentnb-reference-watcher", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._running = False
+                    return
+                result, fn = self._queue.popleft()
+            result._settle_reference()
+            try:
+                fn(result)
+            except Exception:  # a broken callback must not stop the others
+                pass
+
+
+_REFERENCE_WATCHER = _ReferenceWatcher()

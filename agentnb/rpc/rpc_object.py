@@ -12,6 +12,29 @@ from agentnb.rpc.context import waiting_chain
 from agentnb.rpc.future import DONE
 from agentnb.rpc.rpc_meta import ASYNC
 
+# Whether async calls ask their server to report QUEUED and RUNNING as well as the
+# final state (two more replies per call). Off in scripts, where nobody watches and
+# the throughput of async calls matters; ``%load_ext agentnb`` turns it on.
+WATCH_STATES = False
+
+
+def set_watch(enabled: bool = True) -> bool:
+    """Have later ``@async_func`` calls report when they are queued and start running.
+
+    With it on, ``AsyncResult.status`` passes through ``queued`` and ``running``
+    (with their times in ``AsyncResult.times``) and the notebook widgets show
+    it; with it off, only the final state (done, failed, cancelled) is known.
+    Each watched call costs two more replies from its server. Off by default,
+    on in a notebook once ``%load_ext agentnb`` ran. Calls already made keep
+    the setting they were made with.
+
+    Returns:
+        The previous setting.
+    """
+    global WATCH_STATES
+    previous, WATCH_STATES = WATCH_STATES, bool(enabled)
+    return previous
+
 
 def wait_value(future: Any, connection: ServerConnection, what: str) -> Any:
     """Wait for a call's reply and return its value (or raise its error)."""
@@ -75,7 +98,8 @@ class RpcObject:
         payload = codec.dumps((args, kwargs), f"an argument of {label}()")
         if kind == ASYNC:
             task_id = self._conn.new_task_id()
-            future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id)
+            future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
+                                       watch=WATCH_STATES)
             return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"the result of {label}()")

@@ -1,0 +1,209 @@
+"""Live widgets in a real kernel: what the frontend receives on the comm channel.
+
+Each test runs cells in a real IPython kernel (jupyter_client) and replays the
+kernel's ``comm_open`` / ``comm_msg`` messages into the widget models a
+browser would hold, then reads the text a user would see in them.
+"""
+
+from __future__ import annotations
+
+import html
+import queue
+import re
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kernel_fixtures
+import pytest
+from kernel_fixtures import Kernel, wait_until
+
+# The shared fixtures of the notebook-side tests (see kernel_fixtures).
+kernel = kernel_fixtures.kernel
+reap_daemons = kernel_fixtures.reap_daemons
+start_kernel = kernel_fixtures.start_kernel
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+TIMEOUT = 60.0
+
+# Agents defined in a cell (they travel by value to the kernel's child server).
+SETUP = textwrap.dedent("""
+    %load_ext agentnb
+    import time
+    import agentnb
+
+    class Worker(agentnb.AgentBase):
+        @agentnb.async_func
+        def work(self, i, seconds=0.0):
+            time.sleep(seconds)
+            if i % 7 == 0:
+                raise ValueError(f"call {i} fails")
+            return i * i
+
+    workers = [Worker(f"w{k}", to_dist=True) for k in range(3)]
+    [w.work(1).result() for w in workers]  # the child server is up and every agent answers
+""")
+
+
+@dataclass
+class Frontend:
+    """The widget models a frontend would hold, rebuilt from the kernel's comm messages."""
+
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # data of this cell's rich outputs
+    first_states: dict[str, dict[str, Any]] = field(default_factory=dict)  # each model as it was opened
+
+    def receive(self, msg: dict[str, Any], cell: str) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
+            state = dict(content["data"]["state"])
+            self.models[content["comm_id"]] = state
+            self.first_states[content["comm_id"]] = dict(state)
+        elif kind == "comm_msg" and content["data"].get("method") == "update":
+            self.models.setdefault(content["comm_id"], {}).update(content["data"]["state"])
+        elif kind in ("execute_result", "display_data") and msg["parent_header"].get("msg_id") == cell:
+            self.outputs.append(content["data"])
+
+    def child(self, ref: str) -> dict[str, Any]:
+        return self.models[ref.removeprefix("IPY_MODEL_")]
+
+    def boxes(self, css_class: str) -> list[dict[str, Any]]:
+        return [m for m in self.models.values() if css_class in m.get("_dom_classes", ())]
+
+    def shown(self) -> list[str]:
+        """The text of every agentnb widget (for failure messages)."""
+        return [self.texts(box) for css in ("agentnb-progress", "agentnb-result") for box in self.boxes(css)]
+
+    def texts(self, box: dict[str, Any]) -> str:
+        """The text shown in ``box`` and its descendants, without markup: ``"text | text"``."""
+        parts = []
+        for ref in box.get("children", ()):
+            child = self.child(ref)
+            if isinstance(child.get("value"), str):
+                parts.append(html.unescape(re.sub(r"<[^>]+>", "", child["value"])).strip())
+            parts.append(self.texts(child))
+        return " | ".join(p for p in parts if p)
+
+
+def run_watching(kernel: Kernel, code: str, until: Callable[[Frontend], bool], what: str,
+                 timeout: float = TIMEOUT) -> Frontend:
+    """Run a cell and read the kernel's messages until it is idle and ``until(frontend)`` holds."""
+    frontend = Frontend()
+    cell = kernel.submit(code)
+    deadline = time.monotonic() + timeout
+    idle = False
+    while not (idle and until(frontend)):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; shown: {frontend.shown()}")
+        try:
+            msg = kernel.client.get_iopub_msg(timeout=min(remaining, 0.5))
+        except queue.Empty:
+            continue
+        frontend.receive(msg, cell)
+        if msg["parent_header"].get("msg_id") != cell:
+            continue
+        if msg["msg_type"] == "error":
+            raise AssertionError("cell failed: " + "\n".join(msg["content"]["traceback"]))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            idle = True
+    return frontend
+
+
+def only(items: list[Any]) -> Any:
+    assert len(items) == 1, items
+    return items[0]
+
+
+@pytest.fixture
+def workers(kernel: Kernel) -> Kernel:
+    """A kernel with the extension loaded and three agents on its child server."""
+    kernel.run(SETUP)
+    return kernel
+
+
+def progress_reached(total: int, failed: int) -> Callable[[Frontend], bool]:
+    def check(frontend: Frontend) -> bool:
+        boxes = frontend.boxes("agentnb-progress")
+        expected = f"{total}/{total} done, {failed} failed" if failed else f"{total}/{total} done,"
+        return bool(boxes) and expected in frontend.texts(boxes[-1])
+    return check
+
+
+def test_progress_bar_fills_without_blocking_the_cell(workers: Kernel) -> None:
+    code = "results = [workers[i % 3].work(i, 0.15) for i in range(21)]\np = agentnb.progress(results)\np"
+    frontend = run_watching(workers, code, progress_reached(21, 3), "the bar to reach 21/21 with 3 failed")
+
+    box = only(frontend.boxes("agentnb-progress"))  # drawn once, although the cell's value is the Progress too
+    bar = only([frontend.child(ref) for ref in box["children"] if frontend.child(ref)["_model_name"]
+                == "IntProgressModel"])
+    assert (bar["value"], bar["max"], bar["bar_style"]) == (21, 21, "warning")
+    # 7 calls of 0.15 s per agent: the cell ended, and the bar was drawn, long before the last one.
+    first_label = [frontend.first_states[ref.removeprefix("IPY_MODEL_")] for ref in box["children"]]
+    assert not any("21/21" in str(state.get("value")) for state in first_label), first_label
+    # The cell showed the widget (with a text repr beside it), and nothing raised.
+    output = only(frontend.outputs)
+    assert WIDGET_MIME in output and output["text/plain"].startswith("<Progress ")
+
+    # Final: the view left the ticker, whose thread ended.
+    wait_until(lambda: "0 False" in workers.run("from agentnb.progress import TICKER\n"
+                                                "print(TICKER.live_views(), TICKER.running)").stdout,
+               TIMEOUT, "the ticker to drop the finished view and stop")
+
+
+def test_async_result_renders_as_a_live_widget_with_a_text_repr(workers: Kernel) -> None:
+    frontend = run_watching(workers, "res = workers[0].work(3, 0.3)\nres",
+                            lambda f: "done" in f.texts(only(f.boxes("agentnb-result"))), "the result to be done")
+    output = only(frontend.outputs)
+    assert output["text/plain"].startswith("<AsyncResult w0.work ")
+    box = only(frontend.boxes("agentnb-result"))
+    assert output[WIDGET_MIME]["model_id"] in frontend.models
+    text = frontend.texts(box)
+    assert text.startswith("done w0.work() on 127.0.0.1:") and text.endswith(" s | 9"), text
+    # Watching was turned on by the extension: the call reported each state, with its time.
+    history = workers.run("print([state for state, _ in res.history], res.status)").stdout
+    assert history.strip() == "['submitted', 'queued', 'running', 'done'] done"
+
+
+def test_failed_result_shows_the_error_and_its_remote_traceback(workers: Kernel) -> None:
+    frontend = run_watching(workers, "res = workers[1].work(7)\ndisplay(res)",
+                            lambda f: "failed" in f.texts(only(f.boxes("agentnb-result"))), "the result to fail")
+    text = frontend.texts(only(frontend.boxes("agentnb-result")))
+    assert "ValueError" in text and "call 7 fails" in text, text
+    assert "remote traceback" in text and "in work" in text, text  # the traceback, in the collapsed section
+    accordion = only([m for m in frontend.models.values() if m["_model_name"] == "AccordionModel"])
+    assert accordion["selected_index"] is None, "the traceback starts collapsed"
+
+
+def test_wait_with_show_blocks_and_returns_the_values(workers: Kernel) -> None:
+    code = textwrap.dedent("""
+        values = agentnb.wait({f"k{i}": workers[i % 3].work(i, 0.05) for i in range(1, 7)}, show=True)
+        print(values)
+        print(workers[2].work(5).wait_interactive())
+    """)
+    frontend = run_watching(workers, code, progress_reached(6, 0), "the bar to reach 6/6")
+    assert {"k1": 1, "k6": 36}.items() <= eval(workers.run("print(values)").stdout).items()
+    assert len(frontend.boxes("agentnb-result")) == 1  # wait_interactive shows the one result
+    box = only(frontend.boxes("agentnb-progress"))
+    assert "6/6 done" in frontend.texts(box)
+
+
+def test_wait_raises_the_first_failure(workers: Kernel) -> None:
+    result = workers.run("agentnb.wait([workers[0].work(1), workers[1].work(14)], show=True)", expect_error=True)
+    assert result.ename == "ValueError" and "call 14 fails" in result.evalue
+
+
+def test_without_ipywidgets_the_kernel_prints_a_text_line(kernel: Kernel) -> None:
+    # ipywidgets made unimportable (a broken install): the extension loads without
+    # widgets, and the same calls print a progress line and return their values.
+    kernel.run("import sys\nsys.modules['ipywidgets'] = None")
+    kernel.run(SETUP)
+    result = kernel.run("res = [workers[i % 3].work(i) for i in range(1, 9)]\n"
+                        "values = agentnb.wait(res, show=True, return_exceptions=True)\n"
+                        "print([type(v).__name__ for v in values].count('ValueError'))\nres[0]")
+    assert "[####################] 8/8 done, 1 failed" in result.stderr, result.stderr
+    assert result.stdout.strip() == "1"
+    assert [set(output) for output in result.outputs] == [{"text/plain"}]
+    assert result.outputs[0]["text/plain"].startswith("<AsyncResult w1.work done value=1 ")
