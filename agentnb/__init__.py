@@ -28,8 +28,9 @@ from agentnb.message import Msg
 from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
 from agentnb.progress import Progress, progress, wait
 from agentnb.rpc import AsyncResult, RpcMeta, RpcObject, async_func, sync_func
-from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_server
+from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_pool, set_default_server
 from agentnb.rpc.rpc_object import set_watch
+from agentnb.rpc.server_pool import ServerPool, start_pool
 from agentnb.server import RpcAgentServerLauncher
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "RpcAgentServerLauncher",
     "RpcMeta",
     "RpcObject",
+    "ServerPool",
     "SerializationError",
     "ServerUnavailable",
     "TaskCancelled",
@@ -63,8 +65,10 @@ __all__ = [
     "load_model",
     "load_ipython_extension",
     "progress",
+    "set_default_pool",
     "set_default_server",
     "set_watch",
+    "start_pool",
     "sync_func",
     "unload_ipython_extension",
     "wait",

@@ -1,4 +1,4 @@
-"""agentnb.init: process-wide settings (model configurations).
+"""agentnb.init: process-wide settings (model configurations, child servers).
 
 Model configurations are known per process. A process that called
 ``init(model_configs=...)`` hands them to the agent servers it starts (child
@@ -18,6 +18,8 @@ from typing import Any
 from agentnb.errors import AgentnbError
 
 ENV_MODEL_CONFIGS = "AGENTNB_MODEL_CONFIGS"
+ENV_CHILD_SERVERS = "AGENTNB_CHILD_SERVERS"
+DEFAULT_CHILD_SERVERS = 1
 # Environment strings above ~128 KiB are refused by exec(); stay well below.
 MAX_ENV_CONFIG_BYTES = 100_000
 REDACTED = "***"
@@ -29,6 +31,7 @@ _SECRET_NAME = re.compile(r"^(?:.*[-_])?(?:api[-_]?key|apikey|token|secret|passw
 _lock = threading.Lock()
 _model_configs: dict[str, ModelConfig] = {}
 _process_role = "process"  # how errors name this process: "process" or "agent server"
+_child_servers: int | None = None  # set by init(child_servers=...); None: the environment or the default
 
 
 class ModelConfigError(AgentnbError, ValueError):
@@ -101,7 +104,7 @@ def _read_configs(model_configs: Any) -> list[ModelConfig]:
     return configs
 
 
-def init(model_configs: Any = None, **_ignored: Any) -> None:
+def init(model_configs: Any = None, child_servers: int | str | None = None, **_ignored: Any) -> None:
     """Set up agentnb for this process. Calling it is optional.
 
     Args:
@@ -111,16 +114,46 @@ def init(model_configs: Any = None, **_ignored: Any) -> None:
             settings. A later config of the same name replaces the earlier one.
             Agent servers started by this process afterwards (child servers,
             ``%agent_server start`` daemons) receive them too.
+        child_servers: in child mode (``to_dist=True`` with no server set), spread
+            agents over up to this many child servers (``"auto"``: one per CPU);
+            capped at ``os.cpu_count()``. Default 1 (or ``$AGENTNB_CHILD_SERVERS``):
+            one child starts fastest, and agents that wait on I/O share it well;
+            CPU-bound agents need several to use several cores.
 
     Raises:
         ModelConfigError: a config is malformed (the message names it).
+        ValueError: ``child_servers`` is not a whole number of at least 1 or ``"auto"``.
     """
+    global _child_servers
+    if child_servers is not None:
+        _child_servers = _read_child_servers(child_servers, "child_servers")
     if model_configs is None:
         return
     configs = _read_configs(model_configs)
     with _lock:
         for config in configs:
             _model_configs[config.config_name] = config
+
+
+def _read_child_servers(value: int | str, what: str) -> int:
+    cpus = os.cpu_count() or 1
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return cpus
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1 or (isinstance(value, float) and value != count):
+        raise ValueError(f"{what} must be a whole number of at least 1 or 'auto'; got {value!r}")
+    return min(count, cpus)
+
+
+def child_server_count() -> int:
+    """How many child servers child mode may spread agents over (see :func:`init`)."""
+    if _child_servers is not None:
+        return _child_servers
+    value = os.environ.get(ENV_CHILD_SERVERS, "").strip()
+    return _read_child_servers(value, f"${ENV_CHILD_SERVERS}") if value else DEFAULT_CHILD_SERVERS
 
 
 def model_configs() -> dict[str, ModelConfig]:

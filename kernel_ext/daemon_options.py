@@ -13,6 +13,7 @@ POOL_TYPES = ("local", "redis")
 DEFAULT_HOST = "localhost"
 DEFAULT_CAPACITY = 32
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_REPLICAS = 64
 
 
 class DaemonError(AgentServerError):
@@ -50,6 +51,8 @@ class DaemonOptions:
         max_expire_time: seconds a result is kept (None: the server's default).
         max_len: results kept at most by the local pool (None: the server's default).
         model_config_path: a JSON file of model configurations for the server.
+        replicas: how many servers; above 1 they form a pool that acts as one
+            target (see :meth:`DaemonRegistry.start_pool`).
     """
 
     name: str | None = None
@@ -61,6 +64,7 @@ class DaemonOptions:
     max_expire_time: float | None = None
     max_len: int | None = None
     model_config_path: str | None = None
+    replicas: int = 1
 
     def checked(self) -> DaemonOptions:
         """These options with paths made absolute; DaemonError names the first wrong one."""
@@ -75,6 +79,11 @@ class DaemonOptions:
             raise DaemonError(f"--port must be between 0 (a free port) and 65535, got {self.port}")
         if self.capacity < 1:
             raise DaemonError(f"--capacity must be at least 1, got {self.capacity}")
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise DaemonError(f"--replicas must be between 1 and {MAX_REPLICAS}, got {self.replicas}")
+        if self.replicas > 1 and self.port:
+            raise DaemonError(f"--port {self.port}: the {self.replicas} replicas of a pool each take a free port; "
+                              "leave --port out")
         if self.pool_type not in POOL_TYPES:
             raise DaemonError(f"--pool-type must be one of {', '.join(POOL_TYPES)}, got {self.pool_type!r}")
         if self.pool_type == "redis" and not self.redis_url:

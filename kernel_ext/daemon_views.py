@@ -5,9 +5,12 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from agentnb.rpc.server_pool import REPLICA_KEY, REPLICAS_KEY, pool_of
+from agentnb.runtime_dir import ServerRecord
 from kernel_ext.daemons import DaemonStatus
 
-LIST_COLUMNS = ("name", "address", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "default")
+LIST_COLUMNS = ("name", "address", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "pool",
+                "default")
 AGENT_COLUMNS = ("name", "id", "class", "pending")
 
 
@@ -24,6 +27,14 @@ def format_duration(seconds: float) -> str:
         return f"{hours}h{minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d{hours:02d}h"
+
+
+def pool_label(record: ServerRecord) -> str:
+    """``lab 1/2`` for the second of the two replicas of pool ``lab``; empty for a lone server."""
+    pool = pool_of(record)
+    if pool is None:
+        return ""
+    return f"{pool} {int(record.extra.get(REPLICA_KEY, 0)) + 1}/{record.extra.get(REPLICAS_KEY, '?')}"
 
 
 def status_row(status: DaemonStatus) -> dict[str, str]:
@@ -43,6 +54,7 @@ def status_row(status: DaemonStatus) -> dict[str, str]:
         "queued": live("queued"),
         "agents": live("agents"),
         "kind": record.kind if info is not None else f"{record.kind} (unreachable)",
+        "pool": pool_label(record),
         "default": "*" if status.is_default else "",
     }
 

@@ -8,10 +8,14 @@ restarted kernel or another notebook finds it again; a record whose pid is
 gone is dropped when read. Stopping is SIGTERM (the server lets running calls
 finish), then SIGKILL after a grace period.
 
+A pool (``%agent_server start --replicas N --name lab``) is N daemons named
+``lab-0`` ... ``lab-{N-1}``, each recorded as a member of pool ``lab``; the
+pool's name stands for all of them in ``use``, ``stop``, ``status`` and ``logs``.
+
 The registry keeps little of its own: the processes this kernel started (to
 reap them) and which default it chose (to replace it once that daemon is
 gone). Everything else is read from the runtime directory, and the default
-daemon is the one :func:`agentnb.set_default_server` points at.
+daemon (or pool) is the one :func:`agentnb.rpc.placement.default_pool` gives.
 """
 
 from __future__ import annotations
@@ -33,7 +37,16 @@ from agentnb.config import server_environment
 from agentnb.errors import AgentServerError
 from agentnb.rpc.child_servers import spawn_server
 from agentnb.rpc.connection import ServerConnection
-from agentnb.rpc.placement import clear_default_server, default_server, set_default_server
+from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
+from agentnb.rpc.server_pool import (
+    Replica,
+    ServerPool,
+    mark_replica,
+    pool_of,
+    recorded_pools,
+    replica_name,
+    run_together,
+)
 from agentnb.runtime_dir import (
     ServerRecord,
     _canonical_host,
@@ -88,6 +101,10 @@ def same_address(record: ServerRecord, host: str, port: int) -> bool:
     return record.port == int(port) and _canonical_host(record.host) == _canonical_host(host)
 
 
+def _in_pool(record: ServerRecord, pool: ServerPool) -> bool:
+    return any(same_address(record, replica.host, replica.port) for replica in pool.replicas)
+
+
 def is_agent_server_process(pid: int) -> bool:
     """Whether ``pid`` runs an agentnb server (guards against a recycled pid in a stale record)."""
     try:
@@ -106,7 +123,7 @@ class DaemonRegistry:
 
     def __init__(self) -> None:
         self._processes: dict[int, subprocess.Popen] = {}
-        self._chosen: tuple[str, int, str] | None = None  # the default server this registry set
+        self._chosen: ServerPool | None = None  # the default target this registry set
 
     # -- start -------------------------------------------------------------------------------
 
@@ -114,7 +131,8 @@ class DaemonRegistry:
         """Start a daemon and return its record once the server answers.
 
         Args:
-            options: how to start it (see :class:`DaemonOptions`).
+            options: how to start it (see :class:`DaemonOptions`); with
+                ``replicas`` above 1, use :meth:`start_pool`.
             make_default: place later ``to_dist()`` calls of this process on it;
                 None (the default) does so when no default server is set yet.
         Raises:
@@ -122,29 +140,80 @@ class DaemonRegistry:
                 did not start (the message has the end of its log).
         """
         options = (options or DaemonOptions()).checked()
-        token = secrets.token_urlsafe(32)
+        if options.replicas != 1:
+            raise DaemonError(f"{options.replicas} replicas make a pool: use DaemonRegistry.start_pool")
         with self._naming_lock():
             name = options.name or self._free_name()
-            running = read_record(name)
-            if running is not None:
-                raise DaemonError(
-                    f"an agent server named {name!r} is already running at {running.address} "
-                    f"(pid {running.pid}): `%agent_server use {name}` places agents on it; "
-                    f"`%agent_server stop {name}` stops it; or choose another --name"
-                )
-            log_path = log_path_for(name)
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as log:
-                try:
-                    # The kernel's model configs (agentnb.init) reach the daemon through its environment.
-                    process, port = spawn_server(options.server_args(name, str(log_path)), token,
-                                                 extra_env=server_environment(), stdin=subprocess.DEVNULL,
-                                                 stdout=log, stderr=subprocess.STDOUT)
-                except AgentServerError as exc:
-                    tail = self._read_tail(log_path, 20).rstrip()
-                    detail = f"\n--- end of {log_path} ---\n{tail}" if tail else ""
-                    raise DaemonError(f"the agent server {name!r} did not start: {exc}{detail}") from None
+            self._check_free(name)
+            [record] = self._launch(options, [name])
+        self._default_if(ServerPool.connect([(record.host, record.port, record.token)], name=name), make_default)
+        return record
+
+    def start_pool(self, options: DaemonOptions, *, make_default: bool | None = None) -> list[ServerRecord]:
+        """Start ``options.replicas`` daemons that act as one target, a pool named
+        ``options.name`` (made up when None); return their records.
+
+        The replicas are named ``NAME-0``, ``NAME-1``, ... (each an ordinary daemon,
+        recorded as a member of pool NAME); as the default target, each new agent
+        goes to the least loaded of them (see :mod:`agentnb.rpc.server_pool`).
+
+        Raises:
+            DaemonError: as :meth:`start`; if one replica does not start, none is left running.
+        """
+        options = options.checked()
+        with self._naming_lock():
+            name = options.name or self._free_name()
+            self._check_free(name)
+            names = [replica_name(name, i) for i in range(options.replicas)]
+            records = self._launch(options, names)
+            records = [mark_replica(r.name, name, i, len(names)) or r for i, r in enumerate(records)]
+        pool = ServerPool([Replica(r.host, r.port, r.token, r.name) for r in records], name)
+        self._default_if(pool, make_default)
+        return records
+
+    @staticmethod
+    def _check_free(name: str, what: str = "an agent server") -> None:
+        """DaemonError if a server or a pool called ``name`` runs (or, for a pool, one of its replica names)."""
+        running = read_record(name)
+        address = f" at {running.address} (pid {running.pid})" if running is not None else ""
+        if running is not None or name in recorded_pools():
+            raise DaemonError(
+                f"{what} named {name!r} is already running{address}: `%agent_server use {name}` places "
+                f"agents on it; `%agent_server stop {name}` stops it; or choose another --name"
+            )
+
+    def _launch(self, options: DaemonOptions, names: list[str]) -> list[ServerRecord]:
+        """Start one daemon per name at once; if any fails, stop the others and raise its DaemonError."""
+        for name in names:
+            self._check_free(name)
+        token = secrets.token_urlsafe(32)
+        records: list[ServerRecord | None] = [None] * len(names)
+
+        def launch(i: int) -> None:
+            records[i] = self._launch_one(options, names[i], token)
+
+        errors = run_together([lambda i=i: launch(i) for i in range(len(names))])
+        started = [r for r in records if r is not None]
+        failure = next((e for e in errors if e is not None), None)
+        if failure is not None:
+            self._terminate(started, grace=1.0)
+            raise failure
+        return started
+
+    def _launch_one(self, options: DaemonOptions, name: str, token: str) -> ServerRecord:
+        log_path = log_path_for(name)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as log:
+            try:
+                # The kernel's model configs (agentnb.init) reach the daemon through its environment.
+                process, port = spawn_server(options.server_args(name, str(log_path)), token,
+                                             extra_env=server_environment(), stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT)
+            except AgentServerError as exc:
+                tail = self._read_tail(log_path, 20).rstrip()
+                detail = f"\n--- end of {log_path} ---\n{tail}" if tail else ""
+                raise DaemonError(f"the agent server {name!r} did not start: {exc}{detail}") from None
         self._processes[process.pid] = process
         record = read_record(name) or ServerRecord(
             name=name, host=options.host, port=port, pid=process.pid, token=token, kind=DAEMON_KIND,
@@ -154,22 +223,24 @@ class DaemonRegistry:
         except (AgentServerError, TimeoutError) as exc:
             self._terminate([record], grace=1.0)
             raise DaemonError(f"the agent server {name!r} started but does not answer: {exc}") from None
-        if make_default or (make_default is None and self._no_live_default()):
-            self._set_default(record)
         return record
+
+    def _default_if(self, target: ServerPool, make_default: bool | None) -> None:
+        if make_default or (make_default is None and self._no_live_default()):
+            self._set_default(target)
 
     def _no_live_default(self) -> bool:
         """No default server, or only one this registry chose and that has died since."""
-        current = default_server()
+        current = default_pool()
         if current is None:
             return True
-        return current == self._chosen and not any(same_address(r, *current[:2]) for r in self.records())
+        return current is self._chosen and not any(_in_pool(r, current) for r in self.records())
 
-    def _set_default(self, record: ServerRecord) -> None:
+    def _set_default(self, target: ServerPool) -> None:
         # Detached: agents placed on a daemon stay there when their proxies go
         # (a rebound variable, %reset, a kernel restart), ready for get_agent().
-        self._chosen = (record.host, record.port, record.token)
-        set_default_server(*self._chosen, detached=True)
+        self._chosen = target
+        set_default_pool(target, detached=True)
 
     @contextlib.contextmanager
     def _naming_lock(self) -> Iterator[None]:
@@ -182,7 +253,7 @@ class DaemonRegistry:
             os.close(fd)
 
     def _free_name(self) -> str:
-        taken = {record.name for record in iter_records()}
+        taken = {record.name for record in iter_records()} | set(recorded_pools())
         return next(name for name in (f"daemon-{i}" for i in itertools.count(1)) if name not in taken)
 
     # -- find and describe ------------------------------------------------------------------
@@ -199,24 +270,37 @@ class DaemonRegistry:
         record = read_record(check_name(name))
         if record is None:
             names = ", ".join(r.name for r in self.records()) or "none"
-            raise DaemonError(f"no agent server named {name!r} is running (running: {names})")
+            pools = "".join(f"; pool {pool}" for pool in recorded_pools())
+            raise DaemonError(f"no agent server named {name!r} is running (running: {names}{pools})")
         return record
 
+    def pool_members(self, name: str) -> list[ServerRecord]:
+        """The live replicas of the pool ``name``, in index order (empty if there is no such pool)."""
+        return recorded_pools().get(name, [])
+
+    def members(self, name: str) -> list[ServerRecord]:
+        """The servers ``name`` stands for: a pool's replicas, or the one server of that name."""
+        return self.pool_members(name) or [self.get(name)]
+
     def default_name(self) -> str | None:
-        """The name of the recorded server this process places agents on, if any."""
-        current = default_server()
+        """The name of the recorded server (or pool) this process places agents on, if any."""
+        current = default_pool()
         if current is None:
             return None
-        return next((r.name for r in self.records() if same_address(r, current[0], current[1])), None)
+        members = [r for r in self.records() if _in_pool(r, current)]
+        pools = {pool_of(r) for r in members}
+        if len(current) > 1 and len(pools) == 1 and None not in pools:
+            return pools.pop()
+        return members[0].name if members else None
 
     def statuses(self) -> list[DaemonStatus]:
         """Every live recorded server with the info it gives now (unreachable ones say why)."""
-        default = default_server()
+        default = default_pool()
         return [self._status(record, default) for record in self.records()]
 
     def status(self, name: str) -> DaemonStatus:
         """One server's status, with the agents it hosts."""
-        status = self._status(self.get(name), default_server())
+        status = self._status(self.get(name), default_pool())
         if status.reachable:
             with contextlib.suppress(AgentServerError, TimeoutError):
                 conn = ServerConnection.get(status.record.host, status.record.port, status.record.token)
@@ -224,8 +308,8 @@ class DaemonRegistry:
         return status
 
     @staticmethod
-    def _status(record: ServerRecord, default: tuple[str, int, str] | None) -> DaemonStatus:
-        is_default = default is not None and same_address(record, default[0], default[1])
+    def _status(record: ServerRecord, default: ServerPool | None) -> DaemonStatus:
+        is_default = default is not None and _in_pool(record, default)
         try:
             info = ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
         except (AgentServerError, TimeoutError) as exc:
@@ -262,30 +346,31 @@ class DaemonRegistry:
 
     # -- choose ------------------------------------------------------------------------------
 
-    def use(self, name: str | None) -> ServerRecord | None:
-        """Place this process's later ``to_dist()`` objects on daemon ``name``
-        (None: back to child servers). Returns its record."""
+    def use(self, name: str | None) -> list[ServerRecord]:
+        """Place this process's later ``to_dist()`` objects on daemon or pool ``name``
+        (None: back to child servers). Returns its records (a pool's replicas)."""
         if name is None:
             clear_default_server()
-            return None
-        record = self.get(name)
-        try:
-            ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
-        except (AgentServerError, TimeoutError) as exc:
-            raise DaemonError(f"the agent server {name!r} is recorded but does not answer: {exc}") from None
-        self._set_default(record)
-        return record
+            return []
+        records = self.members(name)
+        for record in records:
+            try:
+                ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
+            except (AgentServerError, TimeoutError) as exc:
+                raise DaemonError(f"the agent server {record.name!r} is recorded but does not answer: {exc}") from None
+        self._set_default(ServerPool([Replica(r.host, r.port, r.token, r.name) for r in records], name))
+        return records
 
     # -- stop --------------------------------------------------------------------------------
 
     def stop(self, names: list[str], grace: float = DEFAULT_STOP_GRACE) -> list[str]:
         """Stop the named servers: SIGTERM, then SIGKILL after ``grace`` seconds.
 
-        Returns the names stopped. Raises DaemonError (before stopping any) if a
-        name is not running.
+        A pool's name stops all its replicas. Returns the names of the servers
+        stopped. Raises DaemonError (before stopping any) if a name is not running.
         """
-        records = [self.get(name) for name in dict.fromkeys(names)]
-        return self._terminate(records, grace)
+        records = {r.name: r for name in dict.fromkeys(names) for r in self.members(name)}
+        return self._terminate(list(records.values()), grace)
 
     def stop_all(self, grace: float = DEFAULT_STOP_GRACE) -> list[str]:
         """Stop every daemon of this user (servers started otherwise are left alone)."""
@@ -307,16 +392,24 @@ class DaemonRegistry:
         alive = [r.name for r in stubborn if not self._wait_gone(r.pid, kill_deadline)]
         for record in records:
             remove_record(record.name, record.pid)
+        self._drop_dead_default(records)
         if alive:
             raise DaemonError(f"agent server(s) {', '.join(alive)} did not exit even after SIGKILL")
         return [record.name for record in records]
 
     def _forget(self, record: ServerRecord) -> None:
-        """This process stops placing agents on, and talking to, ``record``'s server."""
-        current = default_server()
-        if current is not None and same_address(record, current[0], current[1]):
+        """This process stops talking to ``record``'s server (a pool skips a replica it cannot reach)."""
+        current = default_pool()
+        if current is not None and len(current) == 1 and _in_pool(record, current):
             clear_default_server()
         ServerConnection.get(record.host, record.port, record.token).close()
+
+    def _drop_dead_default(self, stopped: list[ServerRecord]) -> None:
+        """Back to child servers once every replica of the default pool is stopped."""
+        current = default_pool()
+        if (current is not None and any(_in_pool(r, current) for r in stopped)
+                and not any(_in_pool(r, current) for r in self.records())):
+            clear_default_server()
 
     @staticmethod
     def _signal(pid: int, sig: int) -> bool:

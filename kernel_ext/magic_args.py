@@ -17,11 +17,15 @@ Manage agent-server daemons: servers that run apart from this kernel (they
 survive its restart and shutdown) and host the agents made with .to_dist().
 The first daemon started in a kernel becomes its default: later .to_dist()
 and to_dist=True objects go there instead of to a child process.
+With --replicas N, N daemons (NAME-0 ... NAME-{N-1}) act as one pool called
+NAME: each new agent goes to the least loaded replica, so CPU-bound agents
+use several cores; NAME stands for all of them in use, status, logs and stop.
 """
 
 EPILOG = """\
 examples:
   %agent_server start --name lab --capacity 8
+  %agent_server start --name farm --replicas 4
   %agent_server list
   %agent_server status lab
   %agent_server logs lab -n 20
@@ -86,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--host", default="localhost",
                        help="loopback interface to bind: localhost (default), 127.0.0.1 or ::1")
     start.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
-    start.add_argument("--capacity", type=_positive_int, default=32, help="calls run at once (default: 32)")
+    start.add_argument("--capacity", type=_positive_int, default=32,
+                       help="calls run at once, per replica (default: 32)")
+    start.add_argument("--replicas", type=_positive_int, default=1,
+                       help="server processes acting as one pool (default: 1); agents go to the least loaded")
     start.add_argument("--pool-type", choices=POOL_TYPES, default="local", help="result pool (default: local)")
     start.add_argument("--redis-url", help="Redis URL, with --pool-type redis")
     start.add_argument("--max-expire-time", type=_positive_seconds, help="seconds results are kept")
@@ -100,17 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="one daemon and its agents",
                                  description="Show one agent server and the agents it hosts.")
-    status.add_argument("name", help="the daemon's name")
+    status.add_argument("name", help="the daemon's (or pool's) name")
 
     logs = commands.add_parser("logs", help="the end of a daemon's log file",
                                description="Print the end of a daemon's log file.")
-    logs.add_argument("name", help="the daemon's name")
+    logs.add_argument("name", help="the daemon's (or pool's) name")
     logs.add_argument("-n", "--lines", type=_lines, default=50, help="lines to show (default: 50)")
 
     stop = commands.add_parser("stop", help="stop daemons (SIGTERM, then SIGKILL after --grace)",
                                description="Stop daemons: SIGTERM lets running calls finish; "
                                            "SIGKILL follows after --grace seconds.")
-    stop.add_argument("names", nargs="*", metavar="NAME", help="the daemons to stop")
+    stop.add_argument("names", nargs="*", metavar="NAME", help="the daemons (or pools) to stop")
     stop.add_argument("--all", action="store_true", help="stop every daemon of this user")
     stop.add_argument("--grace", type=_seconds, default=DEFAULT_STOP_GRACE,
                       help=f"seconds before SIGKILL (default: {DEFAULT_STOP_GRACE:g})")
@@ -118,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     use = commands.add_parser("use", help="place this kernel's new agents on a daemon",
                               description="Place the agents this kernel distributes from now on "
                                           "on daemon NAME (--none: back to child servers).")
-    use.add_argument("name", nargs="?", help="the daemon's name")
+    use.add_argument("name", nargs="?", help="the daemon's (or pool's) name")
     use.add_argument("--none", action="store_true", help="go back to child servers of this kernel")
     return parser
 

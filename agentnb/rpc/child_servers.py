@@ -1,5 +1,11 @@
 """Child mode: agent servers started by, and dying with, this process.
 
+By default one child server hosts every agent of this process. With
+``agentnb.init(child_servers=N)`` (or ``$AGENTNB_CHILD_SERVERS``) agents are
+spread over up to N children: a new child is started (when an agent is
+placed) while every live one already got an agent, then each agent goes to
+the child that got the fewest from this process.
+
 A child server is ``python -m agentnb.server`` in a subprocess (never a fork
 of ``__main__``, which is what breaks in notebooks). It reports its port on a
 pipe, reads its stdin until this process goes away, and then exits at once,
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import secrets
 import select
@@ -18,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +33,8 @@ from agentnb import config
 from agentnb.errors import AgentServerError
 
 START_TIMEOUT = 60.0
+# A server that cannot start writes this and its error as JSON on the ready pipe instead of its port.
+START_ERROR_PREFIX = "error "
 DEFAULT_CHILD_CAPACITY = 32
 
 
@@ -35,6 +45,7 @@ class ChildServer:
     port: int
     token: str
     model_configs: str = ""  # config.configs_digest() when it started: what it was handed
+    placed: int = 0  # agents this process placed on it
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -46,19 +57,25 @@ _owner_pid = os.getpid()
 
 
 def child_server() -> ChildServer:
-    """This process's child server, started on first use and reused after."""
+    """The child server the next agent goes to (counted as placed there).
+
+    Started on first use and reused after; with several allowed
+    (:func:`agentnb.config.child_server_count`), see the module's doc.
+    """
     global _children, _owner_pid
     with _lock:
         if _owner_pid != os.getpid():  # forked: the parent's children are not ours
             _children, _owner_pid = [], os.getpid()
         digest = config.configs_digest()
-        for child in _children:
-            # One started before init(model_configs=...) added configs lacks them: a new one gets them.
-            if child.alive() and child.model_configs == digest:
-                return child
-        child = start_child_server()
-        _children.append(child)
-        return child
+        # One started before init(model_configs=...) added configs lacks them: a new one gets them.
+        usable = [child for child in _children if child.alive() and child.model_configs == digest]
+        if len(usable) < config.child_server_count() and all(child.placed for child in usable):
+            child = start_child_server()
+            _children.append(child)
+            usable.append(child)
+        chosen = min(usable, key=lambda child: child.placed)
+        chosen.placed += 1
+        return chosen
 
 
 def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
@@ -71,13 +88,15 @@ def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
 
 
 def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
-                 **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+                 wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
     """Run ``python -m agentnb.server SERVER_ARGS`` and wait until it listens.
 
     The token, and ``extra_env`` (e.g. the model configurations of
     ``config.server_environment()``), go through the environment, not the
-    command line, which other users can read. Returns the process and the port
-    it reported.
+    command line, which other users can read. ``wrapper`` is a command that
+    runs the server (e.g. ``["ip", "netns", "exec", "ns1"]``); it must keep
+    the environment and open file descriptors. Returns the process and the
+    port it reported.
     """
     env = dict(os.environ)
     env.update(extra_env or {})
@@ -89,7 +108,7 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    cmd = [sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
+    cmd = [*wrapper, sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
     popen_kwargs.setdefault("stdin", subprocess.PIPE)
     popen_kwargs.setdefault("start_new_session", True)
     try:
@@ -122,10 +141,20 @@ def read_port(fd: int, process: subprocess.Popen) -> int:
             data += chunk
         elif process.poll() is not None:
             break
-    if not data.strip().isdigit():
-        code = process.poll()
-        raise AgentServerError(f"the agent server failed to start (exit status {code}); see its output")
-    return int(data)
+    text = data.decode(errors="replace").strip()
+    if text.isdigit():
+        return int(text)
+    if text.startswith(START_ERROR_PREFIX):
+        raise AgentServerError(f"the agent server failed to start: {_start_error(text)}")
+    code = process.poll()
+    raise AgentServerError(f"the agent server failed to start (exit status {code}); see its output")
+
+
+def _start_error(text: str) -> str:
+    try:
+        return str(json.loads(text[len(START_ERROR_PREFIX):]))
+    except ValueError:
+        return text[len(START_ERROR_PREFIX):]
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -1,27 +1,29 @@
 """Where a distributed object goes, and how a proxy to it is made.
 
-An explicit host/port wins (independent mode); otherwise the default server
-set for this process (the notebook's daemon, see :func:`set_default_server`);
-otherwise this process's child server.
+An explicit host/port wins (independent mode); then an explicit server pool
+(``to_dist=pool``); otherwise the default target set for this process (the
+notebook's daemon or pool, see :func:`set_default_server` and
+:func:`set_default_pool`); otherwise this process's child servers.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.errors import AgentNotFound, AgentServerError
+from agentnb.errors import AgentServerError, ServerUnavailable
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.rpc_object import RpcObject, wait_value
-from agentnb.runtime_dir import find_token
+from agentnb.rpc.server_pool import ENV_TOKEN, ServerPool, resolve_token
 
-ENV_TOKEN = "AGENTNB_TOKEN"
-_OPTION_NAMES = ("host", "port", "token", "tls_ca")
+__all__ = ["ENV_TOKEN", "DistOptions", "ServerPool", "clear_default_server", "connect", "create_remote",
+           "default_pool", "default_server", "get_agent", "list_agents", "set_default_pool", "set_default_server"]
+
+_OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool")
 
 
 @dataclass(frozen=True)
@@ -32,19 +34,30 @@ class DistOptions:
     port: int | None = None
     token: str | None = None
     tls_ca: str | None = None  # PEM of the CA that signed a TLS server's certificate
+    pool: ServerPool | None = None
 
     @classmethod
     def parse(cls, to_dist: Any) -> DistOptions:
-        """Read ``to_dist=True`` or ``to_dist={"host": ..., "port": ...}`` (never modified)."""
+        """Read ``to_dist=True``, ``to_dist=pool`` or ``to_dist={"host": ..., "port": ...}``
+        (or ``{"pool": pool}``); the dict is never modified."""
         if to_dist is True:
             return cls()
+        if isinstance(to_dist, ServerPool):
+            return cls(pool=to_dist)
         if not isinstance(to_dist, dict):
-            raise TypeError(f"to_dist must be True or a dict of {', '.join(_OPTION_NAMES)}; got {to_dist!r}")
+            raise TypeError(f"to_dist must be True, a ServerPool or a dict of {', '.join(_OPTION_NAMES)}; "
+                            f"got {to_dist!r}")
         unknown = sorted(set(to_dist) - set(_OPTION_NAMES))
         if unknown:
             raise TypeError(f"unknown to_dist option(s) {', '.join(map(repr, unknown))}; "
                             f"expected some of {', '.join(_OPTION_NAMES)}")
-        host, port = to_dist.get("host"), to_dist.get("port")
+        host, port, pool = to_dist.get("host"), to_dist.get("port"), to_dist.get("pool")
+        if pool is not None:
+            if not isinstance(pool, ServerPool):
+                raise TypeError(f"to_dist pool must be a ServerPool (agentnb.start_pool); got {pool!r}")
+            if host is not None or port is not None:
+                raise TypeError("to_dist takes a pool or a host and port, not both")
+            return cls(pool=pool)
         if (host is None) != (port is None):
             raise TypeError("to_dist needs both host and port (or neither, for child mode)")
         if port is not None:
@@ -58,7 +71,7 @@ class DistOptions:
 
 
 _default_lock = threading.Lock()
-_default_server: tuple[str, int, str] | None = None
+_default_pool: ServerPool | None = None
 _default_detached = False
 
 
@@ -72,45 +85,53 @@ def set_default_server(host: str, port: int, token: str, *, detached: bool = Fal
     exits, so that a restarted kernel can re-attach to them with
     :func:`get_agent`. ``proxy.close()`` still deletes one.
     """
-    global _default_server, _default_detached
+    set_default_pool(ServerPool.connect([(host, int(port), token)]), detached=detached)
+
+
+def set_default_pool(pool: ServerPool, *, detached: bool = False) -> None:
+    """Place objects distributed without an address on ``pool``, each on its least
+    loaded replica (see :mod:`agentnb.rpc.server_pool`); ``detached`` as for
+    :func:`set_default_server`."""
+    global _default_pool, _default_detached
+    if not isinstance(pool, ServerPool):
+        raise TypeError(f"expected a ServerPool, got {pool!r}")
     with _default_lock:
-        _default_server = (host, int(port), token)
+        _default_pool = pool
         _default_detached = detached
 
 
 def clear_default_server() -> None:
-    global _default_server, _default_detached
+    """Go back to child servers for objects distributed without an address."""
+    global _default_pool, _default_detached
     with _default_lock:
-        _default_server = None
+        _default_pool = None
         _default_detached = False
 
 
+def forget_pool(pool: ServerPool) -> None:
+    """Clear the default target if it is ``pool`` (which is being stopped)."""
+    if _default_pool is pool:
+        clear_default_server()
+
+
+def default_pool() -> ServerPool | None:
+    """The default target of this process (a pool of one for a single server), if set."""
+    return _default_pool
+
+
 def default_server() -> tuple[str, int, str] | None:
-    return _default_server
+    """The default server as (host, port, token); for a pool of several, its first replica."""
+    pool = _default_pool
+    if pool is None:
+        return None
+    first = pool.replicas[0]
+    return first.host, first.port, first.token
 
 
 def connect(host: str, port: int, token: str | None = None, tls_ca: str | None = None) -> ServerConnection:
     """The connection to ``host:port``; the token comes from the argument,
     ``$AGENTNB_TOKEN`` or the server's record in the runtime directory."""
-    token = token or os.environ.get(ENV_TOKEN) or find_token(host, port)
-    if not token:
-        raise AgentServerError(
-            f"no token for the agent server at {host}:{port}: pass token=..., set ${ENV_TOKEN}, "
-            "or start the server as this user on this machine (it records its token)"
-        )
-    return ServerConnection.get(host, port, token, tls_ca)
-
-
-def _target(options: DistOptions) -> ServerConnection:
-    if options.host is not None:
-        return connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
-    default = default_server()
-    if default is not None:
-        return ServerConnection.get(*default)
-    from agentnb.rpc.child_servers import child_server
-
-    child = child_server()
-    return ServerConnection.get(child.host, child.port, child.token)
+    return ServerConnection.get(host, port, resolve_token(host, port, token), tls_ca)
 
 
 def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) -> RpcObject:
@@ -119,44 +140,74 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
     Raises the exception of the object's ``__init__`` if it fails there.
     """
     payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
-    detached = options.host is None and _default_detached and default_server() is not None
-    conn = _target(options)
+    pool, detached = (options.pool, False) if options.pool is not None else (_default_pool, _default_detached)
+    if options.host is None and pool is not None:
+        return _create_in_pool(pool, cls, payload, owner=not detached)
+    if options.host is not None:
+        conn = connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
+    else:
+        from agentnb.rpc.child_servers import child_server
+
+        child = child_server()
+        conn = ServerConnection.get(child.host, child.port, child.token)
+    try:
+        return _create(conn, cls, payload, owner=True)
+    except _ReplicaGone as gone:
+        raise gone.error from None
+
+
+def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool) -> RpcObject:
+    """Create on the least loaded replica; a replica found gone is skipped for the next one."""
+    error: ServerUnavailable | None = None
+    for _ in range(len(pool)):
+        replica = pool.place()
+        try:
+            return _create(replica.connection(), cls, payload, owner)
+        except _ReplicaGone as gone:
+            pool.mark_unreachable(replica)
+            error = gone.error
+    assert error is not None
+    raise error
+
+
+class _ReplicaGone(Exception):
+    """The server could not be reached at all (the object was not created)."""
+
+    def __init__(self, error: ServerUnavailable) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> RpcObject:
     agent_id = uuid.uuid4().hex
-    future = conn.submit(pb.CREATE, agent_id, payload=payload)
+    try:
+        future = conn.submit(pb.CREATE, agent_id, payload=payload)
+    except ServerUnavailable as exc:
+        raise _ReplicaGone(exc) from None
+    future.wait()
+    if isinstance(future.error, ServerUnavailable):  # the transport failed, not the object's __init__
+        raise _ReplicaGone(future.error)
     created = wait_value(future, conn, f"the creation of {cls.__name__}")
-    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=not detached)
-
-
-def agent_proxy(conn: ServerConnection, desc: pb.AgentDescription) -> RpcObject:
-    methods = {m: "sync" for m in desc.sync_methods} | {m: "async" for m in desc.async_methods}
-    return RpcObject(conn, desc.agent_id, desc.class_name, methods, desc.name or None)
+    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=owner)
 
 
 def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:
-    """Proxies to every object on a server (default: this process's default server)."""
-    conn = _server_or_default(host, port, token)
-    return [agent_proxy(conn, desc) for desc in conn.list_agents()]
+    """Proxies to every object on a server (default: this process's default server or
+    every replica of its default pool)."""
+    return _pool_or_default(host, port, token).list_agents()
 
 
 def get_agent(name_or_id: str, host: str | None = None, port: int | None = None,
               token: str | None = None) -> RpcObject:
-    """A proxy to an object that already lives on a server, found by its
-    ``name`` attribute or its id; e.g. after a kernel restart."""
-    conn = _server_or_default(host, port, token)
-    agents = conn.list_agents()
-    matches = [d for d in agents if d.agent_id == name_or_id] or [d for d in agents if d.name == name_or_id]
-    if not matches:
-        raise AgentNotFound(f"no agent named or with id {name_or_id!r} on the agent server at {conn.address}")
-    if len(matches) > 1:
-        ids = ", ".join(d.agent_id for d in matches)
-        raise AgentNotFound(f"{len(matches)} agents are named {name_or_id!r} at {conn.address}; use an id: {ids}")
-    return agent_proxy(conn, matches[0])
+    """A proxy to an object that already lives on a server (or on any replica of the
+    default pool), found by its ``name`` attribute or its id; e.g. after a kernel restart."""
+    return _pool_or_default(host, port, token).get_agent(name_or_id)
 
 
-def _server_or_default(host: str | None, port: int | None, token: str | None) -> ServerConnection:
+def _pool_or_default(host: str | None, port: int | None, token: str | None) -> ServerPool:
     if host is not None and port is not None:
-        return connect(host, port, token)
-    default = default_server()
-    if default is None:
+        return ServerPool.connect([(host, int(port))], token=token)
+    pool = _default_pool
+    if pool is None:
         raise AgentServerError("no agent server given and no default server set (start one with %agent_server start)")
-    return ServerConnection.get(*default)
+    return pool

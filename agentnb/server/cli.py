@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import logging
 import os
 import pathlib
@@ -12,6 +14,7 @@ import sys
 import threading
 
 from agentnb.errors import AgentServerError
+from agentnb.rpc.child_servers import START_ERROR_PREFIX
 
 ENV_TOKEN = "AGENTNB_TOKEN"
 
@@ -89,6 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.ready_fd is not None:
         os.write(args.ready_fd, f"{server.port}\n".encode())
         os.close(args.ready_fd)
+        args.ready_fd = None  # closed: its number may be reused by another file from now on
     if not args.child:
         print(f"agentnb agent server {server.name} listening on {args.host}:{server.port} "
               f"(capacity {args.capacity}, pid {os.getpid()})", flush=True)
@@ -125,7 +129,22 @@ def main(argv: list[str] | None = None, prog: str = "as_server") -> int:
         return serve(args)
     except (AgentServerError, ValueError, ImportError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        report_start_failure(args.ready_fd, str(exc))
         return 2
+
+
+def report_start_failure(ready_fd: int | None, message: str) -> None:
+    """Tell the process waiting on ``ready_fd`` why this server did not start.
+
+    It reads one line: the port, or ``error`` and the message as JSON (see
+    :func:`agentnb.rpc.child_servers.read_port`), so that the error it raises
+    names the cause (e.g. the Redis URL that could not be reached).
+    """
+    if ready_fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, f"{START_ERROR_PREFIX}{json.dumps(message)}\n".encode())
+        os.close(ready_fd)
 
 
 def as_server_main() -> int:

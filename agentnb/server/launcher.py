@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from agentnb.config import server_environment
 from agentnb.errors import AgentServerError
 from agentnb.rpc.child_servers import spawn_server
 from agentnb.server.agent_server import AgentServer
@@ -115,7 +116,8 @@ class RpcAgentServerLauncher:
         for cls in self.custom_agent_classes:
             if cls.__module__ != "__main__":
                 args += ["--agent-module", cls.__module__]
-        self.process, self.port = spawn_server(args, self.token)
+        # This process's model configurations (agentnb.init) reach the server through its environment.
+        self.process, self.port = spawn_server(args, self.token, extra_env=server_environment())
         self.name = self.name or f"server-{self.port}"
 
     def wait_until_terminate(self) -> None:
