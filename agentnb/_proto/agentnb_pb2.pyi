@@ -40,7 +40,7 @@ RUNNING: ReplyStatus
 CANCELLED: ReplyStatus
 
 class Call(_message.Message):
-    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain")
+    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain", "part_sizes", "part_writable")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class Call(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WATCH_FIELD_NUMBER: _ClassVar[int]
     WAITING_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    PART_SIZES_FIELD_NUMBER: _ClassVar[int]
+    PART_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: CallKind
     agent_id: str
@@ -57,33 +59,51 @@ class Call(_message.Message):
     task_id: str
     watch: bool
     waiting_chain: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ...) -> None: ...
+    part_sizes: _containers.RepeatedScalarFieldContainer[int]
+    part_writable: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class Chunk(_message.Message):
+    __slots__ = ("seq", "data")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    data: bytes
+    def __init__(self, seq: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
-    __slots__ = ("calls",)
+    __slots__ = ("calls", "chunk")
     CALLS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     calls: _containers.RepeatedCompositeFieldContainer[Call]
-    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+    chunk: Chunk
+    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("seq", "status", "payload", "task_id", "timestamp")
+    __slots__ = ("seq", "status", "payload", "task_id", "timestamp", "part_sizes", "part_writable")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PART_SIZES_FIELD_NUMBER: _ClassVar[int]
+    PART_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     status: ReplyStatus
     payload: bytes
     task_id: str
     timestamp: float
-    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+    part_sizes: _containers.RepeatedScalarFieldContainer[int]
+    part_writable: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
-    __slots__ = ("replies",)
+    __slots__ = ("replies", "chunk")
     REPLIES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     replies: _containers.RepeatedCompositeFieldContainer[Reply]
-    def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ...) -> None: ...
+    chunk: Chunk
+    def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class ResultRequest(_message.Message):
     __slots__ = ("task_id", "timeout")

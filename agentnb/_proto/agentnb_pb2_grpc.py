@@ -39,10 +39,10 @@ class AgentServerStub:
                 request_serializer=agentnb__pb2.ClientFrame.SerializeToString,
                 response_deserializer=agentnb__pb2.ServerFrame.FromString,
                 _registered_method=True)
-        self.GetResult = channel.unary_unary(
+        self.GetResult = channel.unary_stream(
                 '/agentnb.AgentServer/GetResult',
                 request_serializer=agentnb__pb2.ResultRequest.SerializeToString,
-                response_deserializer=agentnb__pb2.Reply.FromString,
+                response_deserializer=agentnb__pb2.ServerFrame.FromString,
                 _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/agentnb.AgentServer/GetInfo',
@@ -73,7 +73,8 @@ class AgentServerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetResult(self, request, context):
-        """Wait for (or read) the stored result of an asynchronous call.
+        """Wait for (or read) the stored result of an asynchronous call: one frame
+        with its Reply, then the Chunk frames of its parts, if it has any.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,10 +108,10 @@ def add_AgentServerServicer_to_server(servicer, server):
                     request_deserializer=agentnb__pb2.ClientFrame.FromString,
                     response_serializer=agentnb__pb2.ServerFrame.SerializeToString,
             ),
-            'GetResult': grpc.unary_unary_rpc_method_handler(
+            'GetResult': grpc.unary_stream_rpc_method_handler(
                     servicer.GetResult,
                     request_deserializer=agentnb__pb2.ResultRequest.FromString,
-                    response_serializer=agentnb__pb2.Reply.SerializeToString,
+                    response_serializer=agentnb__pb2.ServerFrame.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -176,12 +177,12 @@ class AgentServer:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/agentnb.AgentServer/GetResult',
             agentnb__pb2.ResultRequest.SerializeToString,
-            agentnb__pb2.Reply.FromString,
+            agentnb__pb2.ServerFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,7 +15,9 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -27,15 +29,17 @@ from agentnb.errors import (
     ServerUnavailable,
     TaskNotFound,
 )
+from agentnb.rpc import codec, wire
 from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import _canonical_host
 
 _LOGGER = logging.getLogger(__name__)
 
 TOKEN_METADATA_KEY = "agentnb-token"
+SERVICE = "agentnb.AgentServer"
 ENV_TLS_CA = "AGENTNB_TLS_CA"
 MAX_CALLS_PER_FRAME = 512
-# Small calls share a frame; a large payload gets a frame to itself.
+# Small calls share a frame; a large payload follows its call in frames of its own (chunks).
 MAX_FRAME_BYTES = 4 * 2**20
 
 CHANNEL_OPTIONS = [
@@ -67,13 +71,65 @@ def map_rpc_error(error: grpc.RpcError, address: str) -> AgentServerError | Time
     return AgentServerError(f"the agent server at {address} failed: {code.name if code else '?'}: {details}")
 
 
+def _make_client_frame(calls: list) -> pb.ClientFrame:
+    return pb.ClientFrame(calls=calls)
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """The final reply of a task, as :meth:`ServerConnection.get_result` returns it."""
+
+    status: int  # an agentnb_pb2.ReplyStatus
+    payload: codec.Encoded
+    task_id: str
+    timestamp: float
+
+
 class _Session:
     """One Session stream: its outgoing queue and the calls awaiting a reply."""
 
     def __init__(self) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: dict[int, CallFuture] = {}
+        self.incoming = wire.Reassembly()  # large replies whose chunks are on their way
         self.dead = False
+
+    def deliver(self, replies: Sequence[pb.Reply], chunk: wire.Chunk | None) -> None:
+        """Complete the futures a frame answers (the reader thread's work).
+
+        (Doing this in the stream's deserializer, on gRPC's channel thread,
+        was tried: it made sync calls slower, the caller and the reader
+        thread then waking at once.)
+        """
+        pending = self.pending
+        for reply in replies:
+            if reply.part_sizes:
+                self._take(self.incoming.start, reply)
+                continue
+            status = reply.status
+            if status == pb.QUEUED or status == pb.RUNNING:
+                future = pending.get(reply.seq)
+            else:
+                future = pending.pop(reply.seq, None)
+            if future is not None:
+                future.set_reply(status, reply.payload, reply.timestamp)
+        if chunk is not None:
+            self._take(self.incoming.add, chunk)
+
+    def _take(self, step: Callable[[Any], tuple[pb.Reply, codec.Encoded] | None], arg: object) -> None:
+        """One step (``step(arg)``) of a large reply's reassembly; complete its future when it is whole."""
+        try:
+            done = step(arg)
+        except wire.PayloadError as exc:  # only that call fails
+            future = self.pending.pop(exc.message.seq, None)
+            if future is not None:
+                future.set_local_error(exc)
+            return
+        if done is not None:
+            reply, payload = done
+            future = self.pending.pop(reply.seq, None)
+            if future is not None:
+                future.set_reply(reply.status, payload, reply.timestamp)
 
 
 class ServerConnection:
@@ -125,6 +181,14 @@ class ServerConnection:
         else:
             self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentServerStub(self._channel)
+        # The two streaming methods read and write frames with the codec: large
+        # payloads come and go in chunks, without a protobuf copy of their bytes.
+        self._session_rpc = self._channel.stream_stream(
+            f"/{SERVICE}/Session", request_serializer=wire.encode_frame,
+            response_deserializer=wire.decode_server_frame, _registered_method=True)
+        self._get_result_rpc = self._channel.unary_stream(
+            f"/{SERVICE}/GetResult", request_serializer=pb.ResultRequest.SerializeToString,
+            response_deserializer=wire.decode_server_frame, _registered_method=True)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._session: _Session | None = None
@@ -140,9 +204,13 @@ class ServerConnection:
     def new_task_id(self) -> str:
         return f"{self.client_id}-{next(self._seq)}-{uuid.uuid4().hex[:8]}"
 
-    def submit(self, kind: int, agent_id: str, method: str = "", payload: bytes = b"",
+    def submit(self, kind: int, agent_id: str, method: str = "", payload: codec.Encoded = b"",
                task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = ()) -> CallFuture:
-        """Send one call; return the future its reply will complete."""
+        """Send one call; return the future its reply will complete.
+
+        ``payload`` is what :func:`codec.dumps` made; a large one follows its
+        call in chunks.
+        """
         future = CallFuture()
         with self._lock:
             if self._closed:
@@ -152,8 +220,9 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            session.outbox.put(pb.Call(seq=seq, kind=kind, agent_id=agent_id, method=method, payload=payload,
-                                       task_id=task_id, watch=watch, waiting_chain=waiting_chain))
+            session.outbox.put(wire.outgoing(pb.Call, payload, seq=seq, kind=kind, agent_id=agent_id,
+                                              method=method, task_id=task_id, watch=watch,
+                                              waiting_chain=waiting_chain))
         return future
 
     def drop_agent(self, agent_id: str) -> None:
@@ -177,45 +246,20 @@ class ServerConnection:
 
     def _open_session(self) -> _Session:
         session = _Session()
-        responses = self._stub.Session(self._frames(session), metadata=self._metadata)
+        responses = self._session_rpc(
+            wire.frames(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
+            metadata=self._metadata)
         thread = threading.Thread(target=self._read, args=(session, responses),
                                   name=f"agentnb-reader-{self.address}", daemon=True)
         thread.start()
         self._session = session
         return session
 
-    @staticmethod
-    def _frames(session: _Session) -> Iterator[pb.ClientFrame]:
-        outbox = session.outbox
-        while True:
-            call = outbox.get()
-            if call is _CLOSE:
-                return
-            calls = [call]
-            size = len(call.payload)
-            while len(calls) < MAX_CALLS_PER_FRAME and size < MAX_FRAME_BYTES:
-                try:
-                    call = outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if call is _CLOSE:
-                    yield pb.ClientFrame(calls=calls)
-                    return
-                calls.append(call)
-                size += len(call.payload)
-            yield pb.ClientFrame(calls=calls)
-
-    def _read(self, session: _Session, responses: Iterator[pb.ServerFrame]) -> None:
+    def _read(self, session: _Session, responses: Iterator[tuple]) -> None:
         error: BaseException
         try:
-            for frame in responses:
-                for reply in frame.replies:
-                    if reply.status in (pb.QUEUED, pb.RUNNING):
-                        future = session.pending.get(reply.seq)
-                    else:
-                        future = session.pending.pop(reply.seq, None)
-                    if future is not None:
-                        future.set_reply(reply.status, reply.payload, reply.timestamp)
+            for replies, chunk in responses:
+                session.deliver(replies, chunk)
             error = ServerUnavailable(f"the agent server at {self.address} closed the connection")
         except grpc.RpcError as exc:
             error = map_rpc_error(exc, self.address)
@@ -239,11 +283,20 @@ class ServerConnection:
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, self.address) from None
 
-    def get_result(self, task_id: str, timeout: float | None = None) -> pb.Reply:
+    def get_result(self, task_id: str, timeout: float | None = None) -> StoredReply:
         """Wait for the stored result of ``task_id`` (``timeout`` in seconds)."""
         request = pb.ResultRequest(task_id=task_id, timeout=timeout or 0.0)
         rpc_timeout = None if timeout is None else timeout + 10.0
-        return self._unary("GetResult", request, rpc_timeout)
+        incoming = wire.Reassembly()
+        try:
+            for replies, chunk in self._get_result_rpc(request, metadata=self._metadata, timeout=rpc_timeout):
+                done = incoming.start(replies[0]) if replies else incoming.add(chunk) if chunk else None
+                if done is not None:
+                    reply, payload = done
+                    return StoredReply(reply.status, payload, task_id, reply.timestamp)
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, self.address) from None
+        raise AgentServerError(f"the agent server at {self.address} sent no complete result for task {task_id}")
 
     def info(self, timeout: float | None = 10.0) -> pb.ServerInfo:
         return self._unary("GetInfo", pb.InfoRequest(), timeout)

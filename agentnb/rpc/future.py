@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from agentnb._proto import agentnb_pb2 as pb
+from agentnb.rpc import codec
 
 # Task states as users see them (AsyncResult.status).
 QUEUED = "queued"
@@ -31,7 +32,7 @@ class CallFuture:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.state = QUEUED
-        self.payload: bytes = b""
+        self.payload: codec.Encoded = b""
         self.error: BaseException | None = None  # a local error (connection lost...)
         self.times: dict[str, float] = {"submitted": time.time()}
         self._callbacks: list[Callable[[CallFuture], None]] = []
@@ -43,7 +44,7 @@ class CallFuture:
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
 
-    def set_reply(self, status: int, payload: bytes, timestamp: float = 0.0) -> None:
+    def set_reply(self, status: int, payload: codec.Encoded, timestamp: float = 0.0) -> None:
         """Record a reply of the server: a progress state, or the final one."""
         if status in _PROGRESS_STATUS:
             if not self._event.is_set():

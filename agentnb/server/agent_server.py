@@ -12,9 +12,10 @@ from concurrent import futures
 
 import grpc
 
-from agentnb._proto import agentnb_pb2_grpc as pb_grpc
+from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
-from agentnb.rpc.connection import TOKEN_METADATA_KEY
+from agentnb.rpc import wire
+from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
 from agentnb.runtime_dir import ServerRecord, _canonical_host, remove_record, write_record
 from agentnb.server.result_pool import make_pool
 from agentnb.server.servicer import AgentServicer
@@ -34,6 +35,27 @@ SERVER_OPTIONS = [
 ]
 
 
+def service_handlers(servicer: AgentServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The gRPC method handlers of the service (what the generated ``add_AgentServerServicer_to_server``
+    makes), except that the two streaming methods read and write their frames with the codec,
+    which sends large payloads in chunks without a protobuf copy of their bytes."""
+    handlers = {
+        "Session": grpc.stream_stream_rpc_method_handler(
+            servicer.Session, request_deserializer=wire.decode_client_frame,
+            response_serializer=wire.encode_frame),
+        "GetResult": grpc.unary_stream_rpc_method_handler(
+            servicer.GetResult, request_deserializer=pb.ResultRequest.FromString,
+            response_serializer=wire.encode_frame),
+    }
+    for name, request, response in (("GetInfo", pb.InfoRequest, pb.ServerInfo),
+                                    ("ListAgents", pb.ListAgentsRequest, pb.AgentList),
+                                    ("Shutdown", pb.ShutdownRequest, pb.ShutdownReply)):
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString)
+    return handlers
+
+
 class _TokenCheck(grpc.ServerInterceptor):
     """Refuses every call whose token is wrong, before its request is read."""
 
@@ -47,6 +69,7 @@ class _TokenCheck(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong agentnb token")
 
         self._deny_unary = grpc.unary_unary_rpc_method_handler(deny_unary)
+        self._deny_unary_stream = grpc.unary_stream_rpc_method_handler(deny_unary)
         self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
@@ -60,6 +83,8 @@ class _TokenCheck(grpc.ServerInterceptor):
         _LOGGER.warning("refused a call to %s: missing or wrong token", handler_call_details.method)
         if handler_call_details.method.endswith("/Session"):
             return self._deny_stream
+        if handler_call_details.method.endswith("/GetResult"):
+            return self._deny_unary_stream
         return self._deny_unary
 
 
@@ -117,7 +142,9 @@ class AgentServer:
             interceptors=[_TokenCheck(self.token)],
             options=SERVER_OPTIONS,
         )
-        pb_grpc.add_AgentServerServicer_to_server(self.servicer, server)
+        handlers = service_handlers(self.servicer)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        server.add_registered_method_handlers(SERVICE, handlers)
         bind_host = _canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
         if ":" in bind_host and not bind_host.startswith("["):
             bind_host = f"[{bind_host}]"

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentnb.errors import AgentServerError, TaskNotFound
+from agentnb.rpc.codec import Encoded, Payload
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,7 +41,7 @@ class StoredResult:
     """The final reply of one task, as the pool keeps it."""
 
     status: int   # an agentnb_pb2.ReplyStatus
-    payload: bytes
+    payload: Encoded  # bytes, or a Payload whose large buffers are kept as they are (no copy)
     timestamp: float
 
 
@@ -148,7 +149,8 @@ class RedisResultPool(ResultPool):
     """Results and task states in Redis, kept ``max_expire_time`` seconds (the keys' TTL).
 
     Keys are ``agentnb:<namespace>:task:<task id>`` (a hash: state, owner, status,
-    payload, timestamp) and ``agentnb:<namespace>:done:<task id>`` (a list that
+    payload, timestamp, and for a payload with out-of-band buffers, ``buffers``
+    (their number) and ``buffer:0``, ``buffer:1``...) and ``agentnb:<namespace>:done:<task id>`` (a list that
     gets one item when the task is done). Task ids are unique across clients, so
     servers may share a namespace; a separate namespace (or Redis database) keeps
     separate deployments apart.
@@ -270,10 +272,17 @@ class RedisResultPool(ResultPool):
     def _store(self, task_id: str, result: StoredResult) -> None:
         key, done = self._task_key(task_id), self._done_key(task_id)
 
+        payload = result.payload
+        fields: dict[str, Any] = {"state": "done", "status": result.status, "timestamp": repr(result.timestamp)}
+        if type(payload) is Payload:
+            fields.update({"payload": payload.data, "buffers": len(payload.buffers)})
+            fields.update({f"buffer:{i}": buffer for i, buffer in enumerate(payload.buffers)})
+        else:
+            fields["payload"] = payload
+
         def store(r: Any) -> None:
             pipe = r.pipeline(transaction=True)
-            pipe.hset(key, mapping={"state": "done", "status": result.status, "payload": result.payload,
-                                    "timestamp": repr(result.timestamp)})
+            pipe.hset(key, mapping=fields)
             pipe.pexpire(key, self._ttl_ms)
             pipe.rpush(done, b"1")
             pipe.pexpire(done, self._ttl_ms)
@@ -292,10 +301,13 @@ class RedisResultPool(ResultPool):
                 held = self._unsaved.get(task_id)
             if held is not None:
                 return held[1]
-            state, owner, status, payload, stamp = self._call(
-                f"read task {task_id}", lambda r: r.hmget(key, "state", "owner", "status", "payload", "timestamp"))
+            state, owner, status, payload, stamp, buffers = self._call(
+                f"read task {task_id}",
+                lambda r: r.hmget(key, "state", "owner", "status", "payload", "timestamp", "buffers"))
             now = time.monotonic()
             if state == b"done":
+                if buffers:
+                    payload = self._with_buffers(task_id, payload or b"", int(buffers))
                 return StoredResult(int(status), payload or b"", float(stamp or 0.0))
             if state is None and now >= unknown_deadline:
                 raise TaskNotFound(f"no task {task_id} in the Redis result pool {self.namespace!r} "
@@ -319,6 +331,14 @@ class RedisResultPool(ResultPool):
             # Redis reads a block timeout of 0 as "forever": never send one.
             block = max(0.01, min(waits))
             self._call(f"wait for task {task_id}", lambda r, block=block: r.brpoplpush(done, done, block))
+
+    def _with_buffers(self, task_id: str, data: bytes, count: int) -> Payload:
+        """The Payload of a stored result with ``count`` out-of-band buffers."""
+        names = [f"buffer:{i}" for i in range(count)]
+        buffers = self._call(f"read the result of task {task_id}", lambda r: r.hmget(self._task_key(task_id), names))
+        if any(buffer is None for buffer in buffers):  # expired between the two reads
+            raise TaskNotFound(f"the result of task {task_id} expired")
+        return Payload(data, buffers)
 
     def __len__(self) -> int:
         """How many results and pending tasks the namespace holds (all servers sharing it)."""

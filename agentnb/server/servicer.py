@@ -8,19 +8,22 @@ calls complete; results of asynchronous calls also go to the result pool.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskNotFound
-from agentnb.rpc import codec
+from agentnb.rpc import codec, wire
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.rpc_meta import ASYNC, remote_methods
@@ -29,6 +32,8 @@ from agentnb.server.result_pool import ResultPool, StoredResult
 _LOGGER = logging.getLogger(__name__)
 
 MAX_REPLIES_PER_FRAME = 512
+# Small replies share a frame; a large payload gets frames to itself (in chunks).
+MAX_FRAME_BYTES = 4 * 2**20
 _END = object()
 
 
@@ -41,7 +46,7 @@ class _Session:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
 
-    def send(self, reply: pb.Reply) -> None:
+    def send(self, reply: pb.Reply | wire.Large) -> None:
         if not self.closed:
             self.outbox.put(reply)
 
@@ -85,11 +90,16 @@ class _WorkerPool:
             self._idle.release()
 
 
-class _Task:
-    __slots__ = ("call", "session", "cancelled")
+def _make_server_frame(replies: list) -> pb.ServerFrame:
+    return pb.ServerFrame(replies=replies)
 
-    def __init__(self, call: pb.Call, session: _Session) -> None:
+
+class _Task:
+    __slots__ = ("call", "payload", "session", "cancelled")
+
+    def __init__(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
         self.call = call
+        self.payload = payload  # the call's payload, with its parts when it came in chunks
         self.session = session
         self.cancelled = False
 
@@ -135,6 +145,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._on_shutdown = on_shutdown
         self._executor = _WorkerPool(capacity, "agentnb-worker")
         self._agents: dict[str, _Agent] = {}
+        self._class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
         self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -145,43 +156,47 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     # -- the session stream ------------------------------------------------------------
 
-    def Session(self, request_iterator: Iterator[pb.ClientFrame],
-                context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
+    def Session(self, request_iterator: Iterator[tuple],
+                context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | wire.Chunk]:
+        """Frames come in as decoded by ``wire.decode_client_frame`` and go out
+        through ``wire.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
         session = _Session()
         context.add_callback(session.close)
+        threading.Thread(target=self._read_session, args=(request_iterator, session),
+                         name="agentnb-session-reader", daemon=True).start()
+        return wire.frames(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
 
-        def read() -> None:
-            try:
-                for frame in request_iterator:
-                    for call in frame.calls:
-                        self._accept(call, session)
-            except grpc.RpcError:
-                pass  # the client went away
-            except Exception:
-                _LOGGER.exception("session reader failed")
-            finally:
-                session.close()
+    def _read_session(self, request_iterator: Iterator[tuple], session: _Session) -> None:
+        incoming = wire.Reassembly()  # large calls whose chunks are on their way
+        try:
+            for calls, chunk in request_iterator:
+                for call in calls:
+                    if not call.part_sizes:
+                        self._accept(call, call.payload, session)
+                    else:
+                        self._take(session, incoming.start, call)
+                if chunk is not None:
+                    self._take(session, incoming.add, chunk)
+        except grpc.RpcError:
+            pass  # the client went away
+        except Exception:
+            _LOGGER.exception("session reader failed")
+        finally:
+            session.close()
 
-        threading.Thread(target=read, name="agentnb-session-reader", daemon=True).start()
-        outbox = session.outbox
-        while True:
-            reply = outbox.get()
-            if reply is _END:
-                return
-            replies = [reply]
-            while len(replies) < MAX_REPLIES_PER_FRAME:
-                try:
-                    reply = outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if reply is _END:
-                    yield pb.ServerFrame(replies=replies)
-                    return
-                replies.append(reply)
-            yield pb.ServerFrame(replies=replies)
+    def _take(self, session: _Session, step: Callable[[Any], tuple[pb.Call, codec.Encoded] | None],
+              arg: object) -> None:
+        """Run one step (``step(arg)``) of a large call's reassembly; accept the call when it is complete."""
+        try:
+            done = step(arg)
+        except wire.PayloadError as exc:  # too large, or the sizes do not add up: refuse that call only
+            self._fail(_Task(exc.message, b"", session), exc)
+            return
+        if done is not None:
+            self._accept(done[0], done[1], session)
 
-    def _accept(self, call: pb.Call, session: _Session) -> None:
-        task = _Task(call, session)
+    def _accept(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
+        task = _Task(call, payload, session)
         if not self.accepting:
             self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
             return
@@ -249,7 +264,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             try:
                 if task.call.watch:
                     self._reply(task, pb.RUNNING, b"")
-                status, payload = self._execute(agent, task.call)
+                status, payload = self._execute(agent, task)
                 self._reply(task, status, payload)
             finally:
                 with self._lock:
@@ -257,11 +272,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                     self._completed += 1
                     self._idle.notify_all()
 
-    def _execute(self, agent: _Agent, call: pb.Call) -> tuple[int, bytes]:
+    def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
+        call = task.call
         where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
         set_waiting_chain((*call.waiting_chain, agent.agent_id))
         try:
-            value = self._run(agent, call)
+            value = self._run(agent, call, task.payload)
             label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
             return pb.OK, codec.dumps(value, f"the result of {label}")
         except BaseException as exc:  # an agent's failure is its caller's, never the server's
@@ -269,10 +285,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         finally:
             set_waiting_chain(None)
 
-    def _run(self, agent: _Agent, call: pb.Call) -> object:
+    def _run(self, agent: _Agent, call: pb.Call, payload: codec.Encoded) -> object:
         kind = call.kind
         if kind == pb.CREATE:
-            return self._create(agent, call)
+            return self._create(agent, payload)
         if agent.obj is None:
             raise AgentNotFound(f"agent {agent.agent_id} failed to initialise on agent server {self.name}")
         name = call.method
@@ -281,7 +297,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 raise AttributeError(f"{name!r} is private: it cannot be called on a distributed object")
             if name not in agent.methods:
                 raise AttributeError(f"{agent.class_name} has no public method {name!r}")
-            args, kwargs = codec.loads(call.payload, f"the arguments of {name}()")
+            args, kwargs = codec.loads(payload, f"the arguments of {name}()")
             return getattr(agent.obj, name)(*resolve_results(args), **resolve_results(kwargs))
         if kind == pb.GETATTR:
             if name.startswith("_"):
@@ -297,9 +313,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             return True
         raise AgentServerError(f"unknown call kind {kind}")
 
-    def _create(self, agent: _Agent, call: pb.Call) -> dict:
+    def _create(self, agent: _Agent, payload: codec.Encoded) -> dict:
         try:
-            cls, args, kwargs = codec.loads(call.payload, "the class or its constructor arguments")
+            cls, args, kwargs = codec.loads(payload, "the class or its constructor arguments")
             obj = cls(*resolve_results(args), **resolve_results(kwargs))
         except BaseException:
             with self._lock:
@@ -310,8 +326,18 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         name = getattr(obj, "name", "")
         agent.name = name if isinstance(name, str) else ""
         agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
-        agent.methods = remote_methods(cls)
+        agent.methods = self._methods_of(cls)
         return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
+
+    def _methods_of(self, cls: type) -> dict[str, str]:
+        """``remote_methods(cls)``, worked out once per class (agents share the dict; nobody changes it)."""
+        try:
+            return self._class_methods[cls]
+        except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
+            methods = remote_methods(cls)
+            with contextlib.suppress(TypeError):
+                self._class_methods[cls] = methods
+            return methods
 
     def _cancel(self, task_id: str) -> bool:
         with self._lock:
@@ -325,19 +351,23 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def _fail(self, task: _Task, error: Exception) -> None:
         self._reply(task, pb.ERROR, codec.encode_error(error))
 
-    def _reply(self, task: _Task, status: int, payload: bytes, store: bool = True) -> None:
+    def _reply(self, task: _Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
         call = task.call
         now = time.time()
-        if store and call.task_id and status not in (pb.QUEUED, pb.RUNNING):
+        task_id = call.task_id
+        if store and task_id and status != pb.QUEUED and status != pb.RUNNING:
             try:
-                self.pool.put(call.task_id, StoredResult(status, payload, now))
+                self.pool.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
-                _LOGGER.exception("the result pool could not keep the result of task %s", call.task_id)
-        task.session.send(pb.Reply(seq=call.seq, status=status, payload=payload, task_id=call.task_id, timestamp=now))
+                _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
+        task.session.send(wire.outgoing(pb.Reply, payload, seq=call.seq, status=status, task_id=task_id,
+                                         timestamp=now))
 
-    # -- unary requests ------------------------------------------------------------------
+    # -- requests of their own -------------------------------------------------------------
 
-    def GetResult(self, request: pb.ResultRequest, context: grpc.ServicerContext) -> pb.Reply:
+    def GetResult(self, request: pb.ResultRequest,
+                  context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | wire.Chunk]:
+        """The frame of the stored Reply, then the chunks of its payload (written by ``wire.encode_frame``)."""
         try:
             stored = self.pool.get(request.task_id, request.timeout or None)
         except TaskNotFound as exc:
@@ -346,8 +376,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
-        return pb.Reply(status=stored.status, payload=stored.payload, task_id=request.task_id,
-                        timestamp=stored.timestamp)
+        item = wire.outgoing(pb.Reply, stored.payload, status=stored.status, task_id=request.task_id,
+                              timestamp=stored.timestamp)
+        return wire.frames_of(item, _make_server_frame)
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         import os

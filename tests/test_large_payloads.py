@@ -1,0 +1,325 @@
+"""Large arguments and results: out-of-band buffers, sent in chunks, both ways, everywhere a result goes."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import uuid
+
+import grpc
+import pytest
+from agents_for_tests import Worker
+from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixture
+from test_security import tls_files  # noqa: F401 -- the fixture
+
+from agentnb import AgentBase, AuthenticationError, SerializationError, TaskCancelled, async_func
+from agentnb._proto import agentnb_pb2 as pb
+from agentnb.rpc import codec, wire
+from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY, ServerConnection
+
+MIB = 2**20
+CHUNK = wire.CHUNK_BYTES
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes that differ from one position to the next (a misplaced chunk shows)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 4096  # 128 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+class Store(AgentBase):
+    """Takes and gives large values."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.buffer = bytearray()
+
+    @async_func
+    def fill(self, size: int, value: int) -> bytearray:
+        """Fill the agent's own buffer in place, and return it."""
+        if len(self.buffer) != size:
+            self.buffer = bytearray(size)
+        self.buffer[:] = bytes([value]) * size
+        return self.buffer
+
+    @async_func
+    def digest_later(self, data: bytearray) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def length(self, data: bytes) -> int:
+        return len(data)
+
+    def digest(self, data: bytes | bytearray) -> tuple[str, int, str]:
+        return type(data).__name__, len(data), hashlib.sha256(data).hexdigest()
+
+    def make(self, size: int, seed: int = 0) -> bytes:
+        return pattern(size, seed)
+
+    @async_func
+    def make_later(self, size: int, seed: int = 0) -> bytes:
+        return pattern(size, seed)
+
+    @async_func
+    def make_bytearray(self, size: int) -> bytearray:
+        return bytearray(pattern(size))
+
+    def reverse(self, data: bytearray) -> bytearray:
+        data.reverse()  # a bytearray argument arrives writable
+        return data
+
+    def choke(self, data: bytes) -> None:
+        raise ValueError(f"cannot digest {len(data)} bytes")
+
+    def echo(self, value):
+        return value
+
+
+# -- the codec, without servers -------------------------------------------------------------
+
+
+def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
+    """Send ``payload`` as a Call would go (frames, bytes), and reassemble it as a server does."""
+    item = wire.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
+    incoming = wire.Reassembly()
+    done = None
+    for frame in wire.frames_of(item, lambda calls: pb.ClientFrame(calls=calls)):
+        calls, chunk = wire.decode_client_frame(wire.encode_frame(frame))
+        for call in calls:
+            done = incoming.start(call) if call.part_sizes else (call, call.payload)
+        if chunk is not None:
+            done = incoming.add(chunk)
+    assert done is not None and len(incoming) == 0
+    return done[1]
+
+
+def test_a_chunk_frame_is_the_protobuf_frame_of_that_chunk() -> None:
+    data = pattern(3000)
+    for seq in (0, 1, 300, 2**40):
+        raw = wire.encode_frame(wire.Chunk(seq, memoryview(data)))
+        assert raw == pb.ClientFrame(chunk=pb.Chunk(seq=seq, data=data)).SerializeToString()
+        assert pb.ServerFrame.FromString(raw).chunk.data == data  # the same bytes in both directions
+        calls, chunk = wire.decode_client_frame(raw)
+        assert list(calls) == [] and chunk.seq == seq and bytes(chunk.data) == data
+    # A frame protobuf wrote some other way (calls and a chunk) is read by protobuf.
+    mixed = pb.ClientFrame(calls=[pb.Call(seq=3, method="m")], chunk=pb.Chunk(seq=3, data=b"xyz"))
+    calls, chunk = wire.decode_client_frame(mixed.SerializeToString())
+    assert [c.method for c in calls] == ["m"] and bytes(chunk.data) == b"xyz" and chunk.seq == 3
+
+
+@pytest.mark.parametrize("size", [codec.OUT_OF_BAND_BYTES - 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
+def test_values_around_the_chunk_size_come_back_whole(size: int) -> None:
+    data = pattern(size)
+    payload = codec.dumps(((data,), {}))
+    assert isinstance(payload, codec.Payload) == (size >= codec.OUT_OF_BAND_BYTES)
+    (back,), _ = codec.loads(_through_the_wire(payload))
+    assert type(back) is bytes and back == data
+
+
+def test_buffers_are_set_apart_once_and_keep_their_type() -> None:
+    data, mutable = pattern(2 * MIB), bytearray(pattern(MIB, 1))
+    long_list = list(range(300_000))  # its pickle is larger than a chunk: it is chunked too
+    payload = codec.dumps({"a": data, "b": [data, mutable], "c": long_list})
+    assert isinstance(payload, codec.Payload)
+    assert sorted(len(b) for b in payload.buffers) == [MIB, 2 * MIB]  # `data` once, though it is there twice
+    back = codec.loads(_through_the_wire(payload))
+    assert back["a"] == data and back["b"][0] is back["a"]
+    assert type(back["b"][1]) is bytearray and back["b"][1] == mutable
+    back["b"][1][0] ^= 0xFF  # writable
+    assert back["c"] == long_list
+
+
+def test_chunks_that_do_not_fit_their_sizes_are_refused() -> None:
+    incoming = wire.Reassembly()
+    call = pb.Call(seq=5, part_sizes=[10])
+    assert incoming.start(call) is None
+    _, chunk = wire.decode_client_frame(wire.encode_frame(wire.Chunk(5, memoryview(b"x" * 11))))
+    with pytest.raises(wire.PayloadError, match="do not match") as err:
+        incoming.add(chunk)
+    assert err.value.message.seq == 5 and len(incoming) == 0
+    assert incoming.add(chunk) is None  # chunks of a refused call: dropped
+    with pytest.raises(wire.PayloadError, match="MAX_PAYLOAD_BYTES"):
+        incoming.start(pb.Call(seq=6, part_sizes=[codec.MAX_PAYLOAD_BYTES, 1]))
+
+
+def test_a_value_above_the_limit_is_refused_with_its_size(monkeypatch) -> None:
+    monkeypatch.setattr(codec, "MAX_PAYLOAD_BYTES", 3 * MIB)
+    with pytest.raises(SerializationError, match=r"an argument of f\(\) is \d+ bytes pickled, above the limit of "
+                                                 r"3145728 bytes \(MAX_PAYLOAD_BYTES\)"):
+        codec.dumps(((pattern(2 * MIB), pattern(2 * MIB, 1)), {}), "an argument of f()")
+
+
+# -- on real servers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7])
+def test_large_argument_and_result_both_ways(server, size: int) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    data = pattern(size, seed=size)
+    assert store.length(data) == size  # the argument only
+    made = store.make(size, seed=size)  # the result only
+    assert type(made) is bytes and made == data
+    assert store.echo(data) == data  # both
+    assert store.digest(bytearray(data)) == ("bytearray", size, hashlib.sha256(data).hexdigest())
+    assert store.reverse(bytearray(data)) == bytearray(data[::-1])
+
+
+def test_writable_buffers_travel_as_they_were_when_the_call_was_made(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    size = 8 * CHUNK
+    # An argument changed right after an async call: the call has the value it was made with.
+    data = bytearray(b"\x01" * size)
+    digest = store.digest_later(data)
+    data[:] = b"\x02" * size
+    assert digest.result(timeout=60) == hashlib.sha256(b"\x01" * size).hexdigest()
+    # A result the agent changes later: the stored result keeps the value it had.
+    first = store.fill(size, 1)
+    assert first.result(timeout=60) == bytearray(b"\x01" * size)
+    assert store.fill(size, 2).result(timeout=60) == bytearray(b"\x02" * size)
+    assert pickle.loads(pickle.dumps(first)).result(timeout=60) == bytearray(b"\x01" * size)
+
+
+def test_many_large_calls_at_once_are_not_mixed_up(server) -> None:
+    stores = [Store(f"s{i}", to_dist=server.to_dist) for i in range(3)]
+    results = [stores[i % 3].make_later(2 * CHUNK + i, seed=i) for i in range(9)]
+    small = [Worker("w", to_dist=server.to_dist).echo(i) for i in range(5)]  # small calls pass between them
+    assert small == list(range(5))
+    for i, res in enumerate(results):
+        assert res.result(timeout=60) == pattern(2 * CHUNK + i, seed=i)
+
+
+@pytest.mark.timeout(240)
+def test_256_mib_round_trip(server) -> None:
+    store = Store("big", to_dist=server.to_dist)
+    data = pattern(256 * MIB, seed=256)
+    back = store.echo(data)
+    assert len(back) == len(data) and back == data
+    del back
+    assert store.length(b"small after big") == 15
+
+
+@pytest.fixture
+def two_servers(start_server):
+    return start_server(), start_server()
+
+
+def test_large_result_fetched_by_reference_and_by_another_server(two_servers) -> None:
+    first, second = two_servers
+    maker = Store("maker", to_dist=first.to_dist)
+    reader = Store("reader", to_dist=second.to_dist)
+    size = 4 * CHUNK + 3
+    made = maker.make_later(size, seed=4)
+    expected = ("bytes", size, hashlib.sha256(pattern(size, seed=4)).hexdigest())
+    # The second server fetches the value from the first (GetResult, in chunks).
+    assert reader.digest(made) == expected
+    # A reference that travelled here asks the first server for it (GetResult) too.
+    reference = pickle.loads(pickle.dumps(made))
+    assert reference.result(timeout=60) == pattern(size, seed=4)
+    stored = first.connection().get_result(made.task_id, timeout=30)
+    assert stored.status == pb.OK and isinstance(stored.payload, codec.Payload)
+    assert type(maker.make_bytearray(CHUNK + 1).result(timeout=60)) is bytearray
+
+
+def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+    server = start_server("--pool-type", "redis", "--redis-url", redis_server.url)
+    store = Store("s", to_dist=server.to_dist)
+    size = 3 * CHUNK + 11
+    made = store.make_later(size, seed=9)
+    assert made.result(timeout=60) == pattern(size, seed=9)
+    fields = redis_server.client().hgetall(f"agentnb:default:task:{made.task_id}")
+    assert fields[b"buffers"] == b"1" and fields[b"buffer:0"] == pattern(size, seed=9)
+    reference = pickle.loads(pickle.dumps(made))  # read back from Redis, through GetResult
+    assert reference.result(timeout=60) == pattern(size, seed=9)
+    mutable = store.make_bytearray(CHUNK + 1)
+    again = pickle.loads(pickle.dumps(mutable)).result(timeout=60)
+    assert type(again) is bytearray and again == bytearray(pattern(CHUNK + 1))
+
+
+def test_large_payloads_over_tls(start_server, tls_files) -> None:  # noqa: F811
+    cert, key = tls_files
+    server = start_server("--tls-cert", cert, "--tls-key", key)
+    store = Store("s", to_dist={**server.to_dist, "tls_ca": cert})
+    data = pattern(3 * CHUNK + 1, seed=3)
+    assert store.echo(data) == data
+    made = store.make_later(2 * CHUNK + 1, seed=5)
+    assert pickle.loads(pickle.dumps(made)).result(timeout=60) == pattern(2 * CHUNK + 1, seed=5)
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates a file: proof that a payload was (or was not) unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_large_payload_to_a_server_with_another_token_is_refused_before_unpickling(server, tmp_path) -> None:
+    marker = tmp_path / "unpickled"
+    payload = codec.dumps((Store, (pattern(3 * CHUNK),), {"x": _TouchOnUnpickle(str(marker))}))
+    assert isinstance(payload, codec.Payload)
+    wrong = ServerConnection(server.host, server.port, "not-the-token")
+    try:
+        future = wrong.submit(pb.CREATE, "evil", payload=payload)
+        assert future.wait(30)
+        assert isinstance(future.error, AuthenticationError)
+        with pytest.raises(AuthenticationError):
+            wrong.get_result("0123456789ab-1-01234567", timeout=1)
+    finally:
+        wrong.close()
+    assert not marker.exists(), "the server unpickled a payload from a caller with a wrong token"
+    assert server.process.poll() is None
+    assert Store("after", to_dist=server.to_dist).length(pattern(CHUNK + 1)) == CHUNK + 1
+
+
+def test_a_failing_large_call_does_not_hurt_the_next_calls(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    with pytest.raises(ValueError, match=f"cannot digest {2 * CHUNK + 1} bytes"):
+        store.choke(pattern(2 * CHUNK + 1))
+    assert store.echo(pattern(2 * CHUNK + 2)) == pattern(2 * CHUNK + 2)
+    assert store.length(b"x") == 1
+
+
+def test_a_queued_large_call_can_be_cancelled(server) -> None:
+    worker = Worker("w", to_dist=server.to_dist)
+    gate = uuid.uuid4().hex
+    busy = worker.hold(gate, "held")
+    queued = Store("s", to_dist=server.to_dist)
+    # Calls to one agent run one at a time: this one waits behind `busy` (same agent).
+    waiting = worker.hold(gate, pattern(3 * CHUNK))
+    assert waiting.cancel()
+    Worker("opener", to_dist=server.to_dist).release(gate)  # gates are per server process
+    assert busy.result(timeout=30) == "held"
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=30)
+    assert queued.length(pattern(CHUNK)) == CHUNK
+
+
+def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    args = codec.dumps(((b"fine",), {}))
+    calls = [
+        # Announces more than MAX_PAYLOAD_BYTES: refused at once, nothing is allocated.
+        pb.Call(seq=1, kind=pb.CALL, agent_id=store.agent_id, method="length",
+                part_sizes=[codec.MAX_PAYLOAD_BYTES + 1]),
+        # Announces 10 bytes, then sends 11.
+        pb.Call(seq=2, kind=pb.CALL, agent_id=store.agent_id, method="length", part_sizes=[10]),
+        pb.Call(seq=3, kind=pb.CALL, agent_id=store.agent_id, method="length", payload=args),
+    ]
+    frames = [pb.ClientFrame(calls=calls[:2]).SerializeToString(),
+              wire.encode_frame(wire.Chunk(2, memoryview(b"x" * 11))),
+              pb.ClientFrame(calls=calls[2:]).SerializeToString()]
+    with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
+        session = channel.stream_stream(f"/{SERVICE}/Session")
+        replies: dict[int, pb.Reply] = {}
+        stream = session(iter(frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        for raw in stream:
+            for reply in pb.ServerFrame.FromString(raw).replies:
+                replies[reply.seq] = reply
+            if len(replies) == 3:
+                stream.cancel()
+                break
+    assert replies[1].status == pb.ERROR and "MAX_PAYLOAD_BYTES" in str(codec.decode_error(replies[1].payload, ""))
+    assert replies[2].status == pb.ERROR and "do not match" in str(codec.decode_error(replies[2].payload, ""))
+    assert replies[3].status == pb.OK and codec.loads(replies[3].payload) == 4
+    assert store.length(pattern(CHUNK + 1)) == CHUNK + 1
