@@ -6,12 +6,14 @@ its calls run in parallel with every other agent's.
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable
 from typing import Any
 
 __version__ = "0.1.0"
 
-from agentnb.agents import AgentBase
-from agentnb.config import ModelConfigError, init
+
 from agentnb.errors import (
     AgentnbError,
     AgentNotFound,
@@ -24,14 +26,62 @@ from agentnb.errors import (
     TaskCancelled,
     TaskNotFound,
 )
-from agentnb.message import Msg
-from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
+
+# Light; and imported here, so that ``agentnb.progress`` stays the function
+# (a first import of the submodule later would rebind the name to it).
 from agentnb.progress import Progress, progress, wait
-from agentnb.rpc import AsyncResult, RpcMeta, RpcObject, async_func, sync_func
-from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_pool, set_default_server
-from agentnb.rpc.rpc_object import set_watch
-from agentnb.rpc.server_pool import ServerPool, start_pool
-from agentnb.server import RpcAgentServerLauncher
+
+
+def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) for ``package``: the names of ``table``
+    (name -> module) are imported from their module on first use, then kept."""
+    namespace = sys.modules[package].__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+# The rest is imported on first use (PEP 562): a script pays for grpc, the
+# model wrappers or the server side only when it uses them, and a child mode
+# script can start its agent server before the client side is loaded.
+_LAZY = {
+    "AgentBase": "agentnb.agents",
+    "ModelConfigError": "agentnb.config",
+    "init": "agentnb.config",
+    "Msg": "agentnb.message",
+    "ModelCallError": "agentnb.models",
+    "ModelResponse": "agentnb.models",
+    "ModelsExtraMissing": "agentnb.models",
+    "load_model": "agentnb.models",
+    "AsyncResult": "agentnb.rpc.async_result",
+    "RpcMeta": "agentnb.rpc.rpc_meta",
+    "async_func": "agentnb.rpc.rpc_meta",
+    "sync_func": "agentnb.rpc.rpc_meta",
+    "RpcObject": "agentnb.rpc.rpc_object",
+    "set_watch": "agentnb.rpc.rpc_object",
+    "clear_default_server": "agentnb.rpc.placement",
+    "get_agent": "agentnb.rpc.placement",
+    "list_agents": "agentnb.rpc.placement",
+    "set_default_pool": "agentnb.rpc.placement",
+    "set_default_server": "agentnb.rpc.placement",
+    "ServerPool": "agentnb.rpc.server_pool",
+    "start_pool": "agentnb.rpc.server_pool",
+    "RpcAgentServerLauncher": "agentnb.server.launcher",
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AgentBase",

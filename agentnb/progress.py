@@ -14,18 +14,25 @@ IPython or ipywidgets until it needs to.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from agentnb.rpc.async_result import FINAL_STATES, AsyncResult
-from agentnb.rpc.future import CANCELLED, FAILED, RUNNING
+if TYPE_CHECKING:
+    from agentnb.rpc.async_result import AsyncResult
 
-_LOGGER = logging.getLogger(__name__)
+
+def _rpc() -> ModuleType:
+    """``agentnb.rpc.async_result`` (AsyncResult and the call states), imported on first
+    use: ``import agentnb`` imports this module, and must not load grpc."""
+    from agentnb.rpc import async_result
+
+    return async_result
+
 
 TICK_INTERVAL = 0.25  # seconds between redraws of live displays
 BAR_WIDTH = 20
@@ -92,7 +99,9 @@ class Ticker:
         try:
             return view.tick()
         except Exception:  # a broken display is dropped; the others go on
-            _LOGGER.exception("agentnb: a progress display failed and stops updating")
+            import logging  # here: ``import agentnb`` (which imports this module) stays light
+
+            logging.getLogger(__name__).exception("agentnb: a progress display failed and stops updating")
             return False
 
     def _run(self) -> None:
@@ -124,7 +133,7 @@ class Progress:
         self._lock = threading.Lock()
         self._states = [res.status for res in self._results]
         self._counts = Counter(self._states)
-        self._finished = sum(1 for state in self._states if state in FINAL_STATES)
+        self._finished = sum(1 for state in self._states if state in _rpc().FINAL_STATES)
         self._all_final = threading.Event()
         submitted = [res.times.get("submitted") for res in self._results]
         self._started = min((t for t in submitted if t is not None), default=time.time())
@@ -137,12 +146,12 @@ class Progress:
         new = res.status
         with self._lock:
             old = self._states[index]
-            if old == new or old in FINAL_STATES:
+            if old == new or old in _rpc().FINAL_STATES:
                 return
             self._states[index] = new
             self._counts[old] -= 1
             self._counts[new] += 1
-            if new in FINAL_STATES:
+            if new in _rpc().FINAL_STATES:
                 self._finished += 1
                 self._check_all_final()
 
@@ -174,7 +183,7 @@ class Progress:
 
     @property
     def failed(self) -> int:
-        return self.count(FAILED)
+        return self.count(_rpc().FAILED)
 
     @property
     def elapsed(self) -> float:
@@ -197,7 +206,8 @@ class Progress:
         with self._lock:
             counts = dict(self._counts)
         parts = [f"{self._finished}/{self.total} done"]
-        parts += [f"{counts[state]} {state}" for state in (FAILED, CANCELLED, RUNNING) if counts.get(state)]
+        rpc = _rpc()
+        parts += [f"{counts[state]} {state}" for state in (rpc.FAILED, rpc.CANCELLED, rpc.RUNNING) if counts.get(state)]
         parts.append(f"{self.elapsed:.1f} s")
         if self.total > 1:
             parts.append(f"{self.rate:.1f}/s")
@@ -240,7 +250,7 @@ class Progress:
 
 def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     """The keys (for a mapping) and the AsyncResults of ``results``, checked."""
-    if isinstance(results, AsyncResult):
+    if isinstance(results, _rpc().AsyncResult):
         return None, [results]
     if isinstance(results, Mapping):
         keys: list | None = list(results.keys())
@@ -250,7 +260,7 @@ def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     else:
         raise TypeError(f"expected AsyncResults (a list, a dict, any iterable), got {type(results).__name__}")
     for i, item in enumerate(items):
-        if not isinstance(item, AsyncResult):
+        if not isinstance(item, _rpc().AsyncResult):
             where = f"key {keys[i]!r}" if keys is not None else f"item {i}"
             raise TypeError(f"{where} is a {type(item).__name__!r} object, not an AsyncResult "
                             "(only @async_func calls on distributed agents return one)")
@@ -345,7 +355,7 @@ def display_live(target: Progress | AsyncResult, label: str = "") -> None:
         display(target)
         return
     progress = target if isinstance(target, Progress) else Progress(target)
-    if isinstance(target, AsyncResult) and not label:
+    if isinstance(target, _rpc().AsyncResult) and not label:
         info = target.call_info
         label = f"{info.agent}.{info.method}" if info.method else info.task_id
     TICKER.add(TextProgressLine(progress, label=label))
@@ -390,11 +400,11 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
     """
     tracker = Progress(results)
     if show:
-        display_live(results if isinstance(results, AsyncResult) else tracker)
+        display_live(results if isinstance(results, _rpc().AsyncResult) else tracker)
     finished = tracker.wait(timeout)
     TICKER.tick_now()  # live displays of these results (this one's, progress()'s) show the end at once
     if not finished:
         raise TimeoutError(f"only {tracker.finished} of {tracker.total} results were final after {timeout} s")
     values = tracker.values(return_exceptions=return_exceptions)
-    return values[0] if isinstance(results, AsyncResult) else values
+    return values[0] if isinstance(results, _rpc().AsyncResult) else values
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentnb.message import Msg
-from agentnb.models import ModelWrapper, load_model
 from agentnb.rpc.rpc_meta import RpcMeta, async_func
+
+if TYPE_CHECKING:
+    from agentnb.models import ModelWrapper
 
 
 class AgentBase(metaclass=RpcMeta):
@@ -30,7 +32,11 @@ class AgentBase(metaclass=RpcMeta):
         self.sys_prompt = sys_prompt
         self.model_config_name = model_config_name
         # Resolved here, so that a distributed agent whose config its server lacks fails at creation.
-        self.model: ModelWrapper | None = load_model(model_config_name) if model_config_name else None
+        self.model: ModelWrapper | None = None
+        if model_config_name:
+            from agentnb.models import load_model  # only agents with a model need the wrappers
+
+            self.model = load_model(model_config_name)
         self.memory: list[Msg] | None = [] if use_memory else None
 
     @async_func

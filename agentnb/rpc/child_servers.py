@@ -10,15 +10,19 @@ A child server is ``python -m agentnb.server`` in a subprocess (never a fork
 of ``__main__``, which is what breaks in notebooks). It reports its port on a
 pipe, reads its stdin until this process goes away, and then exits at once,
 so no child outlives its parent, however the parent ends.
+
+A child is started as soon as ``to_dist`` knows it will need one, before
+this process loads grpc and pickles the agent (:func:`prestart_child_server`):
+both interpreters then start up at the same time, on different cores.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
-import secrets
 import select
 import signal
 import subprocess
@@ -26,51 +30,73 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentnb import config
 from agentnb.errors import AgentServerError
+from agentnb.server import START_ERROR_PREFIX
 
 START_TIMEOUT = 60.0
-# A server that cannot start writes this and its error as JSON on the ready pipe instead of its port.
-START_ERROR_PREFIX = "error "
 DEFAULT_CHILD_CAPACITY = 32
 
 
-@dataclass
 class ChildServer:
-    process: subprocess.Popen
-    host: str
-    port: int
-    token: str
-    model_configs: str = ""  # config.configs_digest() when it started: what it was handed
-    placed: int = 0  # agents this process placed on it
+    """A child server of this process.
+
+    A plain class, not a dataclass: this module is imported before the child
+    starts, and ``dataclasses`` (with ``inspect``) would delay that start.
+    """
+
+    __slots__ = ("host", "model_configs", "placed", "port", "process", "token")
+
+    def __init__(self, process: subprocess.Popen, host: str, port: int, token: str, model_configs: str = "",
+                 placed: int = 0) -> None:
+        self.process = process
+        self.host = host
+        self.port = port
+        self.token = token
+        self.model_configs = model_configs  # config.configs_digest() when it started: what it was handed
+        self.placed = placed  # agents this process placed on it
+
+    def __repr__(self) -> str:
+        return f"ChildServer(pid={self.process.pid}, {self.host}:{self.port}, placed={self.placed})"
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
 
+class _Launch(NamedTuple):
+    """A child server started but not yet waited for (see :func:`prestart_child_server`)."""
+
+    process: subprocess.Popen
+    ready_read: int
+    token: str
+    model_configs: str
+
+
 _lock = threading.Lock()
 _children: list[ChildServer] = []
+_pending: _Launch | None = None
 _owner_pid = os.getpid()
 
 
 def child_server() -> ChildServer:
     """The child server the next agent goes to (counted as placed there).
 
-    Started on first use and reused after; with several allowed
+    Started on first use (or taken over from :func:`prestart_child_server`)
+    and reused after; with several allowed
     (:func:`agentnb.config.child_server_count`), see the module's doc.
     """
-    global _children, _owner_pid
+    global _pending
     with _lock:
-        if _owner_pid != os.getpid():  # forked: the parent's children are not ours
-            _children, _owner_pid = [], os.getpid()
-        digest = config.configs_digest()
-        # One started before init(model_configs=...) added configs lacks them: a new one gets them.
-        usable = [child for child in _children if child.alive() and child.model_configs == digest]
-        if len(usable) < config.child_server_count() and all(child.placed for child in usable):
-            child = start_child_server()
+        usable = _usable_children()
+        if _needs_new_child(usable):
+            launch, _pending = _pending, None
+            if launch is None or launch.model_configs != config.configs_digest():
+                if launch is not None:  # started before init(model_configs=...) changed them
+                    _abandon(launch)
+                launch = _launch_child()
+            child = _await_child(launch)
             _children.append(child)
             usable.append(child)
         chosen = min(usable, key=lambda child: child.placed)
@@ -78,13 +104,63 @@ def child_server() -> ChildServer:
         return chosen
 
 
+def prestart_child_server() -> None:
+    """Start the child server the next child-mode agent will need, without waiting for it.
+
+    ``to_dist`` calls this before it loads the client side (grpc, the
+    protocol) and pickles the agent, so that the child's own start (a new
+    interpreter and its imports) runs at the same time, on another core.
+    Nothing happens when a live child can take the agent or one is already
+    starting; :func:`child_server` takes over the one started here.
+    """
+    global _pending
+    with _lock:
+        if _pending is None and _needs_new_child(_usable_children()):
+            _pending = _launch_child()
+
+
+def _usable_children() -> list[ChildServer]:
+    """The live children that got this process's current model configurations (call with _lock held)."""
+    global _children, _pending, _owner_pid
+    if _owner_pid != os.getpid():  # forked: the parent's children are not ours
+        _children, _pending, _owner_pid = [], None, os.getpid()
+    digest = config.configs_digest()
+    # One started before init(model_configs=...) added configs lacks them: a new one gets them.
+    return [child for child in _children if child.alive() and child.model_configs == digest]
+
+
+def _needs_new_child(usable: list[ChildServer]) -> bool:
+    """Whether the next agent starts a new child: fewer than allowed, and every one got an agent."""
+    return len(usable) < config.child_server_count() and all(child.placed for child in usable)
+
+
 def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
     """Start one child server on a free loopback port and wait until it listens."""
-    token = secrets.token_urlsafe(32)
+    return _await_child(_launch_child(capacity))
+
+
+def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
+    token = _new_token()
     digest = config.configs_digest()
-    process, port = spawn_server(["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token,
-                                 extra_env=config.server_environment())
-    return ChildServer(process, "127.0.0.1", port, token, digest)
+    process, ready_read = launch_server(
+        ["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token,
+        extra_env=config.server_environment())
+    return _Launch(process, ready_read, token, digest)
+
+
+def _new_token() -> str:
+    """``secrets.token_urlsafe(32)``, without importing secrets (hashlib, hmac) before the child starts."""
+    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode("ascii")
+
+
+def _await_child(launch: _Launch) -> ChildServer:
+    port = await_server(launch.process, launch.ready_read)
+    return ChildServer(launch.process, "127.0.0.1", port, launch.token, launch.model_configs)
+
+
+def _abandon(launch: _Launch) -> None:
+    os.close(launch.ready_read)
+    _kill(launch.process)
 
 
 def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
@@ -98,31 +174,51 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     the environment and open file descriptors. Returns the process and the
     port it reported.
     """
+    process, ready_read = launch_server(server_args, token, extra_env=extra_env, wrapper=wrapper, **popen_kwargs)
+    return process, await_server(process, ready_read)
+
+
+def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
+                  wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+    """Start ``python -m agentnb.server SERVER_ARGS`` (as :func:`spawn_server`) without waiting.
+
+    Returns the process and the read end of its ready pipe, for :func:`await_server`.
+    """
     env = dict(os.environ)
     env.update(extra_env or {})
     env["AGENTNB_TOKEN"] = token
-    ready_read, ready_write = os.pipe()
     # Modules the parent can import (its script's folder, the notebook's cwd)
     # must be importable by the server: classes in them travel by reference.
     paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    ready_read, ready_write = os.pipe()
     cmd = [*wrapper, sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
     popen_kwargs.setdefault("stdin", subprocess.PIPE)
     popen_kwargs.setdefault("start_new_session", True)
     try:
         process = subprocess.Popen(cmd, env=env, pass_fds=(ready_write,), **popen_kwargs)
+    except BaseException:
+        os.close(ready_read)
+        raise
     finally:
         os.close(ready_write)
+    return process, ready_read
+
+
+def await_server(process: subprocess.Popen, ready_read: int) -> int:
+    """Wait until a server of :func:`launch_server` listens; return its port.
+
+    Closes ``ready_read``; kills the process if it failed to start.
+    """
     try:
-        port = read_port(ready_read, process)
+        return read_port(ready_read, process)
     except BaseException:
         _kill(process)
         raise
     finally:
         os.close(ready_read)
-    return process, port
 
 
 def read_port(fd: int, process: subprocess.Popen) -> int:
@@ -166,9 +262,14 @@ def _kill(process: subprocess.Popen) -> None:
 
 def stop_child_servers(grace: float = 0.3) -> None:
     """Stop every child server of this process (closing its stdin makes it exit)."""
+    global _pending
     with _lock:
-        children = list(_children) if _owner_pid == os.getpid() else []
+        mine = _owner_pid == os.getpid()
+        children = list(_children) if mine else []
         _children.clear()
+        launch, _pending = (_pending if mine else None), None
+    if launch is not None:  # started for an agent that never came
+        _abandon(launch)
     for child in children:
         with contextlib.suppress(Exception):
             child.process.stdin.close()  # type: ignore[union-attr]

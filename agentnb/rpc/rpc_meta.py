@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
+import sys
 from abc import ABCMeta
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,7 +48,7 @@ def remote_methods(cls: type) -> dict[str, str]:
         for name, attr in vars(klass).items():
             if (name.startswith("_") and name != "__call__") or name == "to_dist":
                 continue
-            if not (inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod))):
+            if not (isinstance(attr, FunctionType) or isinstance(attr, (staticmethod, classmethod))):
                 methods.pop(name, None)  # a property or value shadows a base's method
                 continue
             methods[name] = _marked_kind(attr) or methods.get(name, SYNC)
@@ -82,6 +83,7 @@ class RpcMeta(ABCMeta):
             except (AttributeError, TypeError):  # __slots__ without room for it
                 pass
             return obj
+        _prestart_child_server(to_dist)
         from agentnb.rpc.placement import DistOptions, create_remote
 
         return create_remote(cls, args, kwargs, DistOptions.parse(to_dist))
@@ -94,8 +96,6 @@ def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, 
     With them: the server already running there (independent mode). Further
     options: ``token`` (else the environment or the runtime directory gives it).
     """
-    from agentnb.rpc.placement import DistOptions, create_remote
-
     init_args = getattr(self, _INIT_ARGS_ATTR, None)
     if init_args is None:
         raise TypeError(f"{type(self).__name__} object was not built through its class; cannot re-create it remotely")
@@ -105,4 +105,24 @@ def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, 
     if port is not None:
         opts["port"] = port
     args, kwargs = init_args
+    _prestart_child_server(opts or True)
+    from agentnb.rpc.placement import DistOptions, create_remote
+
     return create_remote(type(self), args, kwargs, DistOptions.parse(opts or True))
+
+
+def _prestart_child_server(to_dist: Any) -> None:
+    """For an object bound to a child server, have that server start now.
+
+    It then boots (its interpreter, its imports) while this process loads
+    the client side (placement, grpc, the protocol: imported on first
+    ``to_dist``) and pickles the object, instead of after.
+    """
+    if to_dist is not True:  # an address or a pool: no child
+        return
+    placement = sys.modules.get("agentnb.rpc.placement")  # a default pool can only be set through it
+    if placement is not None and placement.default_pool() is not None:
+        return
+    from agentnb.rpc.child_servers import prestart_child_server
+
+    prestart_child_server()

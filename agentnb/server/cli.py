@@ -14,7 +14,7 @@ import sys
 import threading
 
 from agentnb.errors import AgentServerError
-from agentnb.rpc.child_servers import START_ERROR_PREFIX
+from agentnb.server import START_ERROR_PREFIX
 
 ENV_TOKEN = "AGENTNB_TOKEN"
 

@@ -1,0 +1,143 @@
+"""Start-up cost: what ``import agentnb`` loads, and the child server started early.
+
+``import agentnb`` (and defining an agent class) must not load grpc, the
+protocol, the model wrappers, the server side or any notebook package: a
+child-mode script starts its child server first and loads the client side
+while that server boots (see ``prestart_child_server``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import agentnb
+from agentnb import AgentBase, config
+from agentnb.config import ENV_MODEL_CONFIGS, clear_model_configs
+from agentnb.rpc import child_servers
+from agentnb.rpc.placement import clear_default_server, set_default_server
+
+HEAVY = ("grpc", "google.protobuf", "agentnb._proto", "agentnb.rpc.connection", "agentnb.models",
+         "agentnb.server.agent_server", "agentnb.server.launcher", "ipywidgets", "IPython", "redis", "httpx",
+         "kernel_ext")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The HEAVY modules (or their submodules) a fresh interpreter has loaded after running ``code``."""
+    probe = (f"{code}\nimport json, sys\n"
+             f"heavy = {HEAVY!r}\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy) and "
+             "any(m == h or m.startswith(h + '.') for h in heavy))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", [
+    "import agentnb",
+    "from agentnb import AgentBase, Msg\n"
+    "class Echo(AgentBase):\n"
+    "    def reply(self, x=None):\n"
+    "        return x\n"
+    "Echo('local').reply(Msg(name='u', role='user', content='hi'))",
+    "import agentnb.server",
+])
+def test_import_and_local_agents_load_no_grpc_models_or_notebook_packages(code: str) -> None:
+    assert loaded_after(code) == []
+
+
+def test_the_client_side_is_loaded_on_first_use() -> None:
+    assert "agentnb.rpc.connection" in loaded_after("import agentnb\nagentnb.ServerPool")
+
+
+def test_every_public_name_still_resolves() -> None:
+    for name in agentnb.__all__:
+        assert getattr(agentnb, name) is not None, name
+    assert callable(agentnb.progress) and agentnb.progress.__module__ == "agentnb.progress"
+    from agentnb.rpc import AsyncResult
+    from agentnb.server import RpcAgentServerLauncher
+
+    assert agentnb.AsyncResult is AsyncResult and agentnb.RpcAgentServerLauncher is RpcAgentServerLauncher
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        agentnb.NoSuchName  # noqa: B018
+
+
+def test_progress_stays_the_function_when_its_module_is_imported_first() -> None:
+    out = subprocess.run([sys.executable, "-c", "import agentnb.progress, agentnb\nprint(callable(agentnb.progress))"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"
+
+
+# -- the child server started before the client side loads --------------------------------------
+
+
+class Pid(AgentBase):
+    def reply(self, x=None):
+        import os
+
+        return os.getpid()
+
+
+@pytest.fixture
+def child_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Child mode with one child and no model configs; the children are stopped after (conftest)."""
+    monkeypatch.setattr(config, "_child_servers", None)
+    monkeypatch.delenv(config.ENV_CHILD_SERVERS, raising=False)
+    monkeypatch.delenv(ENV_MODEL_CONFIGS, raising=False)
+    clear_default_server()
+    clear_model_configs()
+    try:
+        yield
+    finally:
+        clear_model_configs()
+
+
+def pending_pid() -> int | None:
+    launch = child_servers._pending
+    return launch.process.pid if launch is not None else None
+
+
+def test_the_prestarted_child_is_the_one_that_hosts_the_agent(child_mode: None) -> None:
+    child_servers.prestart_child_server()
+    started = pending_pid()
+    assert started is not None
+    child_servers.prestart_child_server()  # one is starting already: no second
+    assert pending_pid() == started
+    agent = Pid("p", to_dist=True)
+    assert agent.reply().result() == started
+    assert pending_pid() is None
+    child_servers.prestart_child_server()  # the live child can take more agents: none started
+    assert pending_pid() is None
+
+
+def test_a_prestarted_child_without_new_model_configs_is_replaced(child_mode: None) -> None:
+    child_servers.prestart_child_server()
+    launch = child_servers._pending
+    assert launch is not None
+    agentnb.init(model_configs=[{"config_name": "late", "model_type": "post_api", "api_url": "http://127.0.0.1:9/x"}])
+    child = child_servers.child_server()
+    assert child.process.pid != launch.process.pid
+    assert launch.process.wait(10) is not None  # the stale one was stopped
+    assert child.alive()
+
+
+def test_a_prestarted_child_never_used_ends_with_the_others(child_mode: None) -> None:
+    child_servers.prestart_child_server()
+    launch = child_servers._pending
+    assert launch is not None
+    child_servers.stop_child_servers()
+    assert launch.process.wait(10) is not None
+    assert child_servers._pending is None
+
+
+def test_no_child_is_started_when_a_default_server_takes_the_agents(child_mode: None, server) -> None:
+    set_default_server(server.host, server.port, server.token)
+    try:
+        agent = Pid("on-default", to_dist=True)
+        assert agent.reply().result() == server.process.pid
+        assert child_servers._pending is None and child_servers._children == []
+    finally:
+        clear_default_server()
