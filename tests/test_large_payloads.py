@@ -1,11 +1,17 @@
-"""Large arguments and results: out-of-band buffers, sent in chunks, both ways, everywhere a result goes."""
+"""Large arguments and results: out-of-band buffers, sent in chunks (or, on one host, through shared
+memory), both ways, everywhere a result goes."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import subprocess
+import sys
+import time
 import uuid
 
+import cloudpickle
 import grpc
 import pytest
 from agents_for_tests import Worker
@@ -14,7 +20,7 @@ from test_security import tls_files  # noqa: F401 -- the fixture
 
 from agentnb import AgentBase, AuthenticationError, SerializationError, TaskCancelled, async_func
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc import codec, wire
+from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY, ServerConnection
 
 MIB = 2**20
@@ -139,6 +145,22 @@ def test_chunks_that_do_not_fit_their_sizes_are_refused() -> None:
     assert incoming.add(chunk) is None  # chunks of a refused call: dropped
     with pytest.raises(wire.PayloadError, match="MAX_PAYLOAD_BYTES"):
         incoming.start(pb.Call(seq=6, part_sizes=[codec.MAX_PAYLOAD_BYTES, 1]))
+
+
+def test_an_importable_class_is_pickled_as_cloudpickle_would_and_a_local_one_by_value() -> None:
+    value = (Store, ("s",), {"n": 1})
+    assert codec.dumps(value) == cloudpickle.dumps(value, protocol=codec.PROTOCOL)  # by reference, fast path
+
+    class Local:  # not importable: travels by value, through cloudpickle
+        def hello(self) -> str:
+            return "hi"
+
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(Local)  # plain pickle cannot: the class must go by value
+    local = (Local, (), {})
+    assert codec.dumps(local) == cloudpickle.dumps(local, protocol=codec.PROTOCOL)
+    rebuilt, _, _ = codec.loads(codec.dumps(local))
+    assert rebuilt().hello() == "hi"
 
 
 def test_a_value_above_the_limit_is_refused_with_its_size(monkeypatch) -> None:
@@ -323,3 +345,160 @@ def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
     assert replies[2].status == pb.ERROR and "do not match" in str(codec.decode_error(replies[2].payload, ""))
     assert replies[3].status == pb.OK and codec.loads(replies[3].payload) == 4
     assert store.length(pattern(CHUNK + 1)) == CHUNK + 1
+
+
+# -- the same-host fast path: shared memory ----------------------------------------------------
+
+
+def _shm_dir(server) -> shm.ShmDir:
+    """The server's private shared-memory directory, as its GetInfo announces it."""
+    info = server.connection().info()
+    assert info.host_id == shm.host_id() and info.shm_dir, "the server announced no shared-memory directory"
+    found = shm.ShmDir.adopt(info.shm_dir)
+    assert found is not None
+    return found
+
+
+def _no_files_left(directory: shm.ShmDir, timeout: float = 30.0) -> bool:
+    """Poll (with a deadline) until no payload file is left in ``directory``."""
+    deadline = time.monotonic() + timeout
+    while directory.files():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_same_host_payloads_go_through_shared_memory_and_leave_no_file(server) -> None:
+    directory = _shm_dir(server)
+    assert oct(os.stat(directory.path).st_mode & 0o777) == "0o700"
+    store = Store("s", to_dist=server.to_dist)
+    data = pattern(5 * CHUNK + 7, seed=1)
+    sent, received = shm.stats.sent, shm.stats.received
+    assert store.echo(data) == data
+    assert (shm.stats.sent - sent, shm.stats.received - received) == (1, 1)  # the argument, the result
+    assert store.reverse(bytearray(data)) == bytearray(data[::-1])  # writable parts stay writable
+    made = store.make_later(3 * CHUNK, seed=2)
+    assert made.result(timeout=60) == pattern(3 * CHUNK, seed=2)
+    before = shm.stats.received
+    stored = server.connection().get_result(made.task_id, timeout=30)  # GetResult: through a file too
+    assert shm.stats.received == before + 1 and codec.loads(stored.payload) == pattern(3 * CHUNK, seed=2)
+    assert directory.files() == []
+
+
+def test_shared_memory_files_are_removed_after_failures_and_cancels(server) -> None:
+    directory = _shm_dir(server)
+    store = Store("s", to_dist=server.to_dist)
+    with pytest.raises(ValueError, match=f"cannot digest {2 * CHUNK} bytes"):
+        store.choke(pattern(2 * CHUNK))
+    worker = Worker("w", to_dist=server.to_dist)
+    gate = uuid.uuid4().hex
+    busy = worker.hold(gate, "held")
+    waiting = worker.hold(gate, pattern(3 * CHUNK))  # queued behind `busy`, its argument already taken
+    assert waiting.cancel()
+    Worker("opener", to_dist=server.to_dist).release(gate)
+    assert busy.result(timeout=30) == "held"
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=30)
+    assert _no_files_left(directory)
+
+
+_KILLED_CLIENT = """
+import sys
+from agents_for_tests import Worker
+worker = Worker("doomed", to_dist={{"host": "127.0.0.1", "port": {port}, "token": {token!r}}})
+print("ready", flush=True)
+worker.hold({gate!r}, b"r" * (3 * 2**20)).result()  # its reply is large: written to shared memory after the kill
+"""
+
+
+def test_a_killed_client_leaves_no_shared_memory_file(server) -> None:
+    directory = _shm_dir(server)
+    gate = uuid.uuid4().hex
+    script = _KILLED_CLIENT.format(port=server.port, token=server.token, gate=gate)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    client = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "ready"
+        connection = server.connection()
+        deadline = time.monotonic() + 30
+        while connection.info().busy < 1:  # the held call is running
+            assert time.monotonic() < deadline and client.poll() is None, "the client's call never started"
+            time.sleep(0.02)
+    finally:
+        client.kill()
+        client.wait(10)
+    Worker("opener", to_dist=server.to_dist).release(gate)  # the reply is made for a client that is gone
+    deadline = time.monotonic() + 30
+    while connection.info().busy:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert _no_files_left(directory)
+    assert Store("after", to_dist=server.to_dist).length(pattern(CHUNK + 1)) == CHUNK + 1
+
+
+def _raw_session(server, calls: list[pb.Call]) -> dict[int, pb.Reply]:
+    """Send ``calls`` on a Session stream of their own; their replies, by seq."""
+    with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
+        session = channel.stream_stream(f"/{SERVICE}/Session")
+        replies: dict[int, pb.Reply] = {}
+        frames = [pb.ClientFrame(calls=calls).SerializeToString()]
+        stream = session(iter(frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        for raw in stream:
+            for reply in pb.ServerFrame.FromString(raw).replies:
+                replies[reply.seq] = reply
+            if len(replies) == len(calls):
+                stream.cancel()
+                break
+    return replies
+
+
+def test_forged_shared_memory_names_are_refused(server, tmp_path) -> None:
+    directory = _shm_dir(server)
+    store = Store("s", to_dist=server.to_dist)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for the server" * 100)
+    link = "ab" * 16  # a valid name, but a symbolic link to a file outside the directory
+    os.symlink(secret, os.path.join(directory.path, link))
+    names = ["../../../etc/passwd", str(secret), "ab" * 15 + "/x", "cd" * 16, link]
+    calls = [pb.Call(seq=i + 1, kind=pb.CALL, agent_id=store.agent_id, method="length", shm_name=name,
+                     part_sizes=[10]) for i, name in enumerate(names)]
+    replies = _raw_session(server, calls)
+    errors = [str(codec.decode_error(replies[i + 1].payload, "")) for i in range(len(names))]
+    assert all(replies[i + 1].status == pb.ERROR for i in range(len(names)))
+    for error in errors[:3]:
+        assert "refused the shared-memory name" in error
+    assert "cannot be opened" in errors[3] and "cannot be opened" in errors[4]
+    assert secret.exists() and not os.path.lexists(os.path.join(directory.path, link))  # unlinked, not followed
+    assert server.process.poll() is None
+    assert store.echo(pattern(2 * CHUNK)) == pattern(2 * CHUNK)
+
+
+def test_the_stream_is_used_when_shared_memory_is_off(start_server, monkeypatch) -> None:
+    # Off in the server: it announces no directory, and payloads stream.
+    server = start_server(extra_env={shm.ENV_SHM: "0"})
+    assert server.connection().info().shm_dir == ""
+    sent, received = shm.stats.sent, shm.stats.received
+    data = pattern(3 * CHUNK + 1, seed=7)
+    assert Store("s", to_dist=server.to_dist).echo(data) == data
+    # Off in the client: it does not even ask.
+    other = start_server()
+    assert other.connection().info().shm_dir
+    monkeypatch.setenv(shm.ENV_SHM, "0")
+    ServerConnection.close_all()
+    assert Store("s", to_dist=other.to_dist).echo(data) == data
+    assert (shm.stats.sent, shm.stats.received) == (sent, received)
+
+
+def test_a_client_writes_only_into_a_private_directory_of_its_own(tmp_path) -> None:
+    assert shm.ShmDir.adopt(str(tmp_path)) is None  # not under /dev/shm
+    assert shm.ShmDir.adopt(os.path.join(shm.SHM_ROOT, "agentnb-1-..")) is None
+    made = shm.ShmDir.create()
+    assert made is not None
+    try:
+        assert shm.ShmDir.adopt(made.path) is not None
+        os.chmod(made.path, 0o755)
+        assert shm.ShmDir.adopt(made.path) is None  # others could read it
+    finally:
+        made.close()
+    assert not os.path.exists(made.path)

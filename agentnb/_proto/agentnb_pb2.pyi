@@ -40,7 +40,7 @@ RUNNING: ReplyStatus
 CANCELLED: ReplyStatus
 
 class Call(_message.Message):
-    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain", "part_sizes", "part_writable")
+    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain", "part_sizes", "part_writable", "shm_name", "shm_reply")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class Call(_message.Message):
     WAITING_CHAIN_FIELD_NUMBER: _ClassVar[int]
     PART_SIZES_FIELD_NUMBER: _ClassVar[int]
     PART_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    SHM_NAME_FIELD_NUMBER: _ClassVar[int]
+    SHM_REPLY_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: CallKind
     agent_id: str
@@ -61,7 +63,9 @@ class Call(_message.Message):
     waiting_chain: _containers.RepeatedScalarFieldContainer[str]
     part_sizes: _containers.RepeatedScalarFieldContainer[int]
     part_writable: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ...) -> None: ...
+    shm_name: str
+    shm_reply: bool
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ..., shm_name: _Optional[str] = ..., shm_reply: _Optional[bool] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("seq", "data")
@@ -80,7 +84,7 @@ class ClientFrame(_message.Message):
     def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("seq", "status", "payload", "task_id", "timestamp", "part_sizes", "part_writable")
+    __slots__ = ("seq", "status", "payload", "task_id", "timestamp", "part_sizes", "part_writable", "shm_name")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +92,7 @@ class Reply(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PART_SIZES_FIELD_NUMBER: _ClassVar[int]
     PART_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     seq: int
     status: ReplyStatus
     payload: bytes
@@ -95,7 +100,8 @@ class Reply(_message.Message):
     timestamp: float
     part_sizes: _containers.RepeatedScalarFieldContainer[int]
     part_writable: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ...) -> None: ...
+    shm_name: str
+    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ..., shm_name: _Optional[str] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
     __slots__ = ("replies", "chunk")
@@ -106,19 +112,21 @@ class ServerFrame(_message.Message):
     def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class ResultRequest(_message.Message):
-    __slots__ = ("task_id", "timeout")
+    __slots__ = ("task_id", "timeout", "shm_reply")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    SHM_REPLY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     timeout: float
-    def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+    shm_reply: bool
+    def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ..., shm_reply: _Optional[bool] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("name", "host", "port", "pid", "started", "capacity", "busy", "queued", "agents", "pool_type", "version", "completed")
+    __slots__ = ("name", "host", "port", "pid", "started", "capacity", "busy", "queued", "agents", "pool_type", "version", "completed", "host_id", "shm_dir")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +139,8 @@ class ServerInfo(_message.Message):
     POOL_TYPE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    SHM_DIR_FIELD_NUMBER: _ClassVar[int]
     name: str
     host: str
     port: int
@@ -143,7 +153,9 @@ class ServerInfo(_message.Message):
     pool_type: str
     version: str
     completed: int
-    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ..., started: _Optional[float] = ..., capacity: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., agents: _Optional[int] = ..., pool_type: _Optional[str] = ..., version: _Optional[str] = ..., completed: _Optional[int] = ...) -> None: ...
+    host_id: str
+    shm_dir: str
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ..., started: _Optional[float] = ..., capacity: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., agents: _Optional[int] = ..., pool_type: _Optional[str] = ..., version: _Optional[str] = ..., completed: _Optional[int] = ..., host_id: _Optional[str] = ..., shm_dir: _Optional[str] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ()

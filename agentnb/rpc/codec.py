@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
+from cloudpickle import cloudpickle as _cloudpickle_internals
 
 from agentnb.errors import RemoteError, SerializationError
 
@@ -86,6 +87,10 @@ def _bytearray_of(buffer: Any) -> bytearray:
 
 # Types plain pickle writes exactly as cloudpickle does (no code, no classes).
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray})
+# cloudpickle's own test of whether a class travels by reference (an importable
+# class, not in __main__ nor in a module registered to travel by value); such
+# a class is written by plain pickle exactly as cloudpickle writes it.
+_by_reference = getattr(_cloudpickle_internals, "_should_pickle_by_reference", lambda obj: False)
 
 
 class _Scan:
@@ -93,10 +98,11 @@ class _Scan:
 
     It wraps large bytes and bytearrays (in lists, tuples and dicts) in
     :class:`_OutOfBand`, rebuilding containers only where it wrapped one, and
-    tells whether the value is made of builtin scalars and containers only
-    (``plain``): such a value needs none of cloudpickle's work, and the C
-    pickler alone is several times faster for the small arguments and results
-    of most calls. At most ``_SEARCH_LIMIT`` items are looked at in all; a
+    tells whether the value is made of builtin scalars, containers and
+    importable classes only (``plain``): such a value needs none of
+    cloudpickle's work, and the C pickler alone is several times faster for
+    the small arguments and results of most calls (and for the class of an
+    agent being created). At most ``_SEARCH_LIMIT`` items are looked at in all; a
     container longer than what is left is not searched (and not plain).
     """
 
@@ -132,6 +138,8 @@ class _Scan:
                 if new is not item:
                     changed[key] = new
             return {**value, **changed} if changed else value
+        if self.plain and isinstance(value, type) and _by_reference(value):
+            return value
         self.plain = False
         return value
 

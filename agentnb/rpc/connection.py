@@ -3,7 +3,8 @@
 Every proxy and AsyncResult of this process that talks to a server shares its
 connection. Calls are written to the session stream by gRPC's sending thread,
 batched when many are queued; a reader thread completes each call's
-CallFuture when the server pushes its reply.
+CallFuture when the server pushes its reply. With a server on the same host,
+large payloads go through its shared-memory directory (see :mod:`agentnb.rpc.shm`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from agentnb.errors import (
     ServerUnavailable,
     TaskNotFound,
 )
-from agentnb.rpc import codec, wire
+from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import _canonical_host
 
@@ -88,10 +89,13 @@ class StoredReply:
 class _Session:
     """One Session stream: its outgoing queue and the calls awaiting a reply."""
 
-    def __init__(self) -> None:
+    def __init__(self, shm_dir: shm.ShmDir | None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: dict[int, CallFuture] = {}
-        self.incoming = wire.Reassembly()  # large replies whose chunks are on their way
+        # Large replies whose chunks are on their way (or whose shared-memory file is read at once).
+        self.incoming = wire.Reassembly(shm=shm_dir)
+        self.shm_dir = shm_dir
+        self.shm_files: dict[int, str] = {}  # seq -> shared-memory file of a call not answered yet
         self.dead = False
 
     def deliver(self, replies: Sequence[pb.Reply], chunk: wire.Chunk | None) -> None:
@@ -111,6 +115,8 @@ class _Session:
                 future = pending.get(reply.seq)
             else:
                 future = pending.pop(reply.seq, None)
+                if self.shm_files:
+                    self.forget_file(reply.seq)
             if future is not None:
                 future.set_reply(status, reply.payload, reply.timestamp)
         if chunk is not None:
@@ -127,9 +133,23 @@ class _Session:
             return
         if done is not None:
             reply, payload = done
+            if self.shm_files:
+                self.forget_file(reply.seq)
             future = self.pending.pop(reply.seq, None)
             if future is not None:
                 future.set_reply(reply.status, payload, reply.timestamp)
+
+
+    def forget_file(self, seq: int) -> None:
+        """Remove the shared-memory file of call ``seq`` if the server has not taken it (it was never read)."""
+        name = self.shm_files.pop(seq, None)
+        if name is not None and self.shm_dir is not None:
+            self.shm_dir.remove(name)
+
+    def forget_files(self) -> None:
+        """Remove the files of all calls not answered (the session is over)."""
+        for seq in list(self.shm_files):
+            self.forget_file(seq)
 
 
 class ServerConnection:
@@ -193,6 +213,9 @@ class ServerConnection:
         self._lock = threading.Lock()
         self._session: _Session | None = None
         self._closed = False
+        self._shm: shm.ShmDir | None = None  # the server's shared-memory directory, if it shares our host
+        self._shm_probed = False
+        self._probe_lock = threading.Lock()
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
         threading.Thread(target=self._delete_dropped, name=f"agentnb-janitor-{self.address}", daemon=True).start()
 
@@ -212,6 +235,8 @@ class ServerConnection:
         call in chunks.
         """
         future = CallFuture()
+        if not self._shm_probed:
+            self._probe_shm()
         with self._lock:
             if self._closed:
                 raise ServerUnavailable(f"the connection to {self.address} is closed")
@@ -220,10 +245,29 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            session.outbox.put(wire.outgoing(pb.Call, payload, seq=seq, kind=kind, agent_id=agent_id,
-                                              method=method, task_id=task_id, watch=watch,
-                                              waiting_chain=waiting_chain))
+            item = wire.outgoing(pb.Call, payload, session.shm_dir, seq=seq, kind=kind, agent_id=agent_id,
+                                 method=method, task_id=task_id, watch=watch, waiting_chain=waiting_chain,
+                                 shm_reply=session.shm_dir is not None)
+            if type(item) is pb.Call and item.shm_name:
+                session.shm_files[seq] = item.shm_name
+            session.outbox.put(item)
         return future
+
+    def _probe_shm(self) -> None:
+        """Find out (once per session) whether the server shares this host: ask for its shared-memory directory."""
+        with self._probe_lock:
+            if self._shm_probed:
+                return
+            if self.tls_ca or not shm.enabled() or _canonical_host(self.host) != "127.0.0.1":
+                self._shm, self._shm_probed = None, True
+                return
+            try:
+                info = self._stub.GetInfo(pb.InfoRequest(), metadata=self._metadata, timeout=10.0)
+            except grpc.RpcError:
+                return  # the call itself will tell; ask again next time
+            same_host = bool(info.host_id) and info.host_id == shm.host_id()
+            self._shm = shm.ShmDir.adopt(info.shm_dir) if same_host else None
+            self._shm_probed = True
 
     def drop_agent(self, agent_id: str) -> None:
         """Delete an agent whose owning proxy was garbage-collected, in the background.
@@ -245,7 +289,7 @@ class ServerConnection:
                 pass
 
     def _open_session(self) -> _Session:
-        session = _Session()
+        session = _Session(self._shm)
         responses = self._session_rpc(
             wire.frames(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
             metadata=self._metadata)
@@ -269,8 +313,10 @@ class ServerConnection:
             session.dead = True
             if self._session is session:
                 self._session = None
+            self._shm_probed = False  # the next session may be with a restarted server
             pending = list(session.pending.values())
             session.pending.clear()
+        session.forget_files()
         session.outbox.put(_CLOSE)
         for future in pending:
             future.set_local_error(error)
@@ -285,9 +331,12 @@ class ServerConnection:
 
     def get_result(self, task_id: str, timeout: float | None = None) -> StoredReply:
         """Wait for the stored result of ``task_id`` (``timeout`` in seconds)."""
-        request = pb.ResultRequest(task_id=task_id, timeout=timeout or 0.0)
+        if not self._shm_probed:
+            self._probe_shm()
+        shm_dir = self._shm
+        request = pb.ResultRequest(task_id=task_id, timeout=timeout or 0.0, shm_reply=shm_dir is not None)
         rpc_timeout = None if timeout is None else timeout + 10.0
-        incoming = wire.Reassembly()
+        incoming = wire.Reassembly(shm=shm_dir)
         try:
             for replies, chunk in self._get_result_rpc(request, metadata=self._metadata, timeout=rpc_timeout):
                 done = incoming.start(replies[0]) if replies else incoming.add(chunk) if chunk else None

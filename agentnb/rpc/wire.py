@@ -6,8 +6,10 @@ follow in Chunk frames (``protos/agentnb.proto``). Session streams and
 GetResult use the serializer and deserializers below in place of the
 generated ones: chunk frames are written and read by hand, everything else by
 protobuf, so that no protobuf message is built around a chunk's bytes (at
-hundreds of MiB, every copy counts). The values themselves are pickled by
-:mod:`agentnb.rpc.codec`.
+hundreds of MiB, every copy counts). Between processes of the same host, the
+parts go through a shared-memory file instead (:mod:`agentnb.rpc.shm`): the
+message then names that file, and no chunks follow. The values themselves are
+pickled by :mod:`agentnb.rpc.codec`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from google.protobuf.message import Message
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.rpc.codec import MAX_PAYLOAD_BYTES, Encoded, Payload
+from agentnb.rpc.shm import ShmDir
 
 # Large payloads travel in chunks of this size: the sender copies one chunk
 # while the receiver takes the previous one, and no message is huge.
@@ -81,17 +84,33 @@ def from_parts(data: bytes, parts: list) -> Encoded:
     return Payload(data, parts) if parts else data
 
 
-def outgoing(make: Callable[..., Message], payload: Encoded, **fields: Any) -> Any:
-    """The Call or Reply ``make(payload=..., **fields)`` to queue for sending: a :class:`Large` when it has parts."""
+def outgoing(make: Callable[..., Message], payload: Encoded, shm: ShmDir | None = None, **fields: Any) -> Any:
+    """The Call or Reply ``make(payload=..., **fields)`` to queue for sending: a :class:`Large` when it has parts.
+
+    With ``shm`` (the receiver shares the host and can read that directory),
+    the parts are written to a file of it and the message, naming the file, is
+    all there is to send; when the file cannot be written, they go in chunks.
+    """
     if type(payload) is bytes and len(payload) <= CHUNK_BYTES:  # most calls: no parts
         return make(payload=payload, **fields)
     data, parts = to_parts(payload)
     if not parts:
         return make(payload=data, **fields)
     writable = [not memoryview(p).readonly for p in parts]
+    name = _to_shm(shm, parts)
     message = make(payload=data, part_sizes=[len(p) for p in parts],
-                   part_writable=writable if any(writable) else (), **fields)
-    return Large(message, parts)
+                   part_writable=writable if any(writable) else (), shm_name=name, **fields)
+    return message if name else Large(message, parts)
+
+
+def _to_shm(shm: ShmDir | None, parts: list) -> str:
+    """The name of a shared-memory file holding ``parts``; empty when they are to be streamed."""
+    if shm is None:
+        return ""
+    try:
+        return shm.write(parts)
+    except OSError:  # /dev/shm full or gone: stream
+        return ""
 
 
 def chunks(seq: int, parts: list) -> Iterator[Chunk]:
@@ -259,9 +278,11 @@ def _blank_part(size: int, writable: bool) -> tuple[bytes | bytearray, int]:
         return (bytearray() if writable else b""), 0
     if writable:
         target = bytearray(size)
-        return target, ctypes.addressof(ctypes.c_char.from_buffer(target))  # the bytearray never grows
-    target = _new_bytes(None, size)
-    return target, _address(target)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(target))  # the bytearray never grows
+    else:
+        target = _new_bytes(None, size)
+        address = _address(target)
+    return target, address
 
 
 class _Incoming:
@@ -296,9 +317,10 @@ class Reassembly:
     arrives, and no join at the end.
     """
 
-    def __init__(self, max_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_PAYLOAD_BYTES, shm: ShmDir | None = None) -> None:
         self._open: dict[int, _Incoming] = {}
         self._max_bytes = max_bytes
+        self._shm = shm  # where payloads naming a shared-memory file are read from
 
     def __len__(self) -> int:
         return len(self._open)
@@ -306,17 +328,38 @@ class Reassembly:
     def start(self, message: Any) -> tuple[Any, Encoded] | None:
         """Expect the parts of ``message`` (a Call or Reply with ``part_sizes``).
 
-        Returns ``(message, payload)`` at once if no bytes are to come.
-        Raises PayloadError if the announced payload is too large.
+        Returns ``(message, payload)`` at once if no bytes are to come (also
+        when the parts are in a shared-memory file: they are read now).
+        Raises PayloadError if the announced payload is too large, or its
+        shared-memory file cannot be read.
         """
         sizes = list(message.part_sizes)
         total = sum(sizes)
         if total > self._max_bytes:
             raise PayloadError(f"a payload of {total} bytes is above the limit of {self._max_bytes} bytes "
                                "(MAX_PAYLOAD_BYTES) per call", message)
+        if message.shm_name:
+            return message, from_parts(message.payload, self._read_shm(message, sizes))
         incoming = _Incoming(message, sizes)
         self._open[message.seq] = incoming
         return self._advance(incoming)
+
+    def _read_shm(self, message: Any, sizes: list[int]) -> list:
+        """The parts of ``message`` from the shared-memory file it names (which is removed)."""
+        if self._shm is None:
+            raise PayloadError(f"refused the shared-memory payload {message.shm_name!r}: this stream does "
+                               "not take shared-memory payloads", message)
+        writable = list(message.part_writable)
+
+        def blank(index: int, size: int) -> tuple[bytes | bytearray, int]:
+            return _blank_part(size, index < len(writable) and writable[index])
+
+        try:
+            return self._shm.read(message.shm_name, sizes, blank)
+        except MemoryError:
+            raise PayloadError(f"no memory for a payload of {sum(sizes)} bytes", message) from None
+        except OSError as exc:
+            raise PayloadError(str(exc), message) from None
 
     def add(self, chunk: Chunk) -> tuple[Any, Encoded] | None:
         """Take one chunk; return ``(message, payload)`` when it was the last one of its message.

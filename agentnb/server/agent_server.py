@@ -16,6 +16,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.rpc import wire
 from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
+from agentnb.rpc.shm import ShmDir
 from agentnb.runtime_dir import ServerRecord, _canonical_host, remove_record, write_record
 from agentnb.server.result_pool import make_pool
 from agentnb.server.servicer import AgentServicer
@@ -167,6 +168,8 @@ class AgentServer:
         self.name = self.name or f"server-{port}"
         self.servicer.name = self.name
         self.servicer.host, self.servicer.port = self.host, port
+        if not self.tls:  # TLS clients stream: their payloads stay encrypted
+            self.servicer.shm = ShmDir.create()
         server.start()
         self._server = server
         if self.record:
@@ -207,6 +210,8 @@ class AgentServer:
             if self._server is not None:
                 self._server.stop(0)
             self.servicer.pool.close()
+            if self.servicer.shm is not None:
+                self.servicer.shm.close()
             self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -4,6 +4,8 @@ Each object (agent) has a mailbox: its calls run one at a time, in the order
 they arrived. Different agents run concurrently on a thread pool of
 ``capacity`` threads. Replies are pushed on the caller's session stream as the
 calls complete; results of asynchronous calls also go to the result pool.
+Large payloads of clients on the same host come and go through the server's
+shared-memory directory (``shm``, see :mod:`agentnb.rpc.shm`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import grpc
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskNotFound
-from agentnb.rpc import codec, wire
+from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.rpc_meta import ASYNC, remote_methods
@@ -37,22 +39,50 @@ MAX_FRAME_BYTES = 4 * 2**20
 _END = object()
 
 
+# A session keeps the names of the shared-memory files it sent; past this many, those already taken are forgotten.
+_MAX_TRACKED_FILES = 256
+
+
 class _Session:
-    """The reply side of one client's Session stream."""
+    """The reply side of one client's Session stream.
 
-    __slots__ = ("outbox", "closed")
+    It remembers the shared-memory files of the replies it sent, and removes
+    those its client did not take when the stream ends (a client killed
+    before reading its reply leaves nothing behind).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock")
+
+    def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
+        self.shm_dir = shm_dir
+        self.files: set[str] = set()
+        self.lock = threading.Lock()
 
     def send(self, reply: pb.Reply | wire.Large) -> None:
-        if not self.closed:
+        if type(reply) is pb.Reply and reply.shm_name:
+            self._send_file(reply)
+        elif not self.closed:
             self.outbox.put(reply)
 
+    def _send_file(self, reply: pb.Reply) -> None:
+        with self.lock:
+            if not self.closed:
+                if len(self.files) >= _MAX_TRACKED_FILES:
+                    self.files.intersection_update(self.shm_dir.files())  # type: ignore[union-attr]
+                self.files.add(reply.shm_name)
+                self.outbox.put(reply)
+                return
+        self.shm_dir.remove(reply.shm_name)  # type: ignore[union-attr]
+
     def close(self) -> None:
-        self.closed = True
+        with self.lock:
+            self.closed = True
+            files, self.files = self.files, set()
         self.outbox.put(_END)
+        for name in files:
+            self.shm_dir.remove(name)  # type: ignore[union-attr]
 
 
 class _WorkerPool:
@@ -88,6 +118,16 @@ class _WorkerPool:
             except BaseException:
                 _LOGGER.exception("an agentnb worker task failed")
             self._idle.release()
+
+
+# How long a GetResult's shared-memory file waits for its client after the RPC ended.
+UNCLAIMED_FILE_SECONDS = 30.0
+
+
+def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
+    timer = threading.Timer(UNCLAIMED_FILE_SECONDS, shm_dir.remove, (name,))
+    timer.daemon = True
+    timer.start()
 
 
 def _make_server_frame(replies: list) -> pb.ServerFrame:
@@ -142,6 +182,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.pool = pool
         self.pool_type = pool_type
         self.started = time.time()
+        self.shm: shm.ShmDir | None = None  # the private shared-memory directory, while serving
         self._on_shutdown = on_shutdown
         self._executor = _WorkerPool(capacity, "agentnb-worker")
         self._agents: dict[str, _Agent] = {}
@@ -160,14 +201,14 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | wire.Chunk]:
         """Frames come in as decoded by ``wire.decode_client_frame`` and go out
         through ``wire.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
-        session = _Session()
+        session = _Session(self.shm)
         context.add_callback(session.close)
         threading.Thread(target=self._read_session, args=(request_iterator, session),
                          name="agentnb-session-reader", daemon=True).start()
         return wire.frames(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
 
     def _read_session(self, request_iterator: Iterator[tuple], session: _Session) -> None:
-        incoming = wire.Reassembly()  # large calls whose chunks are on their way
+        incoming = wire.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
         try:
             for calls, chunk in request_iterator:
                 for call in calls:
@@ -360,8 +401,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self.pool.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
-        task.session.send(wire.outgoing(pb.Reply, payload, seq=call.seq, status=status, task_id=task_id,
-                                         timestamp=now))
+        task.session.send(wire.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
+                                         status=status, task_id=task_id, timestamp=now))
 
     # -- requests of their own -------------------------------------------------------------
 
@@ -376,8 +417,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
-        item = wire.outgoing(pb.Reply, stored.payload, status=stored.status, task_id=request.task_id,
+        shm_dir = self.shm if request.shm_reply else None
+        item = wire.outgoing(pb.Reply, stored.payload, shm_dir, status=stored.status, task_id=request.task_id,
                               timestamp=stored.timestamp)
+        if shm_dir is not None and type(item) is pb.Reply and item.shm_name:
+            # The RPC may end before its client took the file: remove it a while later, if still there.
+            context.add_callback(lambda: _remove_later(shm_dir, item.shm_name))
         return wire.frames_of(item, _make_server_frame)
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
@@ -390,6 +435,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 name=self.name, host=self.host, port=self.port, pid=os.getpid(), started=self.started,
                 capacity=self.capacity, busy=self._busy, queued=self._queued, agents=len(self._agents),
                 pool_type=self.pool_type, version=__version__, completed=self._completed,
+                host_id=shm.host_id() if self.shm is not None else "",
+                shm_dir=self.shm.path if self.shm is not None else "",
             )
 
     def ListAgents(self, request: pb.ListAgentsRequest, context: grpc.ServicerContext) -> pb.AgentList:
