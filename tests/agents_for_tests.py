@@ -174,3 +174,42 @@ class Worker(AgentBase):
         from agentnb.config import model_configs
 
         return sorted(model_configs())
+
+
+class Member(metaclass=RpcMeta):
+    """Hands itself (``self``) to a Hub, which calls it back later."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.heard: list[str] = []
+
+    def join(self, hub: Any) -> int:
+        return hub.register(self)
+
+    def hear(self, text: str) -> int:
+        self.heard.append(text)
+        return len(self.heard)
+
+    def heard_all(self) -> list[str]:
+        return list(self.heard)
+
+    def myself(self) -> Member:
+        return self
+
+    def stranger(self) -> Member:
+        return Member("stranger")  # a plain local object: travels as a copy
+
+
+class Hub(metaclass=RpcMeta):
+    def __init__(self) -> None:
+        self.members: list[Any] = []
+
+    def register(self, member: Any) -> int:
+        self.members.append(member)
+        return len(self.members)
+
+    def broadcast(self, text: str) -> list[int]:
+        return [member.hear(text) for member in self.members]
+
+    def member_types(self) -> list[str]:
+        return [type(member).__name__ for member in self.members]

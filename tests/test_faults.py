@@ -167,7 +167,7 @@ def test_synchronous_cycle_is_detected_not_deadlocked(server):
 
 def test_sigterm_lets_running_work_finish_and_refuses_new_work(server):
     agent = Worker("w", to_dist=server.to_dist)
-    running = agent.nap(1.5, 1)
+    running = agent.nap(4, 1)  # long enough for the refusal to be seen on a loaded machine
     wait_until(lambda: server.connection().info().busy == 1)
     server.process.send_signal(signal.SIGTERM)
 

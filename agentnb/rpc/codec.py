@@ -13,9 +13,11 @@ pickle stream, and travel as the parts of a :class:`Payload`, in chunks
 
 from __future__ import annotations
 
+import io
 import operator
 import pickle
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +160,34 @@ class _Scan:
         return wrapper
 
 
+# Set by an agent server (see set_hosted_reducer): how an object it hosts pickles.
+_hosted_reducer: Callable[[object], Any] | None = None
+
+
+def set_hosted_reducer(reducer: Callable[[object], Any] | None) -> None:
+    """Make the objects this process hosts as agents pickle as proxies to themselves.
+
+    ``reducer(obj)`` returns the reduction of a proxy (as ``__reduce__``
+    would) when ``obj`` is a hosted agent, else None. An agent server sets it,
+    so that an agent handing ``self`` to another agent (or returning it)
+    hands over a reference to itself, not a copy that would live apart.
+    """
+    global _hosted_reducer
+    _hosted_reducer = reducer
+
+
+class _HostPickler(cloudpickle.Pickler):
+    """cloudpickle, with the agents of this server replaced by proxies to them."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        reducer = _hosted_reducer
+        if reducer is not None:
+            reduced = reducer(obj)
+            if reduced is not None:
+                return reduced
+        return super().reducer_override(obj)
+
+
 def dumps(value: Any, what: str = "value") -> Encoded:
     """Pickle ``value``; raise SerializationError naming ``what`` when it cannot be.
 
@@ -179,8 +209,14 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     scan = _Scan()
     try:
         value = scan.visit(value)
-        pickler_dumps = pickle.dumps if scan.plain else cloudpickle.dumps
-        data = pickler_dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+        if scan.plain:
+            data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+        elif _hosted_reducer is None:
+            data = cloudpickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+        else:
+            file = io.BytesIO()
+            _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
+            data = file.getvalue()
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, AttributeError...
         raise SerializationError(f"{what} cannot be pickled ({type(exc).__name__}: {exc})") from exc
     if not buffers:

@@ -167,7 +167,7 @@ class AgentServer:
         self.port = port
         self.name = self.name or f"server-{port}"
         self.servicer.name = self.name
-        self.servicer.host, self.servicer.port = self.host, port
+        self.servicer.host, self.servicer.port, self.servicer.token = self.host, port, self.token
         if not self.tls:  # TLS clients stream: their payloads stay encrypted
             self.servicer.shm = ShmDir.create()
         server.start()

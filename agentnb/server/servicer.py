@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 import weakref
@@ -29,6 +30,7 @@ from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.rpc_meta import ASYNC, remote_methods
+from agentnb.rpc.rpc_object import _rebuild_rpc_object
 from agentnb.server.result_pool import ResultPool, StoredResult
 
 _LOGGER = logging.getLogger(__name__)
@@ -168,6 +170,33 @@ class _Agent:
         )
 
 
+# The agents hosted in this process, by id() of their object: when one of them
+# is pickled (an agent handing ``self`` to another agent, or returning it), it
+# travels as a proxy to itself, not as a copy (see codec.set_hosted_reducer).
+_HOSTED: dict[int, tuple[AgentServicer, _Agent]] = {}
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def _host(obj: object, servicer: AgentServicer, agent: _Agent) -> None:
+    if not _HOSTED:
+        codec.set_hosted_reducer(_proxy_reduction)
+    _HOSTED[id(obj)] = (servicer, agent)
+
+
+def _proxy_reduction(obj: object) -> tuple | None:
+    """The reduction of a proxy to ``obj`` if it is an agent hosted here, else None."""
+    entry = _HOSTED.get(id(obj))
+    if entry is None:
+        return None
+    servicer, agent = entry
+    if agent.obj is not obj or agent.deleted or not servicer.port:
+        return None
+    # A server bound to every interface is reached by its host name from elsewhere.
+    host = socket.gethostname() if servicer.host in _WILDCARD_HOSTS else servicer.host
+    return (_rebuild_rpc_object, (host, servicer.port, servicer.token, agent.agent_id, agent.class_name,
+                                  agent.methods, agent.name or None, None))
+
+
 class AgentServicer(pb_grpc.AgentServerServicer):
     """The gRPC service of one agent server."""
 
@@ -178,6 +207,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.name = name
         self.host = ""
         self.port = 0
+        self.token = ""  # set with host and port when the server listens (for proxies to its agents)
         self.capacity = capacity
         self.pool = pool
         self.pool_type = pool_type
@@ -350,6 +380,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             with self._lock:
                 agent.deleted = True
                 self._agents.pop(agent.agent_id, None)
+            _HOSTED.pop(id(agent.obj), None)
             agent.obj = None
             return True
         raise AgentServerError(f"unknown call kind {kind}")
@@ -368,6 +399,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         agent.name = name if isinstance(name, str) else ""
         agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
         agent.methods = self._methods_of(cls)
+        _host(obj, self, agent)
         return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
 
     def _methods_of(self, cls: type) -> dict[str, str]:
