@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
+
+from agentnb.rpc.ids import random_hex
 
 
 class Msg(dict):
@@ -16,7 +17,7 @@ class Msg(dict):
     """
 
     def __init__(self, name: str, content: Any = None, role: str = "assistant", **kwargs: Any) -> None:
-        kwargs.setdefault("id", uuid.uuid4().hex)
+        kwargs.setdefault("id", random_hex())
         kwargs.setdefault("timestamp", time.strftime("%Y-%m-%d %H:%M:%S"))
         super().__init__(name=name, role=role, content=content, **kwargs)
 

@@ -15,7 +15,6 @@ import logging
 import os
 import queue
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from agentnb.errors import (
 )
 from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.future import CallFuture
+from agentnb.rpc.ids import random_hex
 from agentnb.runtime_dir import _canonical_host
 
 _LOGGER = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class ServerConnection:
         self.token = token
         self.tls_ca = tls_ca
         self.address = f"{host}:{port}"
-        self.client_id = uuid.uuid4().hex[:12]
+        self.client_id = random_hex(12)
         self._metadata = ((TOKEN_METADATA_KEY, token),)
         if tls_ca:
             with open(tls_ca, "rb") as f:
@@ -225,7 +225,7 @@ class ServerConnection:
     # -- calls on the session stream -------------------------------------------------
 
     def new_task_id(self) -> str:
-        return f"{self.client_id}-{next(self._seq)}-{uuid.uuid4().hex[:8]}"
+        return f"{self.client_id}-{next(self._seq)}-{random_hex(8)}"
 
     def submit(self, kind: int, agent_id: str, method: str = "", payload: codec.Encoded = b"",
                task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = ()) -> CallFuture:

@@ -9,7 +9,6 @@ notebook's daemon or pool, see :func:`set_default_server` and
 from __future__ import annotations
 
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError, ServerUnavailable
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.ids import random_hex
 from agentnb.rpc.rpc_object import RpcObject, wait_value
 from agentnb.rpc.server_pool import ENV_TOKEN, ServerPool, resolve_token
 
@@ -179,7 +179,7 @@ class _ReplicaGone(Exception):
 
 
 def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> RpcObject:
-    agent_id = uuid.uuid4().hex
+    agent_id = random_hex()
     try:
         future = conn.submit(pb.CREATE, agent_id, payload=payload)
     except ServerUnavailable as exc:
