@@ -153,3 +153,24 @@ def test_result_pool_forgets_results_after_max_expire_time(start_server) -> None
         return False
 
     wait_for(expired, timeout=20, interval=0.1, what="the result to expire")
+
+
+def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -> None:
+    """A session whose client sent its last call ends only once every call it sent has its reply."""
+    import grpc
+
+    from agentnb._proto import agentnb_pb2 as pb
+    from agentnb.rpc import codec
+    from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
+
+    worker = Worker("w", to_dist=server.to_dist)
+    calls = [pb.Call(seq=i, kind=pb.CALL, agent_id=worker.agent_id, method="sleep_for",
+                     payload=codec.dumps(((0.2,), {}))) for i in (1, 2, 3)]
+    with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
+        session = channel.stream_stream(f"/{SERVICE}/Session")
+        frames = iter([pb.ClientFrame(calls=calls).SerializeToString()])  # then the client half-closes
+        stream = session(frames, metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        replies = [reply for raw in stream for reply in pb.ServerFrame.FromString(raw).replies]
+    assert sorted(r.seq for r in replies) == [1, 2, 3]  # the stream ended by itself, after the last reply
+    assert all(r.status == pb.OK for r in replies)
+    assert worker.sleep_for(0).result(timeout=30) == 0  # the server carries on

@@ -53,7 +53,7 @@ class _Session:
     before reading its reply leaves nothing behind).
     """
 
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock")
+    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -61,12 +61,33 @@ class _Session:
         self.shm_dir = shm_dir
         self.files: set[str] = set()
         self.lock = threading.Lock()
+        self.pending = 0  # calls taken whose final reply is not sent yet
+        self.draining = False  # the client sent its last call
 
-    def send(self, reply: pb.Reply | wire.Large) -> None:
+    def opened(self) -> None:
+        """A call was taken: it will get one final reply."""
+        with self.lock:
+            self.pending += 1
+
+    def send(self, reply: pb.Reply | wire.Large, final: bool = True) -> None:
         if type(reply) is pb.Reply and reply.shm_name:
             self._send_file(reply)
         elif not self.closed:
             self.outbox.put(reply)
+        if final:
+            with self.lock:
+                self.pending -= 1
+                done = self.draining and self.pending <= 0
+            if done:
+                self.close()
+
+    def drain(self) -> None:
+        """The client half-closed its side: end the stream once every call taken has its reply."""
+        with self.lock:
+            self.draining = True
+            done = self.pending <= 0
+        if done:
+            self.close()
 
     def _send_file(self, reply: pb.Reply) -> None:
         with self.lock:
@@ -144,6 +165,7 @@ class _Task:
         self.payload = payload  # the call's payload, with its parts when it came in chunks
         self.session = session
         self.cancelled = False
+        session.opened()
 
 
 class _Agent:
@@ -249,11 +271,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 if chunk is not None:
                     self._take(session, incoming.add, chunk)
         except grpc.RpcError:
-            pass  # the client went away
+            session.close()  # the client went away
         except Exception:
             _LOGGER.exception("session reader failed")
-        finally:
             session.close()
+        else:  # the client sent its last call: its replies still go out
+            session.drain()
 
     def _take(self, session: _Session, step: Callable[[Any], tuple[pb.Call, codec.Encoded] | None],
               arg: object) -> None:
@@ -434,7 +457,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
         task.session.send(wire.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
-                                         status=status, task_id=task_id, timestamp=now))
+                                         status=status, task_id=task_id, timestamp=now),
+                          final=status != pb.QUEUED and status != pb.RUNNING)
 
     # -- requests of their own -------------------------------------------------------------
 
