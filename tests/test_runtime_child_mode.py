@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 from agents_for_tests import Worker
@@ -51,6 +52,18 @@ def _child_pid(line: str) -> int:
     return int(pid)
 
 
+@contextlib.contextmanager
+def _started(path, reap: list[int]) -> Iterator[tuple[Script, int]]:
+    """Run the script at ``path`` until it printed its child server's pid; kill it at the end."""
+    script = Script(path)
+    try:
+        pid = _child_pid(script.readline())
+        reap.append(pid)
+        yield script, pid
+    finally:
+        script.kill()
+
+
 def test_child_server_is_a_python_m_agentnb_server_process() -> None:
     agent = Worker("W0", to_dist=True)
     pid = agent.pid()
@@ -83,46 +96,31 @@ def test_no_child_left_after_a_normal_exit(tmp_path, reap) -> None:
     path = write_script(tmp_path, PRELUDE + """
     print(agents[1](Msg("user", content="done")).content, flush=True)
     """)
-    script = Script(path)
-    try:
-        pid = _child_pid(script.readline())
-        reap.append(pid)
+    with _started(path, reap) as (script, pid):
         rc, lines, stderr = script.wait()
         assert rc == 0, stderr
         assert lines == ["done"]
         wait_pid_gone(pid)
-    finally:
-        script.kill()
 
 
 def test_no_child_left_after_an_uncaught_exception(tmp_path, reap) -> None:
     path = write_script(tmp_path, PRELUDE + """
     raise RuntimeError("the script failed")
     """)
-    script = Script(path)
-    try:
-        pid = _child_pid(script.readline())
-        reap.append(pid)
+    with _started(path, reap) as (script, pid):
         rc, _, stderr = script.wait()
         assert rc == 1 and "the script failed" in stderr
         wait_pid_gone(pid)
-    finally:
-        script.kill()
 
 
 def test_no_child_left_after_the_main_process_is_killed(tmp_path, reap) -> None:
     path = write_script(tmp_path, PRELUDE + """
     sys.stdin.read()  # wait here until killed
     """)
-    script = Script(path)
-    try:
-        pid = _child_pid(script.readline())
-        reap.append(pid)
+    with _started(path, reap) as (script, pid):
         os.kill(script.process.pid, signal.SIGKILL)
         script.process.wait(10)
         wait_pid_gone(pid)
-    finally:
-        script.kill()
 
 
 @pytest.mark.parametrize("pending_work", [False, True], ids=["idle", "busy"])
@@ -135,15 +133,10 @@ def test_script_exits_promptly_after_its_last_line(tmp_path, reap, pending_work)
     print(agents[0](Msg("user", content="ok")).content, flush=True)
     print(time.time(), flush=True)
     """)
-    script = Script(path)
-    try:
-        pid = _child_pid(script.readline())
-        reap.append(pid)
+    with _started(path, reap) as (script, pid):
         rc, lines, stderr = script.wait()
         assert rc == 0, stderr
         assert lines[0] == "ok"
         exit_delay = script.exited_at - float(lines[-1])
         assert exit_delay < 1.0, f"the script took {exit_delay:.2f} s to exit after its last line"
         wait_pid_gone(pid)
-    finally:
-        script.kill()

@@ -307,23 +307,21 @@ def run_w5(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
                 continue
             side = "floor"
             try:
-                start = time.perf_counter()
-                back = floor.echo(data)
-                elapsed = time.perf_counter() - start
-                if back != data:
-                    raise RuntimeError(f"the {size} MiB echo came back different ({len(back)} bytes)")
-                metric.floor.append(size / elapsed)
-                del back
+                metric.floor.append(size / _timed_echo(floor.echo, data))
                 side = "agentnb"
-                start = time.perf_counter()
-                back = agent.echo(data)
-                elapsed = time.perf_counter() - start
-                if back != data:
-                    raise RuntimeError(f"the {size} MiB echo came back different ({len(back)} bytes)")
-                metric.values.append(size / elapsed)
-                del back
+                metric.values.append(size / _timed_echo(agent.echo, data))
             except Exception as exc:
                 metric.fail(f"{side}: {type(exc).__name__}: {exc}")
+
+
+def _timed_echo(echo: Callable[[bytes], bytes], data: bytes) -> float:
+    """Seconds ``echo(data)`` took; raises if what came back is not ``data``."""
+    start = time.perf_counter()
+    back = echo(data)
+    elapsed = time.perf_counter() - start
+    if back != data:
+        raise RuntimeError(f"the {len(data) // MIB} MiB echo came back different ({len(back)} bytes)")
+    return elapsed
 
 
 def run_w6(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m: dict[str, Metric]) -> None:
