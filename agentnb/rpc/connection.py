@@ -217,7 +217,7 @@ class ServerConnection:
         self._shm_probed = False
         self._probe_lock = threading.Lock()
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
-        threading.Thread(target=self._delete_dropped, name=f"agentnb-janitor-{self.address}", daemon=True).start()
+        self._janitor_started = False  # started with the first owning proxy: most connections need none
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.address}>"
@@ -255,17 +255,26 @@ class ServerConnection:
 
     def _probe_shm(self) -> None:
         """Find out (once per session) whether the server shares this host: ask for its shared-memory directory."""
+        if not self._shm_possible():
+            with self._probe_lock:
+                self._shm, self._shm_probed = None, True
+            return
+        try:
+            self.info()  # records the answer (see _learn_shm)
+        except (AgentServerError, TimeoutError):
+            with self._probe_lock:  # the call itself will tell; stream until the next session asks again
+                self._shm, self._shm_probed = None, True
+
+    def _shm_possible(self) -> bool:
+        """Shared memory is for a loopback server without TLS, when it is not turned off."""
+        return not self.tls_ca and shm.enabled() and _canonical_host(self.host) == "127.0.0.1"
+
+    def _learn_shm(self, info: pb.ServerInfo) -> None:
+        """Take the server's shared-memory directory from its info, unless this session knows it already."""
         with self._probe_lock:
             if self._shm_probed:
                 return
-            if self.tls_ca or not shm.enabled() or _canonical_host(self.host) != "127.0.0.1":
-                self._shm, self._shm_probed = None, True
-                return
-            try:
-                info = self._stub.GetInfo(pb.InfoRequest(), metadata=self._metadata, timeout=10.0)
-            except grpc.RpcError:
-                return  # the call itself will tell; ask again next time
-            same_host = bool(info.host_id) and info.host_id == shm.host_id()
+            same_host = self._shm_possible() and bool(info.host_id) and info.host_id == shm.host_id()
             self._shm = shm.ShmDir.adopt(info.shm_dir) if same_host else None
             self._shm_probed = True
 
@@ -277,6 +286,16 @@ class ServerConnection:
         if self._closed:
             return
         self._dropped.put(agent_id)
+
+    def start_janitor(self) -> None:
+        """Make sure the thread that deletes dropped agents runs (called for each owning proxy)."""
+        if self._janitor_started:
+            return
+        with self._lock:
+            if self._janitor_started:
+                return
+            self._janitor_started = True
+        threading.Thread(target=self._delete_dropped, name=f"agentnb-janitor-{self.address}", daemon=True).start()
 
     def _delete_dropped(self) -> None:
         while True:
@@ -348,7 +367,10 @@ class ServerConnection:
         raise AgentServerError(f"the agent server at {self.address} sent no complete result for task {task_id}")
 
     def info(self, timeout: float | None = 10.0) -> pb.ServerInfo:
-        return self._unary("GetInfo", pb.InfoRequest(), timeout)
+        info = self._unary("GetInfo", pb.InfoRequest(), timeout)
+        if not self._shm_probed:
+            self._learn_shm(info)
+        return info
 
     def list_agents(self, timeout: float | None = 30.0) -> list[pb.AgentDescription]:
         return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)

@@ -63,6 +63,8 @@ class RpcObject:
                  methods: dict[str, str], name: str | None = None, owner: bool = False) -> None:
         object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_conn", connection)
+        if owner:
+            connection.start_janitor()
         object.__setattr__(self, "_agent_id", agent_id)
         object.__setattr__(self, "_class_name", class_name)
         object.__setattr__(self, "_methods", dict(methods))

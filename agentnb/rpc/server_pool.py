@@ -201,10 +201,14 @@ class ServerPool:
         with self._lock:
             if self.stopped:
                 raise AgentServerError(f"the server pool {self.name or self.addresses} was stopped")
-            if time.monotonic() - self._looked_at >= LOOK_INTERVAL:
-                for replica in self._replicas:
-                    replica.look()
+            # One replica leaves nothing to choose: no look. Otherwise one caller looks
+            # at every replica at once, outside the lock (an unanswering one takes its timeout).
+            look = len(self._replicas) > 1 and time.monotonic() - self._looked_at >= LOOK_INTERVAL
+            if look:
                 self._looked_at = time.monotonic()
+        if look:
+            run_together([replica.look for replica in self._replicas])
+        with self._lock:
             candidates = [r for r in self._replicas if r.reachable] or self._replicas
             chosen = min(candidates, key=lambda r: r.load)  # min() keeps the lowest index among equals
             chosen.placed += 1
