@@ -212,20 +212,16 @@ def server_environment() -> dict[str, str]:
     return {ENV_MODEL_CONFIGS: data}
 
 
-def init_from_environment() -> int:
+def init_from_environment() -> None:
     """In an agent server: take the configurations its parent handed over (and
-    remove them from ``os.environ``, where agent code would see them).
-
-    Returns the number of configurations read.
-    """
+    remove them from ``os.environ``, where agent code would see them)."""
     global _process_role
     _process_role = "agent server"
     data = os.environ.pop(ENV_MODEL_CONFIGS, None)
     if not data:
-        return 0
+        return
     try:
         configs = json.loads(data)
     except json.JSONDecodeError as exc:
         raise ModelConfigError(f"${ENV_MODEL_CONFIGS} is not valid JSON: {exc.msg}") from None
     init(model_configs=configs)
-    return len(configs) if isinstance(configs, list) else 1

@@ -347,14 +347,16 @@ def _has_printer(formatter: Any, cls: type) -> bool:
     return True
 
 
-def display_live(target: Progress | AsyncResult, label: str = "") -> None:
-    """Show ``target`` live: a widget in a kernel, else a text line on stderr."""
+def display_live(target: Progress | AsyncResult, label: str = "", progress: Progress | None = None) -> None:
+    """Show ``target`` live: a widget in a kernel, else a text line on stderr
+    (drawn from ``progress`` when the caller already tracks ``target`` with one)."""
     if _widget_shell() is not None:
         from IPython.display import display
 
         display(target)
         return
-    progress = target if isinstance(target, Progress) else Progress(target)
+    if progress is None:
+        progress = target if isinstance(target, Progress) else Progress(target)
     if isinstance(target, _rpc().AsyncResult) and not label:
         info = target.call_info
         label = f"{info.agent}.{info.method}" if info.method else info.task_id
@@ -400,7 +402,7 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
     """
     tracker = Progress(results)
     if show:
-        display_live(results if isinstance(results, _rpc().AsyncResult) else tracker)
+        display_live(results if isinstance(results, _rpc().AsyncResult) else tracker, progress=tracker)
     finished = tracker.wait(timeout)
     TICKER.tick_now()  # live displays of these results (this one's, progress()'s) show the end at once
     if not finished:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gc
 import signal
-import socket
 import threading
 import time
 
 import pytest
+from helpers_runtime import free_port, wait_for
 
 from agentnb import AgentBase, AgentServerError, DeadlockError, ServerUnavailable, TaskCancelled, async_func
 
@@ -53,14 +53,8 @@ class Boom(AgentBase):
         raise ValueError(f"cannot build {name}")
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+def wait_until(predicate, timeout: float = 30.0):
+    return wait_for(predicate, timeout, interval=0.02)
 
 
 def test_server_killed_during_a_sync_call(server):
@@ -98,9 +92,7 @@ def test_server_killed_with_async_calls_pending(server):
 
 
 def test_unreachable_server_is_a_clear_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     with pytest.raises(ServerUnavailable, match=str(port)):
         Worker("w", to_dist={"host": "127.0.0.1", "port": port, "token": "t"})

@@ -15,6 +15,7 @@ import cloudpickle
 import grpc
 import pytest
 from agents_for_tests import Worker
+from helpers_runtime import script_env, wait_for
 from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixture
 from test_security import tls_files  # noqa: F401 -- the fixture
 
@@ -416,23 +417,18 @@ def test_a_killed_client_leaves_no_shared_memory_file(server) -> None:
     directory = _shm_dir(server)
     gate = uuid.uuid4().hex
     script = _KILLED_CLIENT.format(port=server.port, token=server.token, gate=gate)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    client = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    client = subprocess.Popen([sys.executable, "-c", script], env=script_env(), stdout=subprocess.PIPE, text=True)
     try:
         assert client.stdout.readline().strip() == "ready"
         connection = server.connection()
-        deadline = time.monotonic() + 30
-        while connection.info().busy < 1:  # the held call is running
-            assert time.monotonic() < deadline and client.poll() is None, "the client's call never started"
-            time.sleep(0.02)
+        # the held call is running (or the client died, which the assertion below names)
+        wait_for(lambda: connection.info().busy >= 1 or client.poll() is not None, 30, what="the client's call")
+        assert client.poll() is None, "the client's call never started"
     finally:
         client.kill()
         client.wait(10)
     Worker("opener", to_dist=server.to_dist).release(gate)  # the reply is made for a client that is gone
-    deadline = time.monotonic() + 30
-    while connection.info().busy:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(lambda: not connection.info().busy, 30, what="the server to be idle")
     assert _no_files_left(directory)
     assert Store("after", to_dist=server.to_dist).length(pattern(CHUNK + 1)) == CHUNK + 1
 

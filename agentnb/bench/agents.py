@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 from agentnb.agents import AgentBase
-from agentnb.message import Msg
 from agentnb.rpc import async_func
 
 
@@ -33,7 +32,3 @@ class BenchAgent(AgentBase):
         time.sleep(seconds)
         return seconds
 
-    @async_func
-    def reply(self, x: Msg | None = None) -> Msg:
-        """Answer at once."""
-        return Msg(name=self.name, role="assistant", content=None if x is None else x.content)

@@ -59,10 +59,6 @@ class Metric:
     error: str | None = None
 
     @property
-    def workload(self) -> str:
-        return self.key.split(".", 1)[0]
-
-    @property
     def median(self) -> float | None:
         return statistics.median(self.values) if self.values else None
 

@@ -15,11 +15,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from agentnb.rpc.child_servers import read_port, spawn_server
-from agentnb.rpc.connection import ServerConnection
 
 HOST = "127.0.0.1"
 
@@ -33,7 +32,6 @@ class AgentServerProcess:
     token: str
     log: IO[bytes]
     host: str = HOST
-    _connections: list[ServerConnection] = field(default_factory=list)
 
     @property
     def to_dist(self) -> dict:
@@ -43,12 +41,6 @@ class AgentServerProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def connection(self) -> ServerConnection:
-        """This process's shared connection to the server (closed when the server stops)."""
-        conn = ServerConnection.get(self.host, self.port, self.token)
-        self._connections.append(conn)
-        return conn
 
     def rss_kib(self) -> int:
         """The server's resident memory (VmRSS of /proc/PID/status), in KiB."""
@@ -90,9 +82,6 @@ def agent_server(capacity: int = 256) -> Iterator[AgentServerProcess]:
     try:
         yield server
     finally:
-        for conn in server._connections:
-            with contextlib.suppress(Exception):
-                conn.close()
         stop_process(process)
         log.close()
 
@@ -103,14 +92,10 @@ def floor_server() -> Iterator[int]:
     process = subprocess.Popen([sys.executable, "-m", "agentnb.bench.floor", "--host", HOST],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     try:
-        yield _read_port_line(process)
+        assert process.stdout is not None
+        yield read_port(process.stdout.fileno(), process)
     finally:
         stop_process(process)
-
-
-def _read_port_line(process: subprocess.Popen) -> int:
-    assert process.stdout is not None
-    return read_port(process.stdout.fileno(), process)
 
 
 def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:

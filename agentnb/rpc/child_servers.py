@@ -134,11 +134,6 @@ def _needs_new_child(usable: list[ChildServer]) -> bool:
     return len(usable) < config.child_server_count() and all(child.placed for child in usable)
 
 
-def start_child_server(capacity: int = DEFAULT_CHILD_CAPACITY) -> ChildServer:
-    """Start one child server on a free loopback port and wait until it listens."""
-    return _await_child(_launch_child(capacity))
-
-
 def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
     token = _new_token()
     digest = config.configs_digest()

@@ -14,7 +14,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentnb.errors import AgentServerError, TaskNotFound
 from agentnb.rpc.codec import Encoded, Payload
+from agentnb.rpc.ids import random_hex
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +47,12 @@ class StoredResult:
 
 class ResultPoolUnavailable(AgentServerError):
     """The result pool's store (Redis) cannot be reached; the server itself is up."""
+
+
+def _unknown_deadline(task_id: str) -> float:
+    """Until when a task this pool does not know yet is waited for: a well-formed id may
+    still be on its way in (UNKNOWN_TASK_GRACE); anything else is unknown at once."""
+    return time.monotonic() + (UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0)
 
 
 class ResultPool(ABC):
@@ -118,8 +124,7 @@ class LocalResultPool(ResultPool):
 
     def get(self, task_id: str, timeout: float | None = None) -> StoredResult:
         deadline = None if timeout is None else time.monotonic() + timeout
-        grace = UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0
-        unknown_deadline = time.monotonic() + grace
+        unknown_deadline = _unknown_deadline(task_id)
         with self._cond:
             while True:
                 now = time.monotonic()
@@ -205,7 +210,7 @@ class RedisResultPool(ResultPool):
         self.max_expire_time = max_expire_time
         self.max_len = max(1, max_len)
         self.url = _masked(url)
-        self.instance = uuid.uuid4().hex
+        self.instance = random_hex()
         self._ttl_ms = max(1, int(max_expire_time * 1000))
         self._prefix = f"agentnb:{namespace}:"
         self._redis_errors = (redis.exceptions.RedisError, OSError)
@@ -292,8 +297,7 @@ class RedisResultPool(ResultPool):
 
     def get(self, task_id: str, timeout: float | None = None) -> StoredResult:
         deadline = None if timeout is None else time.monotonic() + timeout
-        grace = UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0
-        unknown_deadline = time.monotonic() + grace
+        unknown_deadline = _unknown_deadline(task_id)
         key, done = self._task_key(task_id), self._done_key(task_id)
         owner_missing_since: float | None = None
         while True:
