@@ -89,6 +89,10 @@ class _TokenCheck(grpc.ServerInterceptor):
         return self._deny_unary
 
 
+# How long a stopping server lets its streams send the replies already made.
+FLUSH_SECONDS = 1.0
+
+
 class AgentServer:
     """One agent server in this process.
 
@@ -208,7 +212,11 @@ class AgentServer:
             if self.record and self.name:
                 remove_record(self.name, os.getpid())
             if self._server is not None:
-                self._server.stop(0)
+                if grace > 0:  # the replies of the calls that just finished go out before the streams end
+                    self.servicer.end_sessions()
+                    self._server.stop(FLUSH_SECONDS).wait(FLUSH_SECONDS + 1.0)
+                else:
+                    self._server.stop(0)
             self.servicer.pool.close()
             if self.servicer.shm is not None:
                 self.servicer.shm.close()

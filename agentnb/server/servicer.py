@@ -53,7 +53,7 @@ class _Session:
     before reading its reply leaves nothing behind).
     """
 
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining")
+    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "__weakref__")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -98,6 +98,14 @@ class _Session:
                 self.outbox.put(reply)
                 return
         self.shm_dir.remove(reply.shm_name)  # type: ignore[union-attr]
+
+    def end(self) -> None:
+        """End the stream after the replies already queued (the server is stopping)."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.outbox.put(_END)
 
     def close(self) -> None:
         with self.lock:
@@ -240,6 +248,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._agents: dict[str, _Agent] = {}
         self._class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
         self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
+        self._sessions: weakref.WeakSet[_Session] = weakref.WeakSet()  # open Session streams
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = 0
@@ -254,6 +263,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         """Frames come in as decoded by ``wire.decode_client_frame`` and go out
         through ``wire.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
         session = _Session(self.shm)
+        self._sessions.add(session)
         context.add_callback(session.close)
         threading.Thread(target=self._read_session, args=(request_iterator, session),
                          name="agentnb-session-reader", daemon=True).start()
@@ -507,6 +517,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         return pb.ShutdownReply()
 
     # -- stopping ------------------------------------------------------------------------
+
+    def end_sessions(self) -> None:
+        """End every Session stream once the replies already made have gone out."""
+        for session in list(self._sessions):
+            session.end()
 
     def drain(self, grace: float) -> bool:
         """Refuse new work and wait up to ``grace`` s for accepted work to finish."""
