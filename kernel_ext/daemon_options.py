@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass, replace
 
 from agentnb.errors import AgentServerError
+from agentnb.server.cli import server_argv
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 POOL_TYPES = ("local", "redis")
 DEFAULT_HOST = "localhost"
 DEFAULT_CAPACITY = 32
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_REPLICAS = 64
 
 
@@ -70,6 +70,9 @@ class DaemonOptions:
         """These options with paths made absolute; DaemonError names the first wrong one."""
         if self.name is not None:
             check_name(self.name)
+        # The server's own rule; its module (grpc servicer, result pools) loads only once a daemon starts.
+        from agentnb.server.agent_server import LOOPBACK_HOSTS
+
         if self.host not in LOOPBACK_HOSTS:
             raise DaemonError(
                 f"--host {self.host!r}: a daemon binds a loopback address ({', '.join(LOOPBACK_HOSTS)}); to serve "
@@ -105,15 +108,7 @@ class DaemonOptions:
 
     def server_args(self, name: str, log_path: str) -> list[str]:
         """The command line of ``python -m agentnb.server`` for a daemon called ``name``."""
-        args = ["--host", self.host, "--port", str(self.port), "--capacity", str(self.capacity),
-                "--name", name, "--record-kind", "daemon", "--log-path", log_path,
-                "--log-level", "INFO", "--pool-type", self.pool_type]
-        if self.redis_url:
-            args += ["--redis-url", self.redis_url]
-        if self.max_expire_time is not None:
-            args += ["--max-expire-time", repr(float(self.max_expire_time))]
-        if self.max_len is not None:
-            args += ["--max-len", str(self.max_len)]
-        if self.model_config_path:
-            args += ["--model-config-path", self.model_config_path]
-        return args
+        return server_argv(host=self.host, port=self.port, capacity=self.capacity, pool_type=self.pool_type,
+                           name=name, redis_url=self.redis_url, max_len=self.max_len,
+                           max_expire_time=self.max_expire_time, model_config_path=self.model_config_path,
+                           record_kind="daemon", log_path=log_path, log_level="INFO")

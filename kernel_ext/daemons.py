@@ -39,7 +39,6 @@ from agentnb.rpc.child_servers import spawn_server
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
 from agentnb.rpc.server_pool import (
-    Replica,
     ServerPool,
     mark_replica,
     pool_of,
@@ -143,10 +142,10 @@ class DaemonRegistry:
         if options.replicas != 1:
             raise DaemonError(f"{options.replicas} replicas make a pool: use DaemonRegistry.start_pool")
         with self._naming_lock():
-            name = options.name or self._free_name()
-            self._check_free(name)
-            [record] = self._launch(options, [name])
-        self._default_if(ServerPool.connect([(record.host, record.port, record.token)], name=name), make_default)
+            running = self.records()
+            name = options.name or self._free_name(running)
+            [record] = self._launch(options, [name], running)
+        self._default_if(ServerPool.from_records([record], name), make_default, running)
         return record
 
     def start_pool(self, options: DaemonOptions, *, make_default: bool | None = None) -> list[ServerRecord]:
@@ -162,30 +161,34 @@ class DaemonRegistry:
         """
         options = options.checked()
         with self._naming_lock():
-            name = options.name or self._free_name()
-            self._check_free(name)
+            running = self.records()
+            name = options.name or self._free_name(running)
+            self._check_free(name, running)
             names = [replica_name(name, i) for i in range(options.replicas)]
-            records = self._launch(options, names)
+            records = self._launch(options, names, running)
             records = [mark_replica(r.name, name, i, len(names)) or r for i, r in enumerate(records)]
-        pool = ServerPool([Replica(r.host, r.port, r.token, r.name) for r in records], name)
-        self._default_if(pool, make_default)
+        self._default_if(ServerPool.from_records(records, name), make_default, running)
         return records
 
     @staticmethod
-    def _check_free(name: str, what: str = "an agent server") -> None:
-        """DaemonError if a server or a pool called ``name`` runs (or, for a pool, one of its replica names)."""
-        running = read_record(name)
-        address = f" at {running.address} (pid {running.pid})" if running is not None else ""
-        if running is not None or name in recorded_pools():
+    def _check_free(name: str, running: list[ServerRecord], what: str = "an agent server") -> None:
+        """DaemonError if a server or a pool called ``name`` is among the ``running`` ones
+        (or, for a pool, one of its replica names)."""
+        found = next((r for r in running if r.name == name), None)
+        address = f" at {found.address} (pid {found.pid})" if found is not None else ""
+        if found is not None or name in recorded_pools(running):
             raise DaemonError(
                 f"{what} named {name!r} is already running{address}: `%agent_server use {name}` places "
                 f"agents on it; `%agent_server stop {name}` stops it; or choose another --name"
             )
 
-    def _launch(self, options: DaemonOptions, names: list[str]) -> list[ServerRecord]:
-        """Start one daemon per name at once; if any fails, stop the others and raise its DaemonError."""
+    def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord]) -> list[ServerRecord]:
+        """Start one daemon per name at once; if any fails, stop the others and raise its DaemonError.
+
+        ``running`` are the records read under the naming lock: none of them may have one of the names.
+        """
         for name in names:
-            self._check_free(name)
+            self._check_free(name, running)
         token = secrets.token_urlsafe(32)
         records: list[ServerRecord | None] = [None] * len(names)
 
@@ -225,16 +228,16 @@ class DaemonRegistry:
             raise DaemonError(f"the agent server {name!r} started but does not answer: {exc}") from None
         return record
 
-    def _default_if(self, target: ServerPool, make_default: bool | None) -> None:
-        if make_default or (make_default is None and self._no_live_default()):
+    def _default_if(self, target: ServerPool, make_default: bool | None, running: list[ServerRecord]) -> None:
+        if make_default or (make_default is None and self._no_live_default(running)):
             self._set_default(target)
 
-    def _no_live_default(self) -> bool:
-        """No default server, or only one this registry chose and that has died since."""
+    def _no_live_default(self, running: list[ServerRecord]) -> bool:
+        """No default server, or only one this registry chose and that is not ``running`` (it has died)."""
         current = default_pool()
         if current is None:
             return True
-        return current is self._chosen and not any(_in_pool(r, current) for r in self.records())
+        return current is self._chosen and not any(_in_pool(r, current) for r in running)
 
     def _set_default(self, target: ServerPool) -> None:
         # Detached: agents placed on a daemon stay there when their proxies go
@@ -252,8 +255,9 @@ class DaemonRegistry:
         finally:
             os.close(fd)
 
-    def _free_name(self) -> str:
-        taken = {record.name for record in iter_records()} | set(recorded_pools())
+    @staticmethod
+    def _free_name(running: list[ServerRecord]) -> str:
+        taken = {record.name for record in running} | set(recorded_pools(running))
         return next(name for name in (f"daemon-{i}" for i in itertools.count(1)) if name not in taken)
 
     # -- find and describe ------------------------------------------------------------------
@@ -296,7 +300,18 @@ class DaemonRegistry:
     def statuses(self) -> list[DaemonStatus]:
         """Every live recorded server with the info it gives now (unreachable ones say why)."""
         default = default_pool()
-        return [self._status(record, default) for record in self.records()]
+        records = self.records()
+        statuses: list[DaemonStatus | None] = [None] * len(records)
+
+        def look(i: int) -> None:
+            statuses[i] = self._status(records[i], default)
+
+        # At once: an unreachable server takes INFO_TIMEOUT to say so, and must not hold up the others.
+        errors = run_together([lambda i=i: look(i) for i in range(len(records))])
+        failure = next((e for e in errors if e is not None), None)
+        if failure is not None:
+            raise failure
+        return [status for status in statuses if status is not None]  # all of them: none failed
 
     def status(self, name: str) -> DaemonStatus:
         """One server's status, with the agents it hosts."""
@@ -358,7 +373,7 @@ class DaemonRegistry:
                 ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
             except (AgentServerError, TimeoutError) as exc:
                 raise DaemonError(f"the agent server {record.name!r} is recorded but does not answer: {exc}") from None
-        self._set_default(ServerPool([Replica(r.host, r.port, r.token, r.name) for r in records], name))
+        self._set_default(ServerPool.from_records(records, name))
         return records
 
     # -- stop --------------------------------------------------------------------------------

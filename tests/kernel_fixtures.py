@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from helpers_runtime import wait_for
 from jupyter_client.manager import KernelManager
 
 from agentnb import clear_default_server
@@ -34,16 +35,8 @@ KERNEL_NAME = "python3"
 CELL_TIMEOUT = 120.0
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll ``predicate`` until it returns something true; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+# The browser and widget tests' name for it.
+wait_until = wait_for
 
 
 @dataclass

@@ -9,7 +9,8 @@ import textwrap
 
 import kernel_fixtures
 import pytest
-from kernel_fixtures import Kernel, wait_until
+from helpers_runtime import wait_for
+from kernel_fixtures import Kernel
 
 from agentnb.runtime_dir import pid_alive
 
@@ -44,4 +45,4 @@ def test_child_server_ends_with_the_kernel(kernel: Kernel, end: str) -> None:
         kernel.shutdown(now=False)
     else:
         os.kill(kernel.pid, signal.SIGKILL)
-    wait_until(lambda: not pid_alive(first), 15, f"the child server to exit after a kernel {end}")
+    wait_for(lambda: not pid_alive(first), 15, what=f"the child server to exit after a kernel {end}")

@@ -9,7 +9,8 @@ import textwrap
 import time
 
 import kernel_fixtures
-from kernel_fixtures import Kernel, wait_until
+from helpers_runtime import wait_for
+from kernel_fixtures import Kernel
 
 from agentnb.rpc.connection import ServerConnection
 from agentnb.runtime_dir import pid_alive, read_record
@@ -168,7 +169,7 @@ def test_interrupt_while_waiting_raises_keyboard_interrupt(kernel: Kernel) -> No
     for code, error in waits:
         msg_id = kernel.submit(code)
         running += code.count("nap")
-        wait_until(lambda n=running: daemon.info().busy >= n, 30, f"call {code} to run on the daemon")
+        wait_for(lambda n=running: daemon.info().busy >= n, 30, what=f"call {code} to run on the daemon")
         interrupted = time.monotonic()
         kernel.manager.interrupt_kernel()
         result = kernel.collect(msg_id, timeout=30)

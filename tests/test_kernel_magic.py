@@ -7,7 +7,8 @@ import pathlib
 import signal
 
 import kernel_fixtures
-from kernel_fixtures import Kernel, wait_until
+from helpers_runtime import wait_for
+from kernel_fixtures import Kernel
 
 from agentnb.runtime_dir import pid_alive, read_record
 
@@ -86,7 +87,7 @@ def test_dead_daemons_are_dropped_and_their_logs_kept(kernel: Kernel, runtime_di
     assert doomed is not None and read_record("daemon-1") is not None
 
     os.kill(doomed.pid, signal.SIGKILL)
-    wait_until(lambda: not pid_alive(doomed.pid), 10, "the killed daemon to be gone")
+    wait_for(lambda: not pid_alive(doomed.pid), 10, what="the killed daemon to be gone")
     listing = kernel.run("%agent_server list").outputs[0]
     assert "daemon-1" in listing["text/plain"] and "doomed" not in listing["text/plain"]
     assert "doomed" not in listing["text/html"]

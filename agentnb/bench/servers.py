@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from agentnb.rpc.child_servers import read_port, spawn_server
+from agentnb.rpc.child_servers import read_port, spawn_server, stop_process
+from agentnb.server.cli import server_argv
 
 HOST = "127.0.0.1"
 
@@ -72,7 +72,7 @@ def agent_server(capacity: int = 256) -> Iterator[AgentServerProcess]:
     """
     token = secrets.token_urlsafe(16)
     log = tempfile.TemporaryFile()
-    args = ["--host", HOST, "--port", "0", "--capacity", str(capacity), "--child"]
+    args = server_argv(host=HOST, capacity=capacity, child=True)
     try:
         process, port = spawn_server(args, token, stdout=log, stderr=subprocess.STDOUT)
     except BaseException:
@@ -96,20 +96,3 @@ def floor_server() -> Iterator[int]:
         yield read_port(process.stdout.fileno(), process)
     finally:
         stop_process(process)
-
-
-def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
-    """Close its stdin, SIGTERM it, and SIGKILL it if it is still there after ``grace`` s."""
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)

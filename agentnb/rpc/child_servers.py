@@ -266,16 +266,37 @@ def stop_child_servers(grace: float = 0.3) -> None:
     if launch is not None:  # started for an agent that never came
         _abandon(launch)
     for child in children:
-        with contextlib.suppress(Exception):
-            child.process.stdin.close()  # type: ignore[union-attr]
-        with contextlib.suppress(ProcessLookupError):
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
+        _ask_to_stop(child.process)
+    deadline = time.monotonic() + grace  # one grace for all: they stop at the same time
     for child in children:
-        try:
-            child.process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _kill(child.process)
+        _wait_or_kill(child.process, max(0.0, deadline - time.monotonic()))
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5.0, *, close_stdin: bool = True) -> None:
+    """Stop a server process this one started: SIGTERM, then SIGKILL if it is still there after ``grace`` s.
+
+    Its pipes are closed first: a ``--child`` or ``--exit-with-parent`` server
+    then exits at once. ``close_stdin=False`` keeps its stdin open, so that
+    SIGTERM lets its running calls finish (for up to its own grace period).
+    """
+    _ask_to_stop(process, close_stdin=close_stdin)
+    _wait_or_kill(process, grace)
+
+
+def _ask_to_stop(process: subprocess.Popen, *, close_stdin: bool = True) -> None:
+    for stream in (process.stdin if close_stdin else None, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill(process)
 
 
 atexit.register(stop_child_servers)

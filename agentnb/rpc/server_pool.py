@@ -156,17 +156,23 @@ class ServerPool:
         return cls(replicas, name)
 
     @classmethod
+    def from_records(cls, records: Iterable[ServerRecord], name: str = "") -> ServerPool:
+        """A pool of the servers these runtime-directory records describe (with their tokens and names)."""
+        return cls([Replica(r.host, r.port, r.token, r.name) for r in records], name)
+
+    @classmethod
     def find(cls, name: str) -> ServerPool:
         """The pool called ``name`` recorded in this user's runtime directory (its live replicas).
 
         Raises:
             AgentServerError: no live replica of a pool of that name is recorded.
         """
-        members = recorded_pools().get(name)
+        pools = recorded_pools()
+        members = pools.get(name)
         if not members:
-            known = ", ".join(sorted(recorded_pools())) or "none"
+            known = ", ".join(sorted(pools)) or "none"
             raise AgentServerError(f"no server pool named {name!r} is running (running pools: {known})")
-        return cls([Replica(r.host, r.port, r.token, r.name) for r in members], name)
+        return cls.from_records(members, name)
 
     # -- what it is ------------------------------------------------------------------------------
 
@@ -328,10 +334,15 @@ def pool_of(record: ServerRecord) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def recorded_pools() -> dict[str, list[ServerRecord]]:
-    """Every pool recorded in this user's runtime directory: its live replicas, in index order."""
+def recorded_pools(records: Iterable[ServerRecord] | None = None) -> dict[str, list[ServerRecord]]:
+    """Every pool recorded in this user's runtime directory: its live replicas, in index order.
+
+    Args:
+        records: the records to look through, when the caller has just read
+            them (:func:`agentnb.runtime_dir.iter_records`); by default, read them now.
+    """
     pools: dict[str, list[ServerRecord]] = {}
-    for record in iter_records():
+    for record in iter_records() if records is None else records:
         name = pool_of(record)
         if name is not None:
             pools.setdefault(name, []).append(record)

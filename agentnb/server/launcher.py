@@ -10,10 +10,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from agentnb.config import server_environment
+from agentnb.config import init, server_environment
 from agentnb.errors import AgentServerError
-from agentnb.rpc.child_servers import spawn_server
+from agentnb.rpc.child_servers import spawn_server, stop_process
 from agentnb.server.agent_server import AgentServer
+from agentnb.server.cli import import_agent_dir, server_argv
 
 
 def _stop_at_exit(server: AgentServer) -> None:
@@ -87,9 +88,6 @@ class RpcAgentServerLauncher:
             self._launch_here()
 
     def _launch_here(self) -> None:
-        from agentnb.config import init
-        from agentnb.server.cli import import_agent_dir
-
         if self.model_config_path:
             init(model_configs=self.model_config_path)
         if self.agent_dir:
@@ -104,18 +102,12 @@ class RpcAgentServerLauncher:
         _stop_at_exit(self.server)
 
     def _launch_subprocess(self) -> None:
-        args = ["--host", self.host, "--port", str(self.port or 0), "--capacity", str(self.capacity),
-                "--pool-type", self.pool_type, "--max-len", str(self.max_len),
-                "--max-expire-time", str(self.max_expire_time), "--exit-with-parent"]
-        for option, value in (("--name", self.name), ("--redis-url", self.redis_url),
-                              ("--agent-dir", self.agent_dir), ("--model-config-path", self.model_config_path)):
-            if value:
-                args += [option, value]
-        if not self.local_mode:
-            args.append("--no-local-mode")
-        for cls in self.custom_agent_classes:
-            if cls.__module__ != "__main__":
-                args += ["--agent-module", cls.__module__]
+        args = server_argv(
+            host=self.host, port=self.port or 0, capacity=self.capacity, pool_type=self.pool_type,
+            name=self.name, redis_url=self.redis_url, max_len=self.max_len, max_expire_time=self.max_expire_time,
+            agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode,
+            agent_modules=[cls.__module__ for cls in self.custom_agent_classes if cls.__module__ != "__main__"],
+            exit_with_parent=True)
         # This process's model configurations (agentnb.init) reach the server through its environment.
         self.process, self.port = spawn_server(args, self.token, extra_env=server_environment())
         self.name = self.name or f"server-{self.port}"
@@ -136,10 +128,5 @@ class RpcAgentServerLauncher:
         if self.server is not None:
             self.server.stop(grace)
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace + 5.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            # Its stdin stays open: closing it (--exit-with-parent) would end the server without the grace.
+            stop_process(self.process, grace + 5.0, close_stdin=False)
