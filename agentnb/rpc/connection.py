@@ -15,9 +15,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
@@ -106,9 +105,11 @@ class _Session:
         thread then waking at once.)
         """
         pending = self.pending
-        for reply in replies:
-            if reply.part_sizes:
-                self._take(self.incoming.start, reply)
+        for reply, payload in self.incoming.receive(replies, chunk):
+            if type(payload) is wire.PayloadError:  # a large reply that cannot be taken: only that call fails
+                future = pending.pop(reply.seq, None)
+                if future is not None:
+                    future.set_local_error(payload)
                 continue
             status = reply.status
             if status == pb.QUEUED or status == pb.RUNNING:
@@ -118,27 +119,7 @@ class _Session:
                 if self.shm_files:
                     self.forget_file(reply.seq)
             if future is not None:
-                future.set_reply(status, reply.payload, reply.timestamp)
-        if chunk is not None:
-            self._take(self.incoming.add, chunk)
-
-    def _take(self, step: Callable[[Any], tuple[pb.Reply, codec.Encoded] | None], arg: object) -> None:
-        """One step (``step(arg)``) of a large reply's reassembly; complete its future when it is whole."""
-        try:
-            done = step(arg)
-        except wire.PayloadError as exc:  # only that call fails
-            future = self.pending.pop(exc.message.seq, None)
-            if future is not None:
-                future.set_local_error(exc)
-            return
-        if done is not None:
-            reply, payload = done
-            if self.shm_files:
-                self.forget_file(reply.seq)
-            future = self.pending.pop(reply.seq, None)
-            if future is not None:
-                future.set_reply(reply.status, payload, reply.timestamp)
-
+                future.set_reply(status, payload, reply.timestamp)
 
     def forget_file(self, seq: int) -> None:
         """Remove the shared-memory file of call ``seq`` if the server has not taken it (it was never read)."""
@@ -358,9 +339,9 @@ class ServerConnection:
         incoming = wire.Reassembly(shm=shm_dir)
         try:
             for replies, chunk in self._get_result_rpc(request, metadata=self._metadata, timeout=rpc_timeout):
-                done = incoming.start(replies[0]) if replies else incoming.add(chunk) if chunk else None
-                if done is not None:
-                    reply, payload = done
+                for reply, payload in incoming.receive(replies, chunk):
+                    if type(payload) is wire.PayloadError:
+                        raise payload
                     return StoredReply(reply.status, payload, task_id, reply.timestamp)
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, self.address) from None

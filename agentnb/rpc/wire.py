@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from google.protobuf.message import Message
@@ -343,6 +343,33 @@ class Reassembly:
         incoming = _Incoming(message, sizes)
         self._open[message.seq] = incoming
         return self._advance(incoming)
+
+    def receive(self, messages: Iterable[Any], chunk: Chunk | None) -> Iterator[tuple[Any, Encoded | PayloadError]]:
+        """The Calls (or Replies) that one frame completes, in order, each with its payload.
+
+        A message without parts is complete at once; one with parts, when its
+        last chunk is in (or at once, when they are in a shared-memory file).
+        A message refused (too large, chunks that do not fit its sizes, a file
+        that cannot be read) comes with its PayloadError in place of its
+        payload: the frame's other messages still come, and so do later ones.
+        """
+        for message in messages:
+            done = self._step(self.start, message) if message.part_sizes else (message, message.payload)
+            if done is not None:
+                yield done
+        if chunk is not None:
+            done = self._step(self.add, chunk)
+            if done is not None:
+                yield done
+
+    @staticmethod
+    def _step(step: Callable[[Any], tuple[Any, Encoded] | None],
+              arg: Any) -> tuple[Any, Encoded | PayloadError] | None:
+        """``step(arg)``, with a PayloadError returned beside its message instead of raised."""
+        try:
+            return step(arg)
+        except PayloadError as exc:
+            return exc.message, exc
 
     def _read_shm(self, message: Any, sizes: list[int]) -> list:
         """The parts of ``message`` from the shared-memory file it names (which is removed)."""

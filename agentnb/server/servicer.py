@@ -19,7 +19,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 
@@ -273,13 +272,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         incoming = wire.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
         try:
             for calls, chunk in request_iterator:
-                for call in calls:
-                    if not call.part_sizes:
-                        self._accept(call, call.payload, session)
+                for call, payload in incoming.receive(calls, chunk):
+                    if type(payload) is wire.PayloadError:  # too large, or chunks not adding up: refuse that call only
+                        self._fail(_Task(call, b"", session), payload)
                     else:
-                        self._take(session, incoming.start, call)
-                if chunk is not None:
-                    self._take(session, incoming.add, chunk)
+                        self._accept(call, payload, session)
         except grpc.RpcError:
             session.close()  # the client went away
         except Exception:
@@ -287,17 +284,6 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             session.close()
         else:  # the client sent its last call: its replies still go out
             session.drain()
-
-    def _take(self, session: _Session, step: Callable[[Any], tuple[pb.Call, codec.Encoded] | None],
-              arg: object) -> None:
-        """Run one step (``step(arg)``) of a large call's reassembly; accept the call when it is complete."""
-        try:
-            done = step(arg)
-        except wire.PayloadError as exc:  # too large, or the sizes do not add up: refuse that call only
-            self._fail(_Task(exc.message, b"", session), exc)
-            return
-        if done is not None:
-            self._accept(done[0], done[1], session)
 
     def _accept(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
         task = _Task(call, payload, session)
