@@ -66,6 +66,7 @@ _LAZY = {
     "sync_func": "agentnb.rpc.rpc_meta",
     "RpcObject": "agentnb.rpc.rpc_object",
     "set_watch": "agentnb.rpc.rpc_object",
+    "wait_created": "agentnb.rpc.rpc_object",
     "clear_default_server": "agentnb.rpc.placement",
     "get_agent": "agentnb.rpc.placement",
     "list_agents": "agentnb.rpc.placement",
@@ -122,6 +123,7 @@ __all__ = [
     "sync_func",
     "unload_ipython_extension",
     "wait",
+    "wait_created",
 ]
 
 

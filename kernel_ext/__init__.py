@@ -10,9 +10,12 @@ Python program.
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from typing import Any
 
-from agentnb.rpc.rpc_object import set_watch
+from agentnb.rpc.placement import take_creations, track_creations
+from agentnb.rpc.rpc_object import set_watch, wait_created
 from kernel_ext.daemon_options import DaemonError, DaemonOptions
 from kernel_ext.daemons import DaemonRegistry, DaemonStatus
 from kernel_ext.loop_waker import LoopWaker
@@ -45,7 +48,8 @@ def registry() -> DaemonRegistry:
 def load_ipython_extension(ipython: Any) -> None:
     """Register ``%agent_server``, make interrupts stop awaiting cells promptly,
     have async calls report when they are queued and running
-    (:func:`agentnb.set_watch`), and, in a Jupyter kernel, show AsyncResults
+    (:func:`agentnb.set_watch`), report at the end of a cell the objects it
+    created whose ``__init__`` failed, and, in a Jupyter kernel, show AsyncResults
     and progress as live widgets (``%load_ext agentnb``; loading twice is harmless)."""
     from kernel_ext.magics import AgentServerMagics
 
@@ -53,6 +57,9 @@ def load_ipython_extension(ipython: Any) -> None:
     _waker.unregister(ipython)
     _waker.register(ipython)
     set_watch(True)
+    track_creations(True)
+    _unregister_event(ipython, "post_run_cell", report_failed_creations)
+    ipython.events.register("post_run_cell", report_failed_creations)
     if type(ipython).__name__ == _KERNEL_SHELL:
         try:
             from kernel_ext import widgets
@@ -73,6 +80,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     manager.registry.pop("AgentServerMagics", None)
     _waker.unregister(ipython)
     set_watch(False)
+    track_creations(False)
+    _unregister_event(ipython, "post_run_cell", report_failed_creations)
     if type(ipython).__name__ == _KERNEL_SHELL:
         try:
             from kernel_ext import widgets
@@ -80,3 +89,24 @@ def unload_ipython_extension(ipython: Any) -> None:
             widgets.unregister(ipython)
         except Exception:  # they were never registered
             pass
+
+
+def report_failed_creations(result: Any = None) -> None:
+    """After each cell: wait for the objects the cell sent to agent servers with
+    ``to_dist`` (which does not wait for ``__init__``), and print why any of
+    them could not be created, in that cell's output. The proxy itself raises
+    the same error when it is used."""
+    for proxy in take_creations():
+        try:
+            wait_created(proxy)
+        except Exception as exc:
+            lines = traceback.format_exception_only(type(exc), exc)
+            print(f"agentnb: {proxy._short_class()} was not created; using its proxy raises:\n"
+                  + "".join(lines).rstrip(), file=sys.stderr)
+
+
+def _unregister_event(ipython: Any, event: str, callback: Any) -> None:
+    try:
+        ipython.events.unregister(event, callback)
+    except ValueError:  # not registered
+        pass

@@ -84,6 +84,18 @@ class Counter(metaclass=RpcMeta):
         return "secret"
 
 
+class SlowStart(metaclass=RpcMeta):
+    """An object whose ``__init__`` waits until ``Worker.release(gate)`` runs in its server."""
+
+    def __init__(self, gate: str) -> None:
+        if not _gate(gate).wait(WAIT_LIMIT):
+            raise TimeoutError(f"gate {gate!r} was never released")
+        self.gate = gate
+
+    def opened_by(self) -> str:
+        return self.gate
+
+
 class Worker(AgentBase):
     """An agent with the tools the runtime tests need."""
 

@@ -129,11 +129,19 @@ def test_five_thousand_async_calls_outstanding(server):
     assert [res.result(timeout=120) for res in results] == list(range(5000))
 
 
-def test_init_failure_is_raised_by_the_constructor(server):
+def test_init_failure_is_raised_by_the_first_use(server):
+    keeper = Worker("w", to_dist=server.to_dist)  # the connection answers: creations no longer wait for their reply
+    boom = Boom("B0", to_dist=server.to_dist)
     with pytest.raises(ValueError, match="cannot build B0") as err:
-        Boom("B0", to_dist=server.to_dist)
-    assert "remote traceback" in "\n".join(getattr(err.value, "__notes__", []))
-    assert server.connection().info().agents == 0
+        boom.reply()
+    notes = "\n".join(getattr(err.value, "__notes__", []))
+    assert "remote traceback" in notes and "created" in notes and "does not exist" in notes
+    assert "creation failed" in repr(boom)
+    with pytest.raises(ValueError, match="cannot build B0"):  # every use says so, not only the first
+        _ = boom.name
+    boom.close()  # nothing to delete: not an error
+    assert server.connection().info().agents == 1
+    assert keeper.name == "w"
 
 
 def test_work_beyond_capacity_queues_and_completes(start_server):

@@ -289,7 +289,7 @@ def test_configs_given_after_a_child_server_started_still_reach_new_agents(endpo
 def test_an_unknown_config_fails_at_creation_naming_it(endpoint: Endpoint) -> None:
     agentnb.init(model_configs=configs(endpoint))
     with pytest.raises(ModelConfigError, match="'ghost' on this agent server.*known here: 'chat', 'gen', 'slow-chat'"):
-        ChatAgent("X", model_config_name="ghost", to_dist=True)
+        agentnb.wait_created(ChatAgent("X", model_config_name="ghost", to_dist=True))
 
 
 registry = kernel_fixtures.registry
@@ -311,7 +311,7 @@ def test_a_daemon_gets_the_configs_of_the_process_that_starts_it(
     assert by_init.reply(Msg("user", "on a daemon", role="user")).content == "generated: on a daemon"
     assert by_file.reply(Msg("user", "from its file", role="user")).content == "[tiny-llm] from its file"
     with pytest.raises(ModelConfigError, match="'chat'"):
-        ChatAgent("D2", model_config_name=chat["config_name"], to_dist=True)
+        agentnb.wait_created(ChatAgent("D2", model_config_name=chat["config_name"], to_dist=True))
 
     key = endpoint.api_key.encode()
     assert key not in pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
@@ -328,7 +328,7 @@ def test_a_server_started_with_model_config_path(endpoint: Endpoint, start_serve
     agent = ChatAgent("P0", model_config_name="chat", to_dist=server.to_dist)
     assert agent.reply(Msg("user", "from a file", role="user")).content == "[tiny-llm] from a file"
     with pytest.raises(ModelConfigError, match="'ghost'"):
-        ChatAgent("P1", model_config_name="ghost", to_dist=server.to_dist)
+        agentnb.wait_created(ChatAgent("P1", model_config_name="ghost", to_dist=server.to_dist))
     with pytest.raises(ModelConfigError, match="'chat'"):  # configs are the server's, not the caller's
         ChatAgent("P2", model_config_name="chat")
 

@@ -15,6 +15,7 @@ import pytest
 from agents_for_tests import Worker
 from helpers_runtime import Script, script_env
 
+import agentnb
 from agentnb import SerializationError
 from agentnb.runtime_dir import find_token
 
@@ -114,7 +115,7 @@ def test_agent_dir_imports_the_classes_of_a_folder(start_server, dir_agent_class
 
     without = start_server()  # the same class cannot be rebuilt there
     with pytest.raises(SerializationError):
-        DirAgent("D", to_dist=without.to_dist)
+        agentnb.wait_created(DirAgent("D", to_dist=without.to_dist))
 
 
 def test_model_config_path_is_loaded_by_the_server(start_server, tmp_path) -> None:

@@ -6,6 +6,7 @@ import pytest
 from agents_for_tests import Counter, CustomError, Worker
 from helpers_runtime import run_script, write_script
 
+import agentnb
 from agentnb import RemoteError, SerializationError
 
 
@@ -40,12 +41,13 @@ def test_exception_that_cannot_travel_becomes_remote_error(server) -> None:
     assert "fail_unpicklable" in info.value.remote_traceback
 
 
-def test_failing_constructor_raises_at_creation(server) -> None:
+def test_failing_constructor_raises_its_error_when_the_proxy_is_used(server) -> None:
+    counter = Counter(fail=True, to_dist=server.to_dist)
     with pytest.raises(CustomError, match="refusing to start") as info:
-        Counter(fail=True, to_dist=server.to_dist)
+        counter.add()
     assert info.value.code == 7
     with pytest.raises(CustomError):
-        Counter(fail=True, to_dist=True)
+        agentnb.wait_created(Counter(fail=True, to_dist=True))
 
 
 def test_exception_class_defined_in_main_is_caught_by_its_own_class(tmp_path) -> None:

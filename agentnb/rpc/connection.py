@@ -96,6 +96,7 @@ class _Session:
         self.shm_dir = shm_dir
         self.shm_files: dict[int, str] = {}  # seq -> shared-memory file of a call not answered yet
         self.dead = False
+        self.answered = False  # the server has sent something on this stream
 
     def deliver(self, replies: Sequence[pb.Reply], chunk: wire.Chunk | None) -> None:
         """Complete the futures a frame answers (the reader thread's work).
@@ -205,6 +206,11 @@ class ServerConnection:
 
     # -- calls on the session stream -------------------------------------------------
 
+    def answering(self) -> bool:
+        """Whether this connection's session stream is open and the server has answered on it."""
+        session = self._session
+        return session is not None and not session.dead and session.answered
+
     def new_task_id(self) -> str:
         return f"{self.client_id}-{next(self._seq)}-{random_hex(8)}"
 
@@ -303,6 +309,7 @@ class ServerConnection:
         error: BaseException
         try:
             for replies, chunk in responses:
+                session.answered = True
                 session.deliver(replies, chunk)
             error = ServerUnavailable(f"the agent server at {self.address} closed the connection")
         except grpc.RpcError as exc:

@@ -9,6 +9,7 @@ notebook's daemon or pool, see :func:`set_default_server` and
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ from agentnb.errors import AgentServerError, ServerUnavailable
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.ids import random_hex
-from agentnb.rpc.rpc_object import RpcObject, wait_value
+from agentnb.rpc.rpc_meta import remote_methods
+from agentnb.rpc.rpc_object import RpcObject
 from agentnb.rpc.server_pool import ENV_TOKEN, ServerPool, resolve_token
 
 __all__ = ["ENV_TOKEN", "DistOptions", "ServerPool", "clear_default_server", "connect", "create_remote",
@@ -135,9 +137,11 @@ def connect(host: str, port: int, token: str | None = None, tls_ca: str | None =
 
 
 def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) -> RpcObject:
-    """Build ``cls(*args, **kwargs)`` on a server; return its proxy.
+    """Send the creation of ``cls(*args, **kwargs)`` to a server; return its proxy.
 
-    Raises the exception of the object's ``__init__`` if it fails there.
+    Does not wait for ``__init__``: the proxy's first use (or ``wait_created``)
+    does, and raises what ``__init__`` raised. Raises here when nothing could
+    be sent (arguments that cannot be pickled, no server reachable).
     """
     payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
     pool, detached = (options.pool, False) if options.pool is not None else (_default_pool, _default_detached)
@@ -179,16 +183,65 @@ class _ReplicaGone(Exception):
 
 
 def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> RpcObject:
+    """Send the creation and return the proxy at once; its first use waits for the object.
+
+    Only the first creation on a connection that has not answered yet waits for
+    its reply, so that an unreachable server or a refused token is raised here
+    (and a pool can try its next replica).
+    """
     agent_id = random_hex()
+    proven = conn.answering()
     try:
         future = conn.submit(pb.CREATE, agent_id, payload=payload)
     except ServerUnavailable as exc:
         raise _ReplicaGone(exc) from None
-    future.wait()
-    if isinstance(future.error, ServerUnavailable):  # the transport failed, not the object's __init__
-        raise _ReplicaGone(future.error)
-    created = wait_value(future, conn, f"the creation of {cls.__name__}")
-    return RpcObject(conn, agent_id, created["class_name"], created["methods"], created["name"], owner=owner)
+    if not proven:  # a wrong address or token is the caller's mistake: say so here, not at first use
+        future.wait()
+        if isinstance(future.error, ServerUnavailable):
+            raise _ReplicaGone(future.error)
+        if future.error is not None:
+            raise future.error
+    class_name, methods = _class_info(cls)
+    proxy = RpcObject(conn, agent_id, class_name, methods, owner=owner, creating=future)
+    if _track_creations is not None:
+        _track_creations.append(proxy)
+    return proxy
+
+
+_class_infos: weakref.WeakKeyDictionary[type, tuple[str, dict[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _class_info(cls: type) -> tuple[str, dict[str, str]]:
+    """The class name and remote methods the server will find for ``cls`` (the same
+    ``remote_methods`` of the same class), worked out once per class."""
+    try:
+        return _class_infos[cls]
+    except KeyError:
+        info = _class_infos[cls] = (f"{cls.__module__}.{cls.__qualname__}", remote_methods(cls))
+        return info
+
+
+# Proxies created since the last take_creations() (a kernel reports the failed ones
+# at the end of each cell); None where nobody asked (scripts).
+_track_creations: list[RpcObject] | None = None
+
+
+def track_creations(enabled: bool = True) -> None:
+    """Remember the proxies created from now on (until turned off), for :func:`take_creations`."""
+    global _track_creations
+    if not enabled:
+        _track_creations = None
+    elif _track_creations is None:
+        _track_creations = []
+
+
+def take_creations() -> list[RpcObject]:
+    """The proxies created since the last call (with :func:`track_creations` on)."""
+    global _track_creations
+    if _track_creations is None:
+        return []
+    taken, _track_creations = _track_creations, []
+    return taken
 
 
 def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:

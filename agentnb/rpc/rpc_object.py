@@ -9,13 +9,17 @@ from agentnb.rpc import codec
 from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.context import waiting_chain
-from agentnb.rpc.future import DONE
+from agentnb.rpc.future import DONE, CallFuture
 from agentnb.rpc.rpc_meta import ASYNC
 
 # Whether async calls ask their server to report QUEUED and RUNNING as well as the
 # final state (two more replies per call). Off in scripts, where nobody watches and
 # the throughput of async calls matters; ``%load_ext agentnb`` turns it on.
 WATCH_STATES = False
+
+# Seconds a repr waits for an object being created, to show its name (a repr
+# must not hang on a slow ``__init__`` or a stuck server).
+REPR_WAIT = 1.0
 
 
 def set_watch(enabled: bool = True) -> bool:
@@ -57,22 +61,49 @@ class RpcObject:
     garbage-collected, the object is deleted on the server. Copies (a proxy
     passed to another agent, or found again with ``agentnb.get_agent``) do not
     own it.
+
+    ``to_dist`` returns as soon as the creation is sent (creating many objects
+    costs one round trip, not one each). The first use of the proxy waits until
+    the object exists, and raises the error of its ``__init__`` if that failed
+    (so does every later use); :func:`wait_created` waits for that explicitly.
     """
 
     def __init__(self, connection: ServerConnection, agent_id: str, class_name: str,
-                 methods: dict[str, str], name: str | None = None, owner: bool = False) -> None:
+                 methods: dict[str, str], name: str | None = None, owner: bool = False,
+                 creating: CallFuture | None = None) -> None:
         object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_conn", connection)
         if owner:
             connection.start_janitor()
         object.__setattr__(self, "_agent_id", agent_id)
         object.__setattr__(self, "_class_name", class_name)
-        object.__setattr__(self, "_methods", dict(methods))
+        object.__setattr__(self, "_methods", methods)
         object.__setattr__(self, "_name", name)
+        # The CREATE call while its reply is unread; None once the object is known to exist.
+        object.__setattr__(self, "_creating", creating)
 
     @property
     def agent_id(self) -> str:
         return self._agent_id
+
+    def _created(self, timeout: float | None = None) -> None:
+        """Wait until the object exists on its server; raise what its creation raised."""
+        creating = self._creating
+        if creating is None:
+            return
+        if not creating.wait(timeout):
+            raise TimeoutError(f"{self._short_class()} {self._agent_id} was not created "
+                               f"on {self._conn.address} within {timeout} s")
+        try:
+            created = wait_value(creating, self._conn, f"the creation of {self._short_class()}")
+        except BaseException as exc:
+            note = (f"(raised when {self._short_class()} {self._agent_id} was created on "
+                    f"{self._conn.address} by to_dist(); the object does not exist)")
+            if note not in getattr(exc, "__notes__", ()):  # a local error is the same object each time
+                exc.add_note(note)
+            raise
+        object.__setattr__(self, "_name", created["name"])
+        object.__setattr__(self, "_creating", None)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -83,6 +114,7 @@ class RpcObject:
         kind = self._methods.get(name)
         if kind is not None:
             return _RemoteMethod(self, name, kind)
+        self._created()
         future = self._conn.submit(pb.GETATTR, self._agent_id, name, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"attribute {name!r} of {self._short_class()}")
 
@@ -96,6 +128,8 @@ class RpcObject:
         return _RemoteMethod(self, "__call__", kind)(*args, **kwargs)
 
     def _invoke(self, method: str, kind: str, args: tuple, kwargs: dict) -> Any:
+        if self._creating is not None:
+            self._created()
         label = f"{self._label()}.{method}"
         payload = codec.dumps((args, kwargs), f"an argument of {label}()")
         if kind == ASYNC:
@@ -119,6 +153,11 @@ class RpcObject:
     def close(self) -> None:
         """Delete the object on its server (after the calls already sent to it).
         Any proxy to it fails with AgentNotFound afterwards."""
+        try:
+            self._created()
+        except Exception:  # it was never created: nothing to delete
+            object.__setattr__(self, "_owner", False)
+            return
         object.__setattr__(self, "_owner", False)
         wait_value(self._conn.submit(pb.DELETE, self._agent_id), self._conn, "delete")
 
@@ -133,16 +172,44 @@ class RpcObject:
         return self._name or self._short_class()
 
     def __reduce__(self) -> Any:
+        self._created()  # another process may use the copy on another connection: the object must exist
         conn = self._conn
         return (_rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
                                       self._methods, self._name, conn.tls_ca))
 
     def __repr__(self) -> str:
+        creating = self._creating
+        if creating is not None and creating.wait(REPR_WAIT):
+            try:
+                self._created()
+            except Exception:  # a repr never raises: it says so below
+                pass
+            creating = self._creating
         name = f" name={self._name!r}" if self._name else ""
+        if creating is not None:
+            failed = creating.done() and (creating.error is not None or creating.state != DONE)
+            name += " (creation failed: using it raises why)" if failed else " (being created)"
         return f"<RpcObject {self._short_class()}{name} id={self._agent_id} at {self._conn.address}>"
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._methods))
+
+
+def wait_created(*proxies: RpcObject, timeout: float | None = None) -> None:
+    """Wait until the objects behind ``proxies`` exist on their servers.
+
+    ``to_dist`` does not wait for the object's ``__init__``; this does, and
+    raises the first error an ``__init__`` raised (the proxies are
+    checked in order). Any use of a proxy waits the same way.
+
+    Raises:
+        TimeoutError: an object was not created within ``timeout`` seconds
+            (each proxy gets the whole ``timeout``).
+    """
+    for proxy in proxies:
+        if not isinstance(proxy, RpcObject):
+            raise TypeError(f"wait_created() takes proxies returned by to_dist(), not {type(proxy).__name__}")
+        proxy._created(timeout)
 
 
 class _RemoteMethod:

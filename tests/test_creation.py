@@ -1,0 +1,92 @@
+"""``to_dist`` sends the creation and returns: creating many objects costs one round
+trip, not one each. The object's ``__init__`` runs on the server meanwhile; the
+proxy's first use (or ``agentnb.wait_created``) waits for it and raises what it raised.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import kernel_fixtures
+import pytest
+from agents_for_tests import Counter, CustomError, SlowStart, Worker
+from helpers_runtime import free_port, wait_for
+
+import agentnb
+from agentnb import AuthenticationError, ServerUnavailable
+
+kernel = kernel_fixtures.kernel
+reap_daemons = kernel_fixtures.reap_daemons
+start_kernel = kernel_fixtures.start_kernel
+
+
+def test_to_dist_returns_before_init_finishes_and_the_first_use_waits(server) -> None:
+    gatekeeper = Worker("keeper", to_dist=server.to_dist)
+    slow = SlowStart("init-gate", to_dist=server.to_dist)  # its __init__ waits for the gate: to_dist did not
+    assert "being created" in repr(slow)  # (a repr waits 1 s at most for the name)
+    with pytest.raises(TimeoutError, match="not created"):
+        agentnb.wait_created(slow, timeout=0.05)
+    gatekeeper.release("init-gate")
+    assert slow.opened_by() == "init-gate"  # waited for __init__, then ran
+    assert "being created" not in repr(slow)
+    agentnb.wait_created(slow, gatekeeper)  # known to exist: returns at once
+
+
+def test_many_creations_then_calls_all_land_on_their_objects(server) -> None:
+    counters = [Counter(start=i, to_dist=server.to_dist) for i in range(200)]
+    assert [c.add(1) for c in counters] == [i + 1 for i in range(200)]
+    assert server.connection().info().agents == 200
+    for counter in counters:
+        counter.close()
+    assert server.connection().info().agents == 0
+
+
+def test_a_failed_creation_does_not_hurt_the_others(server) -> None:
+    made = [Counter(start=i, fail=(i == 3), to_dist=server.to_dist) for i in range(6)]
+    with pytest.raises(CustomError, match="refusing to start"):
+        agentnb.wait_created(*made)
+    assert [c.add(0) for i, c in enumerate(made) if i != 3] == [0, 1, 2, 4, 5]
+    assert server.connection().info().agents == 5
+
+
+def test_a_dropped_proxy_deletes_its_object_even_before_it_was_created(server) -> None:
+    gatekeeper = Worker("keeper", to_dist=server.to_dist)
+    SlowStart("drop-gate", to_dist=server.to_dist)  # dropped at once, still in __init__ on the server
+    gatekeeper.release("drop-gate")
+    wait_for(lambda: server.connection().info().agents == 1, 30, "the dropped object's deletion")
+
+
+def test_an_unreachable_server_or_a_wrong_token_is_raised_by_to_dist(server) -> None:
+    with pytest.raises(ServerUnavailable, match=str(port := free_port())):
+        Counter(to_dist={"host": "127.0.0.1", "port": port, "token": "t"})
+    with pytest.raises(AuthenticationError):
+        Counter(to_dist={"host": server.host, "port": server.port, "token": "not-the-token"})
+
+
+def test_wait_created_refuses_what_is_not_a_proxy() -> None:
+    with pytest.raises(TypeError, match="proxies returned by to_dist"):
+        agentnb.wait_created(Counter())
+
+
+def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fixtures.Kernel) -> None:
+    cell = kernel.run(textwrap.dedent("""
+        %load_ext agentnb
+        import agentnb
+
+        class Broken(agentnb.AgentBase):
+            def __init__(self, name):
+                super().__init__(name)
+                raise ValueError(f"cannot build {name}")
+
+        fine = agentnb.AgentBase("fine", to_dist=True)
+        broken = Broken("b0", to_dist=True)
+        print("the cell went on")
+    """))
+    assert "the cell went on" in cell.stdout
+    assert "agentnb: Broken was not created" in cell.stderr
+    assert "ValueError: cannot build b0" in cell.stderr
+    used = kernel.run("broken.reply()", expect_error=True)
+    assert used.ename == "ValueError" and "cannot build b0" in used.evalue
+    assert kernel.run("print(fine.name)").stdout.strip() == "fine"
+    quiet = kernel.run("more = [agentnb.AgentBase(f'a{i}', to_dist=True) for i in range(3)]")
+    assert "agentnb:" not in quiet.stderr
