@@ -240,8 +240,11 @@ def _read_to_eof(process: subprocess.Popen, timeout: float) -> tuple[str, float]
 
 
 def _agents(server: AgentServerProcess | None, count: int, prefix: str) -> list:
+    """``count`` agents on ``server``, returned once every one of them exists there."""
     assert server is not None
-    return [BenchAgent(f"{prefix}{i}", to_dist=server.to_dist) for i in range(count)]
+    agents = [BenchAgent(f"{prefix}{i}", to_dist=server.to_dist) for i in range(count)]
+    wait_created(*agents)  # to_dist only sent the creations
+    return agents
 
 
 def run_w2(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m: dict[str, Metric]) -> None:
@@ -252,8 +255,7 @@ def run_w2(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
     warm = _agents(server, 1, "warm")  # the connection is made by the first creation
     for rep in range(s.repetitions):
         start = time.perf_counter()
-        created = _agents(server, s.w2_agents, f"r{rep}-")
-        wait_created(*created)  # counted until every object exists, not only until to_dist returned
+        created = _agents(server, s.w2_agents, f"r{rep}-")  # until every object exists, not only sent
         m["create"].values.append((time.perf_counter() - start) * 1000 / s.w2_agents)
         for agent in created:
             agent.close()
@@ -346,5 +348,5 @@ def run_w7(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
     kept = _agents(server, 20, "warm-")  # first-use costs (imports, the connection) are not an agent's
     for rep in range(s.repetitions):
         before = server.rss_kib()
-        kept += _agents(server, s.w7_agents, f"r{rep}-")  # sync: each is built when it returns
+        kept += _agents(server, s.w7_agents, f"r{rep}-")
         m["rss"].values.append((server.rss_kib() - before) / s.w7_agents)
