@@ -30,6 +30,7 @@ _SECRET_NAME = re.compile(r"^(?:.*[-_])?(?:api[-_]?key|apikey|token|secret|passw
 
 _lock = threading.Lock()
 _model_configs: dict[str, ModelConfig] = {}
+_digest: str | None = None  # configs_digest() of _model_configs; None when they changed since
 _process_role = "process"  # how errors name this process: "process" or "agent server"
 _child_servers: int | None = None  # set by init(child_servers=...); None: the environment or the default
 
@@ -124,7 +125,7 @@ def init(model_configs: Any = None, child_servers: int | str | None = None, **_i
         ModelConfigError: a config is malformed (the message names it).
         ValueError: ``child_servers`` is not a whole number of at least 1 or ``"auto"``.
     """
-    global _child_servers
+    global _child_servers, _digest
     if child_servers is not None:
         _child_servers = _read_child_servers(child_servers, "child_servers")
     if model_configs is None:
@@ -133,6 +134,7 @@ def init(model_configs: Any = None, child_servers: int | str | None = None, **_i
     with _lock:
         for config in configs:
             _model_configs[config.config_name] = config
+        _digest = None
 
 
 def _read_child_servers(value: int | str, what: str) -> int:
@@ -184,14 +186,20 @@ def get_model_config(config_name: str) -> ModelConfig:
 
 def clear_model_configs() -> None:
     """Forget every model configuration of this process (servers already started keep theirs)."""
+    global _digest
     with _lock:
         _model_configs.clear()
+        _digest = None
 
 
 def configs_digest() -> str:
-    """A string that changes whenever this process's configurations do."""
+    """A string that changes whenever this process's configurations do (worked
+    out once per change: child-mode placement asks at every creation)."""
+    global _digest
     with _lock:
-        return json.dumps(_model_configs, sort_keys=True, default=str)
+        if _digest is None:
+            _digest = json.dumps(_model_configs, sort_keys=True, default=str)
+        return _digest
 
 
 def server_environment() -> dict[str, str]:
