@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kernel_fixtures import wait_until
+from helpers_runtime import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out to the network or needs a GPU or a sandbox (root).
@@ -112,7 +112,7 @@ class JupyterLab:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the server answers ``GET /api/status`` with our token."""
-        wait_until(self._ready, timeout, f"JupyterLab to answer /api/status (its log: {self.log_path})")
+        wait_for(self._ready, timeout, f"JupyterLab to answer /api/status (its log: {self.log_path})")
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from helpers_runtime import wait_for
 from jupyter_client.manager import KernelManager
 
 from agentnb import clear_default_server
@@ -33,10 +32,6 @@ from kernel_ext import DaemonRegistry
 
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 120.0
-
-
-# The browser and widget tests' name for it.
-wait_until = wait_for
 
 
 @dataclass

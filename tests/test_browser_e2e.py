@@ -23,6 +23,7 @@ import browser_fixtures
 import kernel_fixtures
 import nbformat
 import pytest
+from helpers_runtime import wait_for
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -92,9 +93,9 @@ def saved_notebook(page: Page, path: pathlib.Path) -> nbformat.NotebookNode:
     """Save the open notebook from the File menu; the saved file, once it holds this run's outputs."""
     before = path.stat().st_mtime_ns
     click_menu(page, "File", "Save Notebook")
-    kernel_fixtures.wait_until(lambda: path.stat().st_mtime_ns != before, SAVE_TIMEOUT,
+    wait_for(lambda: path.stat().st_mtime_ns != before, SAVE_TIMEOUT,
                                f"JupyterLab to save {path.name}")
-    return kernel_fixtures.wait_until(lambda: _read_if_complete(path), SAVE_TIMEOUT,
+    return wait_for(lambda: _read_if_complete(path), SAVE_TIMEOUT,
                                       f"a complete save of {path.name}")
 
 

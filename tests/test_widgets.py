@@ -18,7 +18,8 @@ from typing import Any
 
 import kernel_fixtures
 import pytest
-from kernel_fixtures import Kernel, wait_until
+from helpers_runtime import wait_for
+from kernel_fixtures import Kernel
 
 # The shared fixtures of the notebook-side tests (see kernel_fixtures).
 kernel = kernel_fixtures.kernel
@@ -148,7 +149,7 @@ def test_progress_bar_fills_without_blocking_the_cell(workers: Kernel) -> None:
     assert WIDGET_MIME in output and output["text/plain"].startswith("<Progress ")
 
     # Final: the view left the ticker, whose thread ended.
-    wait_until(lambda: "0 False" in workers.run("from agentnb.progress import TICKER\n"
+    wait_for(lambda: "0 False" in workers.run("from agentnb.progress import TICKER\n"
                                                 "print(TICKER.live_views(), TICKER.running)").stdout,
                TIMEOUT, "the ticker to drop the finished view and stop")
 
