@@ -96,9 +96,14 @@ def report_failed_creations(result: Any = None) -> None:
     ``to_dist`` (which does not wait for ``__init__``), and print why any of
     them could not be created, in that cell's output. The proxy itself raises
     the same error when it is used."""
-    for proxy in take_creations():
+    proxies = take_creations()
+    for i, proxy in enumerate(proxies):
         try:
             wait_created(proxy)
+        except KeyboardInterrupt:  # the user stops waiting: the objects are still being made
+            print(f"agentnb: interrupted; {len(proxies) - i} object(s) of this cell still being created "
+                  "(their first use waits for them)", file=sys.stderr)
+            return
         except Exception as exc:
             lines = traceback.format_exception_only(type(exc), exc)
             print(f"agentnb: {proxy._short_class()} was not created; using its proxy raises:\n"

@@ -90,3 +90,29 @@ def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fi
     assert kernel.run("print(fine.name)").stdout.strip() == "fine"
     quiet = kernel.run("more = [agentnb.AgentBase(f'a{i}', to_dist=True) for i in range(3)]")
     assert "agentnb:" not in quiet.stderr
+
+
+def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: kernel_fixtures.Kernel,
+                                                                   tmp_path) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    msg_id = kernel.submit(textwrap.dedent(f"""
+        %load_ext agentnb
+        import os, time
+        import agentnb
+
+        class Patient(agentnb.AgentBase):
+            def __init__(self, name):
+                super().__init__(name)
+                open({str(started)!r}, "w").close()
+                while not os.path.exists({str(go)!r}):  # the test says when __init__ may end
+                    time.sleep(0.01)
+
+        patient = Patient("p", to_dist=True)
+    """))
+    wait_for(started.exists, 60, "Patient.__init__ to start on the child server")
+    kernel.manager.interrupt_kernel()  # the cell's code is done: the kernel waits in the end-of-cell report
+    cell = kernel.collect(msg_id)
+    assert cell.status == "ok", (cell.ename, cell.evalue, cell.traceback[-3000:], cell.stderr)
+    assert "interrupted; 1 object(s) of this cell still being created" in cell.stderr
+    go.touch()
+    assert kernel.run("print(patient.name)").stdout.strip() == "p"

@@ -75,6 +75,7 @@ def replica_pids(pool: ServerPool) -> list[int]:
 def test_cpu_bound_agents_on_a_pool_run_in_parallel(pool: ServerPool) -> None:
     iterations = iterations_for(1.0)
     alone = Cruncher("alone", to_dist=on_replica(pool, 0))
+    agentnb.wait_created(alone)  # (a creation still running counts as replica 0's work)
     agents = [Cruncher(f"C{i}", to_dist=pool) for i in range(2)]
     assert {agent.pid() for agent in agents} == set(replica_pids(pool)), "one agent on each replica"
 

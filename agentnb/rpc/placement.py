@@ -17,6 +17,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError, ServerUnavailable
 from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.future import QUEUED, CallFuture
 from agentnb.rpc.ids import random_hex
 from agentnb.rpc.rpc_meta import remote_methods
 from agentnb.rpc.rpc_object import RpcObject
@@ -166,10 +167,14 @@ def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool) ->
     for _ in range(len(pool)):
         replica = pool.place()
         try:
-            return _create(replica.connection(), cls, payload, owner)
+            proxy = _create(replica.connection(), cls, payload, owner)
         except _ReplicaGone as gone:
             pool.mark_unreachable(replica)
             error = gone.error
+            continue
+        # Until the server answers, a look at the replica may not count the object yet.
+        proxy._creating.add_callback(lambda future, on=replica: future.done() and pool.created(on))
+        return proxy
     assert error is not None
     raise error
 
@@ -185,18 +190,19 @@ class _ReplicaGone(Exception):
 def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> RpcObject:
     """Send the creation and return the proxy at once; its first use waits for the object.
 
-    Only the first creation on a connection that has not answered yet waits for
-    its reply, so that an unreachable server or a refused token is raised here
-    (and a pool can try its next replica).
+    Only the first creation on a connection that has not answered yet waits, for
+    the server to say it queued it (not for ``__init__``), so that an unreachable
+    server or a refused token is raised here (and a pool can try its next replica).
     """
     agent_id = random_hex()
     proven = conn.answering()
     try:
-        future = conn.submit(pb.CREATE, agent_id, payload=payload)
+        # Not proven: ask the server to say when it queued the creation (before __init__ runs).
+        future = conn.submit(pb.CREATE, agent_id, payload=payload, watch=not proven)
     except ServerUnavailable as exc:
         raise _ReplicaGone(exc) from None
     if not proven:  # a wrong address or token is the caller's mistake: say so here, not at first use
-        future.wait()
+        _wait_answered(future)
         if isinstance(future.error, ServerUnavailable):
             raise _ReplicaGone(future.error)
         if future.error is not None:
@@ -206,6 +212,14 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
     if _track_creations is not None:
         _track_creations.append(proxy)
     return proxy
+
+
+def _wait_answered(future: CallFuture) -> None:
+    """Wait for the first reply of a call: its QUEUED state, or its end."""
+    answered = threading.Event()
+    future.add_callback(lambda _future: answered.set())
+    if QUEUED not in future.times and not future.done():
+        answered.wait()
 
 
 _class_infos: weakref.WeakKeyDictionary[type, tuple[str, dict[str, str]]] = weakref.WeakKeyDictionary()

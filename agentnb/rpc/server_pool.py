@@ -67,7 +67,8 @@ class Replica:
     tls_ca: str | None = None
     agents: int = 0  # agents it hosted at the last look
     running: int = 0  # calls running or queued at the last look
-    placed: int = 0  # agents this process placed on it since the last look
+    placed: int = 0  # agents this process placed on it that the last look may not have counted
+    creating: int = 0  # of those, the ones whose creation the server has not answered yet
     reachable: bool = True
 
     @property
@@ -90,7 +91,9 @@ class Replica:
         except (AgentServerError, TimeoutError):
             self.reachable = False
             return
-        self.agents, self.running, self.placed, self.reachable = info.agents, info.busy + info.queued, 0, True
+        # Creations still unanswered may have reached the server after it counted: keep them.
+        self.agents, self.running, self.placed, self.reachable = (info.agents, info.busy + info.queued,
+                                                                  self.creating, True)
 
 
 def agent_proxy(conn: ServerConnection, desc: pb.AgentDescription) -> RpcObject:
@@ -218,13 +221,20 @@ class ServerPool:
             candidates = [r for r in self._replicas if r.reachable] or self._replicas
             chosen = min(candidates, key=lambda r: r.load)  # min() keeps the lowest index among equals
             chosen.placed += 1
+            chosen.creating += 1
             return chosen
+
+    def created(self, replica: Replica) -> None:
+        """The server answered the creation of an agent :meth:`place` put on ``replica``."""
+        with self._lock:
+            replica.creating = max(0, replica.creating - 1)
 
     def mark_unreachable(self, replica: Replica) -> None:
         """Skip ``replica`` until the next look finds it answering again."""
         with self._lock:
             replica.reachable = False
             replica.placed = max(0, replica.placed - 1)
+            replica.creating = max(0, replica.creating - 1)
 
     # -- the agents on it ------------------------------------------------------------------------
 
