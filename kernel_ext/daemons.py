@@ -40,6 +40,7 @@ from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
 from agentnb.rpc.server_pool import (
     ServerPool,
+    gather,
     mark_replica,
     pool_of,
     recorded_pools,
@@ -300,18 +301,8 @@ class DaemonRegistry:
     def statuses(self) -> list[DaemonStatus]:
         """Every live recorded server with the info it gives now (unreachable ones say why)."""
         default = default_pool()
-        records = self.records()
-        statuses: list[DaemonStatus | None] = [None] * len(records)
-
-        def look(i: int) -> None:
-            statuses[i] = self._status(records[i], default)
-
         # At once: an unreachable server takes INFO_TIMEOUT to say so, and must not hold up the others.
-        errors = run_together([lambda i=i: look(i) for i in range(len(records))])
-        failure = next((e for e in errors if e is not None), None)
-        if failure is not None:
-            raise failure
-        return [status for status in statuses if status is not None]  # all of them: none failed
+        return gather([lambda r=record: self._status(r, default) for record in self.records()])
 
     def status(self, name: str) -> DaemonStatus:
         """One server's status, with the agents it hosts."""
@@ -368,11 +359,14 @@ class DaemonRegistry:
             clear_default_server()
             return []
         records = self.members(name)
-        for record in records:
+
+        def check(record: ServerRecord) -> None:
             try:
                 ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
             except (AgentServerError, TimeoutError) as exc:
                 raise DaemonError(f"the agent server {record.name!r} is recorded but does not answer: {exc}") from None
+
+        gather([lambda r=record: check(r) for record in records])  # a pool's replicas at once
         self._set_default(ServerPool.from_records(records, name))
         return records
 

@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from agentnb.rpc.server_pool import pool_of
+from agentnb.rpc.server_pool import gather, pool_of
 from kernel_ext.daemon_options import DaemonOptions
 from kernel_ext.daemon_views import DaemonDetail, DaemonTable
 from kernel_ext.daemons import DaemonRegistry
@@ -69,8 +69,9 @@ class AgentServerMagics(Magics):
         display(DaemonTable(self.registry.statuses()))
 
     def _status(self, args: argparse.Namespace) -> None:
-        for record in self.registry.members(args.name):  # a pool: each replica
-            display(DaemonDetail(self.registry.status(record.name)))
+        records = self.registry.members(args.name)  # a pool: each replica, asked at once
+        for status in gather([lambda name=record.name: self.registry.status(name) for record in records]):
+            display(DaemonDetail(status))
 
     def _logs(self, args: argparse.Namespace) -> None:
         replicas = self.registry.pool_members(args.name)

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, ServerUnavailable
@@ -39,6 +39,8 @@ ENV_TOKEN = "AGENTNB_TOKEN"
 LOOK_INTERVAL = 2.0
 INFO_TIMEOUT = 5.0
 POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"  # in ServerRecord.extra
+
+T = TypeVar("T")
 
 
 def resolve_token(host: str, port: int, token: str | None = None) -> str:
@@ -320,6 +322,21 @@ def run_together(functions: Sequence[Callable[[], Any]],
     for thread in threads:
         thread.join()
     return errors
+
+
+def gather(functions: Sequence[Callable[[], T]]) -> list[T]:
+    """Call ``functions`` in threads at once; return their values in order, or raise
+    the first one's exception (after all of them ended)."""
+    values: list[Any] = [None] * len(functions)
+
+    def keep(i: int) -> None:
+        values[i] = functions[i]()
+
+    errors = run_together([lambda i=i: keep(i) for i in range(len(functions))])
+    failure = next((error for error in errors if error is not None), None)
+    if failure is not None:
+        raise failure
+    return values
 
 
 # -- the runtime directory -------------------------------------------------------------------
