@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+import agentnb
 from agentnb import AgentBase, AgentNotFound, SerializationError, async_func
 from agentnb.rpc.rpc_object import RpcObject
 
@@ -42,6 +43,7 @@ def test_unknown_agent_id(server):
 
 def test_unknown_method_private_method_wrong_arguments(server):
     keeper = Keeper("k", to_dist=server.to_dist)
+    agentnb.wait_created(keeper)  # its creation is work the server does: done before counting
     completed = server.connection().info().completed
     with pytest.raises(AttributeError, match="_secret.*private"):
         keeper._secret()
@@ -55,6 +57,7 @@ def test_unknown_method_private_method_wrong_arguments(server):
 
 def test_unpicklable_argument_is_refused_before_sending(server):
     keeper = Keeper("k", to_dist=server.to_dist)
+    agentnb.wait_created(keeper)  # its creation is work the server does: done before counting
     completed = server.connection().info().completed
     with pytest.raises(SerializationError, match=r"an argument of k\.add\(\) cannot be pickled"):
         keeper.add(threading.Lock())

@@ -11,12 +11,15 @@ import pytest
 from agents_for_tests import Box, Worker
 from helpers_runtime import wait_for
 
+import agentnb
 from agentnb import AsyncResult, Msg
 
 
 @pytest.fixture
 def worker(server):
-    return Worker("W0", to_dist=server.to_dist)
+    made = Worker("W0", to_dist=server.to_dist)
+    agentnb.wait_created(made)  # the tests count the server's work from here
+    return made
 
 
 def gate_name() -> str:

@@ -201,6 +201,7 @@ class ServerConnection:
         self._probe_lock = threading.Lock()
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._janitor_started = False  # started with the first owning proxy: most connections need none
+        self._creations: set[CallFuture] = set()  # CREATE calls of this process not answered yet
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.address}>"
@@ -368,7 +369,25 @@ class ServerConnection:
             self._learn_shm(info)
         return info
 
+    def track_creation(self, future: CallFuture) -> None:
+        """Remember a CREATE call until it is answered (see :meth:`list_agents`)."""
+        with self._lock:
+            self._creations.add(future)
+        future.add_callback(self._creation_answered)
+
+    def _creation_answered(self, future: CallFuture) -> None:
+        if future.done():
+            with self._lock:
+                self._creations.discard(future)
+
     def list_agents(self, timeout: float | None = 30.0) -> list[pb.AgentDescription]:
+        """The server's objects, including every one this process sent it to create
+        (those still being created are waited for first: a list right after
+        ``to_dist()`` shows its object)."""
+        with self._lock:
+            creations = list(self._creations)
+        for future in creations:
+            future.wait(timeout)
         return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
 
     def shutdown(self, grace: float = 5.0) -> None:

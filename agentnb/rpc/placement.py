@@ -207,6 +207,7 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
             raise _ReplicaGone(future.error)
         if future.error is not None:
             raise future.error
+    conn.track_creation(future)
     class_name, methods = _class_info(cls)
     proxy = RpcObject(conn, agent_id, class_name, methods, owner=owner, creating=future)
     if _track_creations is not None:
