@@ -36,6 +36,7 @@ def check_quickstart(nb: nbformat.NotebookNode) -> None:
     distributed = float(re.search(r"with distributed mode: ([\d.]+) s", text).group(1))
     assert distributed < 0.6 * sequential, text
     assert text.count("Answer from W") == 10
+    assert "agentnb: Picky was not created" in text and "first use raised: P cannot crawl" in text, text
 
 
 def check_daemons(nb: nbformat.NotebookNode) -> None:
