@@ -96,6 +96,16 @@ class SlowStart(metaclass=RpcMeta):
         return self.gate
 
 
+class Holder(metaclass=RpcMeta):
+    """An object built from a (large) value."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def size(self) -> int:
+        return len(self.data)
+
+
 class Worker(AgentBase):
     """An agent with the tools the runtime tests need."""
 

@@ -10,7 +10,7 @@ import textwrap
 import kernel_fixtures
 import pytest
 from agents_for_tests import Counter, CustomError, SlowStart, Worker
-from helpers_runtime import free_port, wait_for
+from helpers_runtime import free_port, run_script, script_env, wait_for, write_script
 
 import agentnb
 from agentnb import AuthenticationError, ServerUnavailable
@@ -116,3 +116,18 @@ def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: kerne
     assert "interrupted; 1 object(s) of this cell still being created" in cell.stderr
     go.touch()
     assert kernel.run("print(patient.name)").stdout.strip() == "p"
+
+
+def test_an_object_a_script_creates_on_its_last_line_reaches_the_server(server, tmp_path) -> None:
+    path = write_script(tmp_path, f"""
+        import agentnb
+        from agents_for_tests import Holder, Worker
+
+        agentnb.set_default_server({server.host!r}, {server.port}, {server.token!r}, detached=True)
+        Worker("keeper", to_dist=True).name  # the connection answered: the next creation is only sent
+        Holder(b"x" * (64 << 20), to_dist=True)  # 64 MiB to stream, and the script ends at once
+    """)
+    done = run_script(path, env=script_env(AGENTNB_SHM="0"))
+    assert done.returncode == 0, done.stderr
+    assert [a.size() for a in agentnb.list_agents(server.host, server.port, server.token)
+            if "Holder" in repr(a)] == [64 << 20]

@@ -162,10 +162,16 @@ class ServerConnection:
             return conn
 
     @classmethod
-    def close_all(cls) -> None:
+    def close_all(cls, settle: float = 0.0) -> None:
+        """Close every connection, after waiting up to ``settle`` seconds in all for
+        the creations this process sent (at exit: an object placed on a daemon by a
+        script's last line must get there)."""
         with cls._instances_lock:
             conns = list(cls._instances.values())
             cls._instances = {}
+        deadline = time.monotonic() + settle
+        for conn in conns:
+            conn.wait_creations(deadline)
         for conn in conns:
             conn.close()
 
@@ -384,11 +390,16 @@ class ServerConnection:
         """The server's objects, including every one this process sent it to create
         (those still being created are waited for first: a list right after
         ``to_dist()`` shows its object)."""
+        self.wait_creations(None if timeout is None else time.monotonic() + timeout)
+        return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
+
+    def wait_creations(self, deadline: float | None = None) -> None:
+        """Wait until the server answered every creation this process sent it so far
+        (or until ``deadline``, a ``time.monotonic()`` time)."""
         with self._lock:
             creations = list(self._creations)
         for future in creations:
-            future.wait(timeout)
-        return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
+            future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, grace: float = 5.0) -> None:
         self._unary("Shutdown", pb.ShutdownRequest(grace=grace), grace + 10.0)
@@ -406,4 +417,6 @@ class ServerConnection:
         self._channel.close()
 
 
-atexit.register(ServerConnection.close_all)
+# Seconds a process at exit waits for the creations it sent (see close_all).
+EXIT_SETTLE_SECONDS = 10.0
+atexit.register(ServerConnection.close_all, EXIT_SETTLE_SECONDS)
