@@ -94,7 +94,7 @@ def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fi
 
 def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: kernel_fixtures.Kernel,
                                                                    tmp_path) -> None:
-    started, go = tmp_path / "started", tmp_path / "go"
+    cell_done, go = tmp_path / "cell-done", tmp_path / "go"
     msg_id = kernel.submit(textwrap.dedent(f"""
         %load_ext agentnb
         import os, time
@@ -103,14 +103,19 @@ def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: kerne
         class Patient(agentnb.AgentBase):
             def __init__(self, name):
                 super().__init__(name)
-                open({str(started)!r}, "w").close()
                 while not os.path.exists({str(go)!r}):  # the test says when __init__ may end
                     time.sleep(0.01)
 
+        def mark_once(result, marked=[]):  # runs just before agentnb's end-of-cell report
+            if not marked:
+                marked.append(True)
+                open({str(cell_done)!r}, "w").close()
+
+        get_ipython().events.callbacks["post_run_cell"].insert(0, mark_once)
         patient = Patient("p", to_dist=True)
     """))
-    wait_for(started.exists, 60, "Patient.__init__ to start on the child server")
-    kernel.manager.interrupt_kernel()  # the cell's code is done: the kernel waits in the end-of-cell report
+    wait_for(cell_done.exists, 60, "the cell's code to end")
+    kernel.manager.interrupt_kernel()  # the kernel now waits in the end-of-cell report
     cell = kernel.collect(msg_id)
     assert cell.status == "ok", (cell.ename, cell.evalue, cell.traceback[-3000:], cell.stderr)
     assert "interrupted; 1 object(s) of this cell still being created" in cell.stderr
