@@ -20,6 +20,10 @@ from typing import Any
 
 ENV_DIR = "AGENTNB_RUNTIME_DIR"
 
+# The names of this machine's loopback address: the hosts a local-mode server and a daemon may bind.
+# Here, not in the server package, so the kernel side checks a host without importing the server.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
 
 def runtime_dir() -> pathlib.Path:
     """Return (and create, mode 0700) the folder holding this user's server records.
@@ -149,4 +153,5 @@ def find_token(host: str, port: int) -> str | None:
 
 
 def _canonical_host(host: str) -> str:
-    return "127.0.0.1" if host in ("localhost", "127.0.0.1", "::1", "[::1]", "") else host
+    # An empty host (none given) is taken as this machine too.
+    return "127.0.0.1" if host in LOOPBACK_HOSTS or host == "" else host

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, replace
 
 from agentnb.errors import AgentServerError
+from agentnb.runtime_dir import LOOPBACK_HOSTS
 from agentnb.server.cli import server_argv
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -70,9 +71,6 @@ class DaemonOptions:
         """These options with paths made absolute; DaemonError names the first wrong one."""
         if self.name is not None:
             check_name(self.name)
-        # The server's own rule; its module (grpc servicer, result pools) loads only once a daemon starts.
-        from agentnb.server.agent_server import LOOPBACK_HOSTS
-
         if self.host not in LOOPBACK_HOSTS:
             raise DaemonError(
                 f"--host {self.host!r}: a daemon binds a loopback address ({', '.join(LOOPBACK_HOSTS)}); to serve "

@@ -17,13 +17,11 @@ from agentnb.errors import AgentServerError
 from agentnb.rpc import wire
 from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
 from agentnb.rpc.shm import ShmDir
-from agentnb.runtime_dir import ServerRecord, _canonical_host, remove_record, write_record
+from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, _canonical_host, remove_record, write_record
 from agentnb.server.result_pool import make_pool
 from agentnb.server.servicer import AgentServicer
 
 _LOGGER = logging.getLogger(__name__)
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
