@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from agentnb.rpc.placement import take_creations, track_creations
-from agentnb.rpc.rpc_object import set_watch, wait_created
+from agentnb.rpc.rpc_object import set_watch, unseen_creation_failures
 from kernel_ext.daemon_options import DaemonError, DaemonOptions
 from kernel_ext.daemons import DaemonRegistry, DaemonStatus
 from kernel_ext.loop_waker import LoopWaker
@@ -97,17 +97,18 @@ def report_failed_creations(result: Any = None) -> None:
     them could not be created, in that cell's output. The proxy itself raises
     the same error when it is used."""
     proxies = take_creations()
-    for i, proxy in enumerate(proxies):
+    failures = unseen_creation_failures(proxies)
+    for done in range(len(proxies)):
         try:
-            wait_created(proxy)
+            label, error = next(failures)
         except KeyboardInterrupt:  # the user stops waiting: the objects are still being made
-            print(f"agentnb: interrupted; {len(proxies) - i} object(s) of this cell still being created "
+            print(f"agentnb: interrupted; {len(proxies) - done} object(s) of this cell still being created "
                   "(their first use waits for them)", file=sys.stderr)
             return
-        except Exception as exc:
-            lines = traceback.format_exception_only(type(exc), exc)
-            print(f"agentnb: {proxy._short_class()} was not created; using its proxy raises:\n"
-                  + "".join(lines).rstrip(), file=sys.stderr)
+        if error is not None:  # (one the cell's own code ran into was raised there already)
+            lines = traceback.format_exception_only(type(error), error)
+            print(f"agentnb: {label} was not created; using its proxy raises:\n" + "".join(lines).rstrip(),
+                  file=sys.stderr)
 
 
 def _unregister_event(ipython: Any, event: str, callback: Any) -> None:

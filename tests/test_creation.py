@@ -85,6 +85,14 @@ def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fi
     assert "the cell went on" in cell.stdout
     assert "agentnb: Broken was not created" in cell.stderr
     assert "ValueError: cannot build b0" in cell.stderr
+    seen = kernel.run(textwrap.dedent("""
+        seen_here = Broken("b1", to_dist=True)
+        try:
+            agentnb.wait_created(seen_here)
+        except ValueError as exc:
+            print("the cell saw:", exc)
+    """))
+    assert "the cell saw: cannot build b1" in seen.stdout and "agentnb:" not in seen.stderr  # not told twice
     used = kernel.run("broken.reply()", expect_error=True)
     assert used.ename == "ValueError" and "cannot build b0" in used.evalue
     assert kernel.run("print(fine.name)").stdout.strip() == "fine"
@@ -136,3 +144,26 @@ def test_an_object_a_script_creates_on_its_last_line_reaches_the_server(server, 
     assert done.returncode == 0, done.stderr
     assert [a.size() for a in agentnb.list_agents(server.host, server.port, server.token)
             if "Holder" in repr(a)] == [64 << 20]
+
+
+def test_a_failed_creation_nobody_used_is_logged(server, tmp_path) -> None:
+    path = write_script(tmp_path, f"""
+        import gc
+        from agents_for_tests import Counter
+
+        where = {{"host": {server.host!r}, "port": {server.port}, "token": {server.token!r}}}
+        Counter(fail=True, to_dist=where)  # the first creation waits to be queued, not for __init__
+        dropped = Counter(fail=True, to_dist=where)
+        kept = Counter(fail=True, to_dist=where)
+        try:
+            Counter(fail=True, to_dist=where).add()
+        except Exception as exc:
+            print("seen:", type(exc).__name__)
+        del dropped
+        gc.collect()
+    """)
+    done = run_script(path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "seen: CustomError"
+    told = [line for line in done.stderr.splitlines() if "was not created on the agent server" in line]
+    assert len(told) == 3 and all("CustomError: refusing to start" in line for line in told), done.stderr

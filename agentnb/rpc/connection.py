@@ -30,7 +30,7 @@ from agentnb.errors import (
     TaskNotFound,
 )
 from agentnb.rpc import codec, shm, wire
-from agentnb.rpc.future import CallFuture
+from agentnb.rpc.future import DONE, CallFuture
 from agentnb.rpc.ids import random_hex
 from agentnb.runtime_dir import _canonical_host
 
@@ -42,6 +42,7 @@ ENV_TLS_CA = "AGENTNB_TLS_CA"
 MAX_CALLS_PER_FRAME = 512
 # Small calls share a frame; a large payload follows its call in frames of its own (chunks).
 MAX_FRAME_BYTES = 4 * 2**20
+NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
@@ -164,15 +165,17 @@ class ServerConnection:
     @classmethod
     def close_all(cls, settle: float = 0.0) -> None:
         """Close every connection, after waiting up to ``settle`` seconds in all for
-        the creations this process sent (at exit: an object placed on a daemon by a
-        script's last line must get there)."""
+        the creations of detached objects this process sent (at exit: an object
+        placed on a daemon by a script's last line must get there), and logging the
+        failed creations nobody looked at."""
         with cls._instances_lock:
             conns = list(cls._instances.values())
             cls._instances = {}
         deadline = time.monotonic() + settle
         for conn in conns:
-            conn.wait_creations(deadline)
+            conn.wait_creations(deadline, detached_only=True)  # an owned object goes with its owner
         for conn in conns:
+            conn.report_unseen_failures()
             conn.close()
 
     def __init__(self, host: str, port: int, token: str, tls_ca: str | None = None) -> None:
@@ -207,7 +210,11 @@ class ServerConnection:
         self._probe_lock = threading.Lock()
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._janitor_started = False  # started with the first owning proxy: most connections need none
-        self._creations: set[CallFuture] = set()  # CREATE calls of this process not answered yet
+        self._nudged_at = 0.0  # time.monotonic() of the last nudge of the sending thread (see submit)
+        # CREATE calls of this process not answered yet (the value: whether the object is detached),
+        # and those that failed without anyone seeing why yet (the value: what was created).
+        self._creations: dict[CallFuture, bool] = {}
+        self._unseen_failures: dict[CallFuture, str] = {}
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.address}>"
@@ -223,11 +230,13 @@ class ServerConnection:
         return f"{self.client_id}-{next(self._seq)}-{random_hex(8)}"
 
     def submit(self, kind: int, agent_id: str, method: str = "", payload: codec.Encoded = b"",
-               task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = ()) -> CallFuture:
+               task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = (),
+               nudge: bool = False) -> CallFuture:
         """Send one call; return the future its reply will complete.
 
         ``payload`` is what :func:`codec.dumps` made; a large one follows its
-        call in chunks.
+        call in chunks. ``nudge``: the caller goes on without waiting (an async
+        call), so hand the GIL to the sending thread if the stream was idle.
         """
         future = CallFuture()
         if not self._shm_probed:
@@ -247,12 +256,18 @@ class ServerConnection:
                 session.shm_files[seq] = item.shm_name
             idle = session.outbox.empty()
             session.outbox.put(item)
-        if idle:
+        if nudge and idle:
             # Let gRPC's sending thread have the GIL now: otherwise a burst of async
             # calls leaves nothing on the wire until the interpreter's switch interval
             # (5 ms) forces a switch, and the server idles meanwhile (1.4x the rate of
-            # 5,000 async calls, 200 simultaneous naps start 10 ms sooner).
-            time.sleep(0)
+            # 5,000 async calls, 200 simultaneous naps start 10 ms sooner). A sync
+            # caller needs no nudge: it waits at once, which lets the sender run. At most
+            # once per switch interval: with a busy thread about, each nudge costs the
+            # caller up to that interval to get the GIL back.
+            now = time.monotonic()
+            if now - self._nudged_at >= NUDGE_INTERVAL:
+                self._nudged_at = now
+                time.sleep(0)
         return future
 
     def _probe_shm(self) -> None:
@@ -375,16 +390,37 @@ class ServerConnection:
             self._learn_shm(info)
         return info
 
-    def track_creation(self, future: CallFuture) -> None:
-        """Remember a CREATE call until it is answered (see :meth:`list_agents`)."""
+    def track_creation(self, future: CallFuture, label: str, detached: bool) -> None:
+        """Follow a CREATE call: until it is answered (see :meth:`list_agents`, :meth:`close_all`),
+        and, if it fails, until someone sees why (see :meth:`creation_seen`)."""
         with self._lock:
-            self._creations.add(future)
-        future.add_callback(self._creation_answered)
+            self._creations[future] = detached
+        future.add_callback(lambda answered: self._creation_answered(answered, label))
 
-    def _creation_answered(self, future: CallFuture) -> None:
-        if future.done():
-            with self._lock:
-                self._creations.discard(future)
+    def _creation_answered(self, future: CallFuture, label: str) -> None:
+        if not future.done():
+            return
+        with self._lock:
+            self._creations.pop(future, None)
+            if future.error is not None or future.state != DONE:
+                self._unseen_failures[future] = label
+
+    def creation_seen(self, future: CallFuture) -> bool:
+        """Someone is told why a creation failed; whether nobody was before."""
+        with self._lock:
+            return self._unseen_failures.pop(future, None) is not None
+
+    def report_unseen_failures(self, futures: Sequence[CallFuture] | None = None) -> None:
+        """Log the failed creations (of ``futures``, or all) that nobody was told about:
+        an object created and never used must not fail in silence."""
+        with self._lock:
+            keys = list(self._unseen_failures) if futures is None else [f for f in futures
+                                                                           if f in self._unseen_failures]
+            taken = [(future, self._unseen_failures.pop(future)) for future in keys]
+        for future, label in taken:
+            error = future.error or codec.decode_error(future.payload, self.address)
+            _LOGGER.warning("%s was not created on the agent server at %s, and nothing used it: %s: %s",
+                            label, self.address, type(error).__name__, error)
 
     def list_agents(self, timeout: float | None = 30.0) -> list[pb.AgentDescription]:
         """The server's objects, including every one this process sent it to create
@@ -393,11 +429,11 @@ class ServerConnection:
         self.wait_creations(None if timeout is None else time.monotonic() + timeout)
         return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
 
-    def wait_creations(self, deadline: float | None = None) -> None:
+    def wait_creations(self, deadline: float | None = None, detached_only: bool = False) -> None:
         """Wait until the server answered every creation this process sent it so far
-        (or until ``deadline``, a ``time.monotonic()`` time)."""
+        (or only those of detached objects; or until ``deadline``, a ``time.monotonic()`` time)."""
         with self._lock:
-            creations = list(self._creations)
+            creations = [future for future, detached in self._creations.items() if detached or not detached_only]
         for future in creations:
             future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 

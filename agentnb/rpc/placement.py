@@ -9,7 +9,6 @@ notebook's daemon or pool, see :func:`set_default_server` and
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import QUEUED, CallFuture
 from agentnb.rpc.ids import random_hex
-from agentnb.rpc.rpc_meta import remote_methods
+from agentnb.rpc.rpc_meta import class_methods, qualified_name
 from agentnb.rpc.rpc_object import RpcObject
 from agentnb.rpc.server_pool import ENV_TOKEN, ServerPool, resolve_token
 
@@ -172,8 +171,6 @@ def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool) ->
             pool.mark_unreachable(replica)
             error = gone.error
             continue
-        # Until the server answers, a look at the replica may not count the object yet.
-        proxy._creating.add_callback(lambda future, on=replica: future.done() and pool.created(on))
         return proxy
     assert error is not None
     raise error
@@ -207,11 +204,11 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
             raise _ReplicaGone(future.error)
         if future.error is not None:
             raise future.error
-    conn.track_creation(future)
-    class_name, methods = _class_info(cls)
-    proxy = RpcObject(conn, agent_id, class_name, methods, owner=owner, creating=future)
-    if _track_creations is not None:
-        _track_creations.append(proxy)
+    conn.track_creation(future, f"{cls.__name__} {agent_id}", detached=not owner)
+    proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future)
+    with _tracking_lock:
+        if _track_creations is not None:
+            _track_creations.append(proxy)
     return proxy
 
 
@@ -223,40 +220,30 @@ def _wait_answered(future: CallFuture) -> None:
         answered.wait()
 
 
-_class_infos: weakref.WeakKeyDictionary[type, tuple[str, dict[str, str]]] = weakref.WeakKeyDictionary()
-
-
-def _class_info(cls: type) -> tuple[str, dict[str, str]]:
-    """The class name and remote methods the server will find for ``cls`` (the same
-    ``remote_methods`` of the same class), worked out once per class."""
-    try:
-        return _class_infos[cls]
-    except KeyError:
-        info = _class_infos[cls] = (f"{cls.__module__}.{cls.__qualname__}", remote_methods(cls))
-        return info
-
-
 # Proxies created since the last take_creations() (a kernel reports the failed ones
 # at the end of each cell); None where nobody asked (scripts).
 _track_creations: list[RpcObject] | None = None
+_tracking_lock = threading.Lock()
 
 
 def track_creations(enabled: bool = True) -> None:
     """Remember the proxies created from now on (until turned off), for :func:`take_creations`."""
     global _track_creations
-    if not enabled:
-        _track_creations = None
-    elif _track_creations is None:
-        _track_creations = []
+    with _tracking_lock:
+        if not enabled:
+            _track_creations = None
+        elif _track_creations is None:
+            _track_creations = []
 
 
 def take_creations() -> list[RpcObject]:
     """The proxies created since the last call (with :func:`track_creations` on)."""
     global _track_creations
-    if _track_creations is None:
-        return []
-    taken, _track_creations = _track_creations, []
-    return taken
+    with _tracking_lock:
+        if _track_creations is None:
+            return []
+        taken, _track_creations = _track_creations, []
+        return taken
 
 
 def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:

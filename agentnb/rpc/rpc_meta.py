@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import weakref
 from abc import ABCMeta
 from collections.abc import Callable
 from types import FunctionType
@@ -53,6 +55,26 @@ def remote_methods(cls: type) -> dict[str, str]:
                 continue
             methods[name] = _marked_kind(attr) or methods.get(name, SYNC)
     return methods
+
+
+_class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def class_methods(cls: type) -> dict[str, str]:
+    """:func:`remote_methods` of ``cls``, worked out once per class (for every proxy
+    and hosted object of it: the dict is shared, nobody may change it)."""
+    try:
+        return _class_methods[cls]
+    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
+        methods = remote_methods(cls)
+        with contextlib.suppress(TypeError):
+            _class_methods[cls] = methods
+        return methods
+
+
+def qualified_name(cls: type) -> str:
+    """How proxies and servers name a class: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class RpcMeta(ABCMeta):

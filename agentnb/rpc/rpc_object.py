@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
+from agentnb.errors import AgentNotFound
 from agentnb.rpc import codec
 from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.connection import ServerConnection
@@ -19,7 +22,7 @@ WATCH_STATES = False
 
 # Seconds a repr waits for an object being created, to show its name (a repr
 # must not hang on a slow ``__init__`` or a stuck server).
-REPR_WAIT = 1.0
+REPR_WAIT = 0.25
 
 
 def set_watch(enabled: bool = True) -> bool:
@@ -94,16 +97,24 @@ class RpcObject:
         if not creating.wait(timeout):
             raise TimeoutError(f"{self._short_class()} {self._agent_id} was not created "
                                f"on {self._conn.address} within {timeout} s")
-        try:
-            created = wait_value(creating, self._conn, f"the creation of {self._short_class()}")
-        except BaseException as exc:
-            note = (f"(raised when {self._short_class()} {self._agent_id} was created on "
-                    f"{self._conn.address} by to_dist(); the object does not exist)")
-            if note not in getattr(exc, "__notes__", ()):  # a local error is the same object each time
-                exc.add_note(note)
-            raise
+        if creating.error is not None:  # the transport's: the object may exist; the next use asks again
+            self._conn.creation_seen(creating)
+            raise creating.error
+        if creating.state != DONE:
+            self._conn.creation_seen(creating)
+            error = codec.decode_error(creating.payload, self._conn.address)
+            error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
+                           f"{self._conn.address} by to_dist(); the object does not exist)")
+            raise error
+        created = codec.loads(creating.payload, f"the creation of {self._short_class()}")
         object.__setattr__(self, "_name", created["name"])
+        object.__setattr__(self, "_methods", created["methods"])  # the server's class has the last word
         object.__setattr__(self, "_creating", None)
+
+    def _creation_failed(self) -> bool:
+        """Whether the server refused to create the object (it does not exist)."""
+        creating = self._creating
+        return creating is not None and creating.done() and creating.error is None and creating.state != DONE
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -135,7 +146,7 @@ class RpcObject:
         if kind == ASYNC:
             task_id = self._conn.new_task_id()
             future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
-                                       watch=WATCH_STATES)
+                                       watch=WATCH_STATES, nudge=True)
             return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         return wait_value(future, self._conn, f"the result of {label}()")
@@ -153,17 +164,21 @@ class RpcObject:
     def close(self) -> None:
         """Delete the object on its server (after the calls already sent to it).
         Any proxy to it fails with AgentNotFound afterwards."""
-        try:
-            self._created()
-        except Exception:  # it was never created: nothing to delete
-            object.__setattr__(self, "_owner", False)
-            return
         object.__setattr__(self, "_owner", False)
-        wait_value(self._conn.submit(pb.DELETE, self._agent_id), self._conn, "delete")
+        # Without waiting for the creation: the server runs the DELETE after it.
+        future = self._conn.submit(pb.DELETE, self._agent_id)
+        try:
+            wait_value(future, self._conn, "delete")
+        except AgentNotFound:
+            if not self._creation_failed():  # never created: nothing to delete
+                raise
 
     def __del__(self) -> None:
         if getattr(self, "_owner", False):
             self._conn.drop_agent(self._agent_id)
+        creating = getattr(self, "_creating", None)
+        if creating is not None and creating.done():  # (a pending one is told at exit, if it fails)
+            self._conn.report_unseen_failures([creating])
 
     def _short_class(self) -> str:
         return self._class_name.rsplit(".", 1)[-1]
@@ -203,13 +218,30 @@ def wait_created(*proxies: RpcObject, timeout: float | None = None) -> None:
     checked in order). Any use of a proxy waits the same way.
 
     Raises:
-        TimeoutError: an object was not created within ``timeout`` seconds
-            (each proxy gets the whole ``timeout``).
+        TimeoutError: the objects were not all created within ``timeout`` seconds.
     """
     for proxy in proxies:
         if not isinstance(proxy, RpcObject):
             raise TypeError(f"wait_created() takes proxies returned by to_dist(), not {type(proxy).__name__}")
-        proxy._created(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for proxy in proxies:
+        proxy._created(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def unseen_creation_failures(proxies: Iterable[RpcObject]) -> Iterator[tuple[str, BaseException | None]]:
+    """For each proxy in turn, once its creation is answered: its label, and the error
+    of its creation if it failed and nobody was told yet (else None)."""
+    for proxy in proxies:
+        creating = proxy._creating
+        if creating is not None:
+            creating.wait()
+        error = None
+        if creating is not None and proxy._conn.creation_seen(creating):
+            try:
+                proxy._created()
+            except Exception as exc:
+                error = exc
+        yield proxy._short_class(), error
 
 
 class _RemoteMethod:

@@ -69,8 +69,7 @@ class Replica:
     tls_ca: str | None = None
     agents: int = 0  # agents it hosted at the last look
     running: int = 0  # calls running or queued at the last look
-    placed: int = 0  # agents this process placed on it that the last look may not have counted
-    creating: int = 0  # of those, the ones whose creation the server has not answered yet
+    placed: int = 0  # agents this process placed on it since the last look
     reachable: bool = True
 
     @property
@@ -93,9 +92,7 @@ class Replica:
         except (AgentServerError, TimeoutError):
             self.reachable = False
             return
-        # Creations still unanswered may have reached the server after it counted: keep them.
-        self.agents, self.running, self.placed, self.reachable = (info.agents, info.busy + info.queued,
-                                                                  self.creating, True)
+        self.agents, self.running, self.placed, self.reachable = info.agents, info.busy + info.queued, 0, True
 
 
 def agent_proxy(conn: ServerConnection, desc: pb.AgentDescription) -> RpcObject:
@@ -223,35 +220,31 @@ class ServerPool:
             candidates = [r for r in self._replicas if r.reachable] or self._replicas
             chosen = min(candidates, key=lambda r: r.load)  # min() keeps the lowest index among equals
             chosen.placed += 1
-            chosen.creating += 1
             return chosen
-
-    def created(self, replica: Replica) -> None:
-        """The server answered the creation of an agent :meth:`place` put on ``replica``."""
-        with self._lock:
-            replica.creating = max(0, replica.creating - 1)
 
     def mark_unreachable(self, replica: Replica) -> None:
         """Skip ``replica`` until the next look finds it answering again."""
         with self._lock:
             replica.reachable = False
             replica.placed = max(0, replica.placed - 1)
-            replica.creating = max(0, replica.creating - 1)
 
     # -- the agents on it ------------------------------------------------------------------------
 
     def _descriptions(self) -> list[tuple[ServerConnection, pb.AgentDescription]]:
-        """Every agent of every replica that answers (a stopped replica's agents are gone with it)."""
-        found: list[tuple[ServerConnection, pb.AgentDescription]] = []
-        unavailable: list[ServerUnavailable] = []
-        for replica in self._replicas:
+        """Every agent of every replica that answers (a stopped replica's agents are gone with it);
+        the replicas are asked together."""
+
+        def ask(replica: Replica) -> list[tuple[ServerConnection, pb.AgentDescription]] | ServerUnavailable:
             conn = replica.connection()
             try:
-                found += [(conn, desc) for desc in conn.list_agents()]
+                return [(conn, desc) for desc in conn.list_agents()]
             except ServerUnavailable as exc:
-                unavailable.append(exc)
-        if len(unavailable) == len(self._replicas):
-            raise unavailable[0]
+                return exc
+
+        answers = gather([lambda r=replica: ask(r) for replica in self._replicas])
+        found = [pair for answer in answers if not isinstance(answer, ServerUnavailable) for pair in answer]
+        if answers and all(isinstance(answer, ServerUnavailable) for answer in answers):
+            raise answers[0]
         return found
 
     def list_agents(self) -> list[RpcObject]:

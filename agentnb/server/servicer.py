@@ -10,7 +10,6 @@ shared-memory directory (``shm``, see :mod:`agentnb.rpc.shm`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import socket
@@ -28,7 +27,7 @@ from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskN
 from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
-from agentnb.rpc.rpc_meta import ASYNC, remote_methods
+from agentnb.rpc.rpc_meta import ASYNC, class_methods, qualified_name
 from agentnb.rpc.rpc_object import _rebuild_rpc_object
 from agentnb.server.result_pool import ResultPool, StoredResult
 
@@ -245,7 +244,6 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._on_shutdown = on_shutdown
         self._executor = _WorkerPool(capacity, "agentnb-worker")
         self._agents: dict[str, _Agent] = {}
-        self._class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
         self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
         self._sessions: weakref.WeakSet[_Session] = weakref.WeakSet()  # open Session streams
         self._lock = threading.Lock()
@@ -416,20 +414,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         agent.obj = obj
         name = getattr(obj, "name", "")
         agent.name = name if isinstance(name, str) else ""
-        agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
-        agent.methods = self._methods_of(cls)
+        agent.class_name = qualified_name(cls)
+        agent.methods = class_methods(cls)
         _host(obj, self, agent)
         return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
-
-    def _methods_of(self, cls: type) -> dict[str, str]:
-        """``remote_methods(cls)``, worked out once per class (agents share the dict; nobody changes it)."""
-        try:
-            return self._class_methods[cls]
-        except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
-            methods = remote_methods(cls)
-            with contextlib.suppress(TypeError):
-                self._class_methods[cls] = methods
-            return methods
 
     def _cancel(self, task_id: str) -> bool:
         with self._lock:
