@@ -91,7 +91,6 @@ class RpcMeta(ABCMeta):
 
     def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(name, bases, namespace, **kwargs)
-        cls._agentnb_methods = remote_methods(cls)
         # Only where no class of the hierarchy has one: a to_dist a base class
         # defines itself must not be replaced in its subclasses.
         if not any("to_dist" in vars(klass) for klass in cls.__mro__):
@@ -113,6 +112,9 @@ class RpcMeta(ABCMeta):
 
 def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, **options: Any) -> Any:
     """Move this object to an agent server; return the proxy to use from now on.
+
+    Returns once the creation is sent: the proxy's first use waits for the
+    object, and raises what its ``__init__`` raised there.
 
     Without ``host``/``port``: child mode (or the notebook's default daemon).
     With them: the server already running there (independent mode). Further
