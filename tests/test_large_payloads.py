@@ -88,15 +88,11 @@ def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
     """Send ``payload`` as a Call would go (frames, bytes), and reassemble it as a server does."""
     item = wire.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
     incoming = wire.Reassembly()
-    done = None
+    done = []
     for frame in wire.frames_of(item, lambda calls: pb.ClientFrame(calls=calls)):
-        calls, chunk = wire.decode_client_frame(wire.encode_frame(frame))
-        for call in calls:
-            done = incoming.start(call) if call.part_sizes else (call, call.payload)
-        if chunk is not None:
-            done = incoming.add(chunk)
-    assert done is not None and len(incoming) == 0
-    return done[1]
+        done += incoming.receive(*wire.decode_client_frame(wire.encode_frame(frame)))
+    assert len(done) == 1 and len(incoming) == 0
+    return done[0][1]
 
 
 def test_a_chunk_frame_is_the_protobuf_frame_of_that_chunk() -> None:
