@@ -141,6 +141,7 @@ W1_SCRIPT = textwrap.dedent('''\
     import time
     t_start = time.time()
     import json
+    import agentnb
     from agentnb import AgentBase, Msg
     t_imported = time.time()
 
@@ -152,6 +153,7 @@ W1_SCRIPT = textwrap.dedent('''\
 
 
     agents = [WebAgent(f"W{{i}}").to_dist() for i in range({agents})]
+    agentnb.wait_created(*agents)  # "start" is until they exist; to_dist only sent them
     t_created = time.time()
     results = [agent.reply(Msg(name="user", role="user", content=i)) for i, agent in enumerate(agents)]
     contents = [r.content for r in results]
