@@ -167,13 +167,16 @@ def test_synchronous_cycle_is_detected_not_deadlocked(server):
 
 def test_sigterm_lets_running_work_finish_and_refuses_new_work(server):
     agent = Worker("w", to_dist=server.to_dist)
+    # The probe is another agent: a probe call accepted before the signal took effect must not
+    # queue behind the nap (an agent runs one call at a time) and then meet a stopped server.
+    probe = Worker("probe", to_dist=server.to_dist)
     running = agent.nap(4, 1)  # long enough for the refusal to be seen on a loaded machine
     wait_until(lambda: server.connection().info().busy == 1)
     server.process.send_signal(signal.SIGTERM)
 
     def refused() -> bool:
         try:
-            agent.echo(1)
+            probe.echo(1)
         except AgentServerError as exc:
             return "shutting down" in str(exc)
         return False
