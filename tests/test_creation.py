@@ -149,6 +149,8 @@ def test_an_object_a_script_creates_on_its_last_line_reaches_the_server(server, 
 def test_a_failed_creation_nobody_used_is_logged(server, tmp_path) -> None:
     path = write_script(tmp_path, f"""
         import gc
+
+        import agentnb
         from agents_for_tests import Counter
 
         where = {{"host": {server.host!r}, "port": {server.port}, "token": {server.token!r}}}
@@ -161,6 +163,7 @@ def test_a_failed_creation_nobody_used_is_logged(server, tmp_path) -> None:
             print("seen:", type(exc).__name__)
         del dropped
         gc.collect()
+        agentnb.list_agents(**where)  # (waits for the creations: an unanswered one at exit is not told)
     """)
     done = run_script(path)
     assert done.returncode == 0, done.stderr
