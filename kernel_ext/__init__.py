@@ -97,18 +97,17 @@ def report_failed_creations(result: Any = None) -> None:
     them could not be created, in that cell's output. The proxy itself raises
     the same error when it is used."""
     proxies = take_creations()
-    failures = unseen_creation_failures(proxies)
-    for done in range(len(proxies)):
-        try:
-            label, error = next(failures)
-        except KeyboardInterrupt:  # the user stops waiting: the objects are still being made
-            print(f"agentnb: interrupted; {len(proxies) - done} object(s) of this cell still being created "
-                  "(their first use waits for them)", file=sys.stderr)
-            return
-        if error is not None:  # (one the cell's own code ran into was raised there already)
-            lines = traceback.format_exception_only(type(error), error)
-            print(f"agentnb: {label} was not created; using its proxy raises:\n" + "".join(lines).rstrip(),
-                  file=sys.stderr)
+    done = 0
+    try:
+        for label, error in unseen_creation_failures(proxies):
+            done += 1
+            if error is not None:  # (one the cell's own code ran into was raised there already)
+                lines = traceback.format_exception_only(type(error), error)
+                print(f"agentnb: {label} was not created; using its proxy raises:\n" + "".join(lines).rstrip(),
+                      file=sys.stderr)
+    except KeyboardInterrupt:  # the user stops waiting: the objects are still being made
+        print(f"agentnb: interrupted; {len(proxies) - done} object(s) of this cell still being created "
+              "(their first use waits for them)", file=sys.stderr)
 
 
 def _unregister_event(ipython: Any, event: str, callback: Any) -> None:

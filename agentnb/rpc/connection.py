@@ -30,7 +30,7 @@ from agentnb.errors import (
     TaskNotFound,
 )
 from agentnb.rpc import codec, shm, wire
-from agentnb.rpc.future import DONE, CallFuture
+from agentnb.rpc.future import CallFuture
 from agentnb.rpc.ids import random_hex
 from agentnb.runtime_dir import _canonical_host
 
@@ -402,7 +402,7 @@ class ServerConnection:
             return
         with self._lock:
             self._creations.pop(future, None)
-            if future.error is not None or future.state != DONE:
+            if future.failed:
                 self._unseen_failures[future] = label
 
     def creation_seen(self, future: CallFuture) -> bool:

@@ -46,6 +46,11 @@ class CallFuture:
     def done(self) -> bool:
         return self._finished
 
+    @property
+    def failed(self) -> bool:
+        """Ended otherwise than with a value: a local error, or the server's error or cancel."""
+        return self._finished and (self.error is not None or self.state != DONE)
+
     def wait(self, timeout: float | None = None) -> bool:
         if self._finished:
             return True

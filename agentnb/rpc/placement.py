@@ -206,9 +206,10 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
             raise future.error
     conn.track_creation(future, f"{cls.__name__} {agent_id}", detached=not owner)
     proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future)
-    with _tracking_lock:
-        if _track_creations is not None:
-            _track_creations.append(proxy)
+    if _track_creations is not None:  # (a kernel's; swapped only under the lock: look again there)
+        with _tracking_lock:
+            if _track_creations is not None:
+                _track_creations.append(proxy)
     return proxy
 
 

@@ -114,7 +114,7 @@ class RpcObject:
     def _creation_failed(self) -> bool:
         """Whether the server refused to create the object (it does not exist)."""
         creating = self._creating
-        return creating is not None and creating.done() and creating.error is None and creating.state != DONE
+        return creating is not None and creating.failed and creating.error is None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -193,17 +193,14 @@ class RpcObject:
                                       self._methods, self._name, conn.tls_ca))
 
     def __repr__(self) -> str:
+        try:
+            self._created(REPR_WAIT)
+        except Exception:  # a repr never raises: it says so below
+            pass
         creating = self._creating
-        if creating is not None and creating.wait(REPR_WAIT):
-            try:
-                self._created()
-            except Exception:  # a repr never raises: it says so below
-                pass
-            creating = self._creating
         name = f" name={self._name!r}" if self._name else ""
         if creating is not None:
-            failed = creating.done() and (creating.error is not None or creating.state != DONE)
-            name += " (creation failed: using it raises why)" if failed else " (being created)"
+            name += " (creation failed: using it raises why)" if creating.failed else " (being created)"
         return f"<RpcObject {self._short_class()}{name} id={self._agent_id} at {self._conn.address}>"
 
     def __dir__(self) -> list[str]:
@@ -233,10 +230,8 @@ def unseen_creation_failures(proxies: Iterable[RpcObject]) -> Iterator[tuple[str
     of its creation if it failed and nobody was told yet (else None)."""
     for proxy in proxies:
         creating = proxy._creating
-        if creating is not None:
-            creating.wait()
         error = None
-        if creating is not None and proxy._conn.creation_seen(creating):
+        if creating is not None and creating.wait() and proxy._conn.creation_seen(creating):
             try:
                 proxy._created()
             except Exception as exc:
