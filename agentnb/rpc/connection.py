@@ -119,8 +119,8 @@ class _Session:
                 future = pending.get(reply.seq)
             else:
                 future = pending.pop(reply.seq, None)
-                if self.shm_files:
-                    self.forget_file(reply.seq)
+                if self.shm_files:  # the server took (and unlinked) the call's file before answering
+                    self.shm_files.pop(reply.seq, None)
             if future is not None:
                 future.set_reply(status, payload, reply.timestamp)
 

@@ -435,14 +435,15 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         call = task.call
         now = time.time()
         task_id = call.task_id
-        if store and task_id and status != pb.QUEUED and status != pb.RUNNING:
+        final = status != pb.QUEUED and status != pb.RUNNING
+        if store and task_id and final:
             try:
                 self.pool.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
         task.session.send(wire.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
                                          status=status, task_id=task_id, timestamp=now),
-                          final=status != pb.QUEUED and status != pb.RUNNING)
+                          final=final)
 
     # -- requests of their own -------------------------------------------------------------
 
