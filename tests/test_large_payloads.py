@@ -8,7 +8,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 import uuid
 
 import cloudpickle
@@ -356,16 +355,6 @@ def _shm_dir(server) -> shm.ShmDir:
     return found
 
 
-def _no_files_left(directory: shm.ShmDir, timeout: float = 30.0) -> bool:
-    """Poll (with a deadline) until no payload file is left in ``directory``."""
-    deadline = time.monotonic() + timeout
-    while directory.files():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_same_host_payloads_go_through_shared_memory_and_leave_no_file(server) -> None:
     directory = _shm_dir(server)
     assert oct(os.stat(directory.path).st_mode & 0o777) == "0o700"
@@ -397,7 +386,7 @@ def test_shared_memory_files_are_removed_after_failures_and_cancels(server) -> N
     assert busy.result(timeout=30) == "held"
     with pytest.raises(TaskCancelled):
         waiting.result(timeout=30)
-    assert _no_files_left(directory)
+    wait_for(lambda: not directory.files(), 30, "no payload file left in the shared-memory directory")
 
 
 _KILLED_CLIENT = """
@@ -425,7 +414,7 @@ def test_a_killed_client_leaves_no_shared_memory_file(server) -> None:
         client.wait(10)
     Worker("opener", to_dist=server.to_dist).release(gate)  # the reply is made for a client that is gone
     wait_for(lambda: not connection.info().busy, 30, what="the server to be idle")
-    assert _no_files_left(directory)
+    wait_for(lambda: not directory.files(), 30, "no payload file left in the shared-memory directory")
     assert Store("after", to_dist=server.to_dist).length(pattern(CHUNK + 1)) == CHUNK + 1
 
 

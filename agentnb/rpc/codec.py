@@ -211,9 +211,7 @@ def dumps(value: Any, what: str = "value") -> Encoded:
         value = scan.visit(value)
         if scan.plain:
             data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
-        elif _hosted_reducer is None:
-            data = cloudpickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
-        else:
+        else:  # cloudpickle (plus, in a server, its agents as proxies: see set_hosted_reducer)
             file = io.BytesIO()
             _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
             data = file.getvalue()
