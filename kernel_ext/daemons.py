@@ -172,14 +172,14 @@ class DaemonRegistry:
         return records
 
     @staticmethod
-    def _check_free(name: str, running: list[ServerRecord], what: str = "an agent server") -> None:
+    def _check_free(name: str, running: list[ServerRecord]) -> None:
         """DaemonError if a server or a pool called ``name`` is among the ``running`` ones
         (or, for a pool, one of its replica names)."""
         found = next((r for r in running if r.name == name), None)
         address = f" at {found.address} (pid {found.pid})" if found is not None else ""
         if found is not None or name in recorded_pools(running):
             raise DaemonError(
-                f"{what} named {name!r} is already running{address}: `%agent_server use {name}` places "
+                f"an agent server named {name!r} is already running{address}: `%agent_server use {name}` places "
                 f"agents on it; `%agent_server stop {name}` stops it; or choose another --name"
             )
 

@@ -212,15 +212,19 @@ class ServerPool:
             # One replica leaves nothing to choose: no look. Otherwise one caller looks
             # at every replica at once, outside the lock (an unanswering one takes its timeout).
             look = len(self._replicas) > 1 and time.monotonic() - self._looked_at >= LOOK_INTERVAL
-            if look:
-                self._looked_at = time.monotonic()
-        if look:
-            run_together([replica.look for replica in self._replicas])
+            if not look:
+                return self._choose()
+            self._looked_at = time.monotonic()
+        run_together([replica.look for replica in self._replicas])
         with self._lock:
-            candidates = [r for r in self._replicas if r.reachable] or self._replicas
-            chosen = min(candidates, key=lambda r: r.load)  # min() keeps the lowest index among equals
-            chosen.placed += 1
-            return chosen
+            return self._choose()
+
+    def _choose(self) -> Replica:
+        """The least loaded reachable replica, counted as placed there (with the lock held)."""
+        candidates = [r for r in self._replicas if r.reachable] or self._replicas
+        chosen = min(candidates, key=lambda r: r.load)  # min() keeps the lowest index among equals
+        chosen.placed += 1
+        return chosen
 
     def mark_unreachable(self, replica: Replica) -> None:
         """Skip ``replica`` until the next look finds it answering again."""
