@@ -26,12 +26,19 @@ if TYPE_CHECKING:
     from agentnb.rpc.async_result import AsyncResult
 
 
+_async_result: ModuleType | None = None
+
+
 def _rpc() -> ModuleType:
     """``agentnb.rpc.async_result`` (AsyncResult and the call states), imported on first
-    use: ``import agentnb`` imports this module, and must not load grpc."""
-    from agentnb.rpc import async_result
+    use: ``import agentnb`` imports this module, and must not load grpc. (Kept: the
+    reader thread asks at every state change.)"""
+    global _async_result
+    if _async_result is None:
+        from agentnb.rpc import async_result
 
-    return async_result
+        _async_result = async_result
+    return _async_result
 
 
 TICK_INTERVAL = 0.25  # seconds between redraws of live displays
