@@ -488,7 +488,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownReply:
         if self._on_shutdown is not None:
             grace = request.grace if request.grace > 0 else 0.0
-            threading.Thread(target=self._on_shutdown, args=(grace,), daemon=True).start()
+            stopper = threading.Thread(target=self._on_shutdown, args=(grace,), daemon=True)
+            # Stop once this reply has gone out: a stop(0) racing the reply would cancel it,
+            # and the caller would see its own successful shutdown as a dead server.
+            if not context.add_callback(stopper.start):
+                stopper.start()
         return pb.ShutdownReply()
 
     # -- stopping ------------------------------------------------------------------------
