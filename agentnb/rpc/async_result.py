@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import operator
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -269,15 +270,24 @@ def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent:
     return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method)
 
 
+_LEAVES = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def resolve_results(value: Any) -> Any:
-    """Replace AsyncResults in ``value`` (and in its lists, tuples, dicts) by their values."""
+    """Replace AsyncResults in ``value`` (and in its lists, tuples, dicts) by their values.
+
+    A container holding none is returned as it is (an argument is a fresh unpickled value)."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is tuple or kind is list:
+        items = [resolve_results(v) for v in value]
+        return value if all(map(operator.is_, items, value)) else kind(items)
+    if kind is dict:
+        resolved = {k: resolve_results(v) for k, v in value.items()}
+        return value if all(map(operator.is_, resolved.values(), value.values())) else resolved
     if isinstance(value, AsyncResult):
         return value.result()
-    if type(value) in (list, tuple):
-        items = [resolve_results(v) for v in value]
-        return type(value)(items)
-    if type(value) is dict:
-        return {k: resolve_results(v) for k, v in value.items()}
     return value
 
 

@@ -126,18 +126,21 @@ class _WorkerPool:
         self._size = size
         self._name = name
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # one count per thread waiting for work
         self._lock = threading.Lock()
+        self._idle = 0  # threads done with their task, each taking the next one from the queue
         self._threads = 0
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
         self._queue.put((fn, args))
-        if self._idle.acquire(blocking=False):
-            return  # an idle thread will take it
         with self._lock:
-            if self._threads < self._size:
-                self._threads += 1
-                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+            if self._idle:
+                self._idle -= 1
+                return  # an idle thread will take it
+            if self._threads >= self._size:
+                return
+            self._threads += 1
+            number = self._threads
+        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
 
     def _work(self) -> None:
         while True:
@@ -146,7 +149,8 @@ class _WorkerPool:
                 fn(*args)
             except BaseException:
                 _LOGGER.exception("an agentnb worker task failed")
-            self._idle.release()
+            with self._lock:
+                self._idle += 1
 
 
 # How long a GetResult's shared-memory file waits for its client after the RPC ended.
@@ -346,7 +350,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 if task.call.task_id:
                     self._tasks.pop(task.call.task_id, None)
                 if task.cancelled:
-                    self._idle.notify_all()
+                    if not self.accepting:  # drain() may be waiting
+                        self._idle.notify_all()
                     continue
                 self._busy += 1
             try:
@@ -358,17 +363,18 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 with self._lock:
                     self._busy -= 1
                     self._completed += 1
-                    self._idle.notify_all()
+                    if not self.accepting:
+                        self._idle.notify_all()
 
     def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
         call = task.call
-        where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
         set_waiting_chain((*call.waiting_chain, agent.agent_id))
         try:
             value = self._run(agent, call, task.payload)
             label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
             return pb.OK, codec.dumps(value, f"the result of {label}")
         except BaseException as exc:  # an agent's failure is its caller's, never the server's
+            where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
             return pb.ERROR, codec.encode_error(exc, where)
         finally:
             set_waiting_chain(None)
