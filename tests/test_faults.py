@@ -186,6 +186,17 @@ def test_sigterm_lets_running_work_finish_and_refuses_new_work(server):
     assert server.process.wait(30) == 0
 
 
+def test_sigterm_lets_calls_running_side_by_side_deliver_their_results(server):
+    """Calls that finish together during a graceful stop all reach their caller, the last
+    ones included (small replies of concurrent calls go out through one replier thread)."""
+    agents = [Worker(f"w{i}", to_dist=server.to_dist) for i in range(4)]
+    running = [agent.nap(3, i) for i, agent in enumerate(agents)]
+    wait_until(lambda: server.connection().info().busy == 4)
+    server.process.send_signal(signal.SIGTERM)
+    assert [result.result(timeout=30) for result in running] == [0, 1, 2, 3]
+    assert server.process.wait(30) == 0
+
+
 def test_dropped_proxies_free_their_agents(server):
     conn = server.connection()
     keep = Worker("keep", to_dist=server.to_dist)

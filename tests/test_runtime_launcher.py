@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from agents_for_tests import Worker
-from helpers_runtime import Script, wait_pid_gone, write_script
+from helpers_runtime import Script, wait_for, wait_pid_gone, write_script
 
 from agentnb import AgentServerError, Msg, RpcAgentServerLauncher
 from agentnb.runtime_dir import find_token
@@ -40,6 +40,24 @@ def test_launch_in_this_process(launchers) -> None:
     waiter.join(15)
     assert not waiter.is_alive(), "wait_until_terminate did not return after shutdown"
     assert find_token("localhost", launcher.port) is None
+
+
+def _repliers() -> int:
+    return sum(thread.name == "agentnb-replier" for thread in threading.enumerate())
+
+
+def test_an_in_process_server_leaves_no_thread_behind_it(launchers) -> None:
+    before = _repliers()
+    launcher = RpcAgentServerLauncher(host="localhost", port=None, custom_agent_classes=[Worker], capacity=4)
+    launchers.append(launcher)
+    launcher.launch(in_subprocess=False)
+    workers = [Worker(f"W{i}").to_dist(host="localhost", port=launcher.port) for i in range(3)]
+    # Calls finishing side by side: their replies go out through the server's replier thread.
+    met = [worker.meet("in-process-replier", 3, 20) for worker in workers]
+    assert [result.result(timeout=30) for result in met] == [True, True, True]
+    assert _repliers() == before + 1
+    launcher.shutdown(grace=1)
+    wait_for(lambda: _repliers() == before, what="the replier thread to end")
 
 
 def test_launch_in_a_subprocess(launchers) -> None:

@@ -215,6 +215,7 @@ class AgentServer:
                     self._server.stop(FLUSH_SECONDS).wait(FLUSH_SECONDS + 1.0)
                 else:
                     self._server.stop(0)
+            self.servicer.stop_replier()
             self.servicer.pool.close()
             if self.servicer.shm is not None:
                 self.servicer.shm.close()
