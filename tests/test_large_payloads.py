@@ -347,8 +347,9 @@ def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
 
 
 def _shm_dir(server) -> shm.ShmDir:
-    """The server's private shared-memory directory, as its GetInfo announces it."""
-    info = server.connection().info()
+    """The server's private shared-memory directory, as its GetInfo announces it (``server``: a
+    ServerProcess or a ServerConnection)."""
+    info = (server if isinstance(server, ServerConnection) else server.connection()).info()
     assert info.host_id == shm.host_id() and info.shm_dir, "the server announced no shared-memory directory"
     found = shm.ShmDir.adopt(info.shm_dir)
     assert found is not None
@@ -387,6 +388,30 @@ def test_shared_memory_files_are_removed_after_failures_and_cancels(server) -> N
     with pytest.raises(TaskCancelled):
         waiting.result(timeout=30)
     wait_for(lambda: not directory.files(), 30, "no payload file left in the shared-memory directory")
+
+
+def test_a_result_file_its_reader_never_opens_is_removed_later(monkeypatch) -> None:
+    """A GetResult whose reply went into a file nobody opened: the server removes the file itself."""
+    from agentnb import RpcAgentServerLauncher
+    from agentnb.server import servicer
+
+    monkeypatch.setattr(servicer, "UNCLAIMED_FILE_SECONDS", 0.5)
+    launcher = RpcAgentServerLauncher(host="127.0.0.1", port=None, capacity=4)  # in this process
+    launcher.launch(in_subprocess=False)
+    try:
+        host, port, token = launcher.host, launcher.port, launcher.token
+        directory = _shm_dir(ServerConnection.get(host, port, token))
+        made = Store("s", to_dist={"host": host, "port": port, "token": token}).make_later(3 * CHUNK, seed=4)
+        assert made.result(timeout=60) == pattern(3 * CHUNK, seed=4)
+        with grpc.insecure_channel(f"{host}:{port}") as channel:
+            get_result = channel.unary_stream(f"/{SERVICE}/GetResult")
+            request = pb.ResultRequest(task_id=made.task_id, timeout=30, shm_reply=True).SerializeToString()
+            frames = list(get_result(request, metadata=((TOKEN_METADATA_KEY, token),), timeout=30))
+        name = pb.ServerFrame.FromString(frames[0]).replies[0].shm_name
+        assert name and name in directory.files()  # the reply named its file, which nobody opened
+        wait_for(lambda: name not in directory.files(), 15, "the unclaimed file to be removed")
+    finally:
+        launcher.shutdown(grace=0)
 
 
 _KILLED_CLIENT = """

@@ -10,6 +10,8 @@ shared-memory directory (``shm``, see :mod:`agentnb.rpc.shm`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import socket
@@ -161,10 +163,37 @@ class _WorkerPool:
 UNCLAIMED_FILE_SECONDS = 30.0
 
 
+class _LateRemovals:
+    """Files to remove when their time comes, on one thread for the whole process (made at first use)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, shm.ShmDir, str]] = []  # a heap, soonest first
+        self._cond = threading.Condition(threading.Lock())
+        self._order = itertools.count()  # ties keep their order (and ShmDirs are never compared)
+        self._thread: threading.Thread | None = None
+
+    def add(self, shm_dir: shm.ShmDir, name: str, delay: float) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), shm_dir, name))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="agentnb-file-remover", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, shm_dir, name = heapq.heappop(self._due)
+            shm_dir.remove(name)
+
+
+_LATE_REMOVALS = _LateRemovals()
+
+
 def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
-    timer = threading.Timer(UNCLAIMED_FILE_SECONDS, shm_dir.remove, (name,))
-    timer.daemon = True
-    timer.start()
+    _LATE_REMOVALS.add(shm_dir, name, UNCLAIMED_FILE_SECONDS)
 
 
 def _make_server_frame(replies: list) -> pb.ServerFrame:
