@@ -49,6 +49,17 @@ def test_a_failed_creation_does_not_hurt_the_others(server) -> None:
     assert server.connection().info().agents == 5
 
 
+def test_a_proxy_whose_creation_failed_cannot_be_passed_on_and_says_why(server) -> None:
+    failed = Counter(start=0, fail=True, to_dist=server.to_dist)
+    worker = Worker("w", to_dist=server.to_dist)
+    with pytest.raises(agentnb.SerializationError) as raised:
+        worker.echo(failed)
+    message = str(raised.value)
+    assert "an argument of w.echo() cannot be pickled" in message
+    assert "cannot be passed on: it does not exist" in message and "CustomError: refusing to start" in message
+    assert worker.echo(1) == 1  # nothing was sent: the worker carries on
+
+
 def test_a_dropped_proxy_deletes_its_object_even_before_it_was_created(server) -> None:
     gatekeeper = Worker("keeper", to_dist=server.to_dist)
     SlowStart("drop-gate", to_dist=server.to_dist)  # dropped at once, still in __init__ on the server

@@ -187,7 +187,13 @@ class RpcObject:
         return self._name or self._short_class()
 
     def __reduce__(self) -> Any:
-        self._created()  # another process may use the copy on another connection: the object must exist
+        try:
+            self._created()  # another process may use the copy on another connection: the object must exist
+        except Exception as exc:
+            if not self._creation_failed():
+                raise
+            raise AgentNotFound(f"{self._short_class()} {self._agent_id} cannot be passed on: it does not exist, "
+                                f"its creation on {self._conn.address} raised {type(exc).__name__}: {exc}") from exc
         conn = self._conn
         return (_rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
                                       self._methods, self._name, conn.tls_ca))
