@@ -60,6 +60,46 @@ def test_an_in_process_server_leaves_no_thread_behind_it(launchers) -> None:
     wait_for(lambda: _repliers() == before, what="the replier thread to end")
 
 
+def test_an_agents_replies_arrive_in_order_even_when_the_replier_lags(launchers, monkeypatch) -> None:
+    """A small reply left to the replier thread is not overtaken by the next reply of the same
+    agent, even a large one its worker would otherwise send at once."""
+    from agentnb.server import servicer
+
+    replier_waits, replier_may_go = threading.Event(), threading.Event()
+    send = servicer.AgentServicer._reply
+
+    def lagging_reply(self, *args, **kwargs):
+        if threading.current_thread().name == "agentnb-replier":
+            replier_waits.set()
+            replier_may_go.wait(30)
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(servicer.AgentServicer, "_reply", lagging_reply)
+    launcher = RpcAgentServerLauncher(host="localhost", port=None, custom_agent_classes=[Worker], capacity=4)
+    launchers.append(launcher)
+    launcher.launch(in_subprocess=False)
+    place = {"host": "localhost", "port": launcher.port}
+    keeper, worker = Worker("keeper", to_dist=place), Worker("worker", to_dist=place)
+    gate = f"order-{os.getpid()}"
+    worker.release(gate + "-big")  # nothing else runs yet: this reply is sent by its worker
+    held = keeper.hold(gate)  # from now on another call runs, so small replies go to the replier
+    wait_for(lambda: keeper._conn.info().busy == 1, what="the held call")
+    arrived: list[str] = []
+    small = worker.sleep_for(0)
+    small.add_done_callback(lambda _: arrived.append("small"))
+    large = worker.hold(gate + "-big", b"x" * (1 << 20))  # the same agent's next reply: 1 MiB, made at once
+    large.add_done_callback(lambda _: arrived.append("large"))
+    assert replier_waits.wait(30), "the small reply never reached the replier"
+    replies = launcher.server.servicer._replies
+    wait_for(lambda: arrived or replies.qsize() >= 1, what="the large reply to be sent or queued")
+    replier_may_go.set()
+    assert large.result(timeout=30) == b"x" * (1 << 20) and small.result(timeout=30) == 0
+    wait_for(lambda: len(arrived) == 2, what="both callbacks")
+    assert arrived == ["small", "large"]
+    worker.release(gate)  # by another agent: the keeper runs one call at a time
+    assert held.result(timeout=30) is None
+
+
 def test_launch_in_a_subprocess(launchers) -> None:
     launcher = RpcAgentServerLauncher(host="localhost", port=None, custom_agent_classes=[Worker], capacity=4)
     launchers.append(launcher)

@@ -3,7 +3,9 @@
 Each object (agent) has a mailbox: its calls run one at a time, in the order
 they arrived. Different agents run concurrently on a thread pool of
 ``capacity`` threads. Replies are pushed on the caller's session stream as the
-calls complete; results of asynchronous calls also go to the result pool.
+calls complete (while other calls run, small final replies are sent by one
+replier thread: see ``HAND_OVER_BYTES``); results of asynchronous calls also go
+to the result pool.
 Large payloads of clients on the same host come and go through the server's
 shared-memory directory (``shm``, see :mod:`agentnb.rpc.shm`).
 """
@@ -31,7 +33,7 @@ from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.rpc_meta import ASYNC, class_methods, qualified_name
 from agentnb.rpc.rpc_object import _rebuild_rpc_object
-from agentnb.server.result_pool import ResultPool, StoredResult
+from agentnb.server.result_pool import LocalResultPool, ResultPool, StoredResult
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -224,6 +226,7 @@ class _Agent:
         self.deleted = False
         self.mailbox: deque[_Task] = deque()
         self.running = False
+        self.handed_over = 0  # its replies the replier thread has yet to send
         self.lock = threading.Lock()
 
     def describe(self) -> pb.AgentDescription:
@@ -288,6 +291,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._busy = 0
         self._replies: queue.SimpleQueue = queue.SimpleQueue()  # replies the replier thread sends
         self._replier: threading.Thread | None = None
+        self._replier_stopped = False
+        self._local_pool = isinstance(pool, LocalResultPool)  # storing a result costs no round trip
         self._queued = 0
         self._completed = 0
         self.accepting = True
@@ -391,17 +396,27 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._busy += 1
             handed_over = False
             try:
-                if task.call.watch:
+                # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
+                if task.call.watch and not (agent.handed_over and self._hand_over(agent, task, pb.RUNNING, b"")):
                     self._reply(task, pb.RUNNING, b"")
                 status, payload = self._execute(agent, task)
-                if self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES:
-                    self._hand_over(task, status, payload)
-                    handed_over = True
-                else:
+                if agent.handed_over or self._may_hand_over(task, payload):
+                    handed_over = self._hand_over(agent, task, status, payload)
+                if not handed_over:
                     self._reply(task, status, payload)
             finally:
                 if not handed_over:
                     self._finished()
+
+    def _may_hand_over(self, task: _Task, payload: codec.Encoded) -> bool:
+        """Whether the replier should send this final reply: a small one, while other calls run.
+
+        Not while the server stops (speed no longer matters), nor when storing the
+        result means a round trip to another store (Redis): the replier would make
+        every caller wait for the round trips of the others, one after another.
+        """
+        return (self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES and self.accepting
+                and (self._local_pool or not task.call.task_id))
 
     def _finished(self) -> None:
         with self._lock:
@@ -410,27 +425,45 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             if not self.accepting:  # drain() may be waiting
                 self._idle.notify_all()
 
-    def _hand_over(self, task: _Task, status: int, payload: bytes) -> None:
-        """Leave a small final reply to the replier thread, which counts the task finished once it is sent."""
-        if self._replier is None:
-            with self._lock:
-                if self._replier is None:
-                    self._replier = threading.Thread(target=self._send_replies, name="agentnb-replier", daemon=True)
-                    self._replier.start()
-        self._replies.put((task, status, payload))
+    def _hand_over(self, agent: _Agent, task: _Task, status: int, payload: codec.Encoded) -> bool:
+        """Leave a reply to the replier thread, which counts the task finished once its final
+        reply is sent. False when there is no replier to take it (the caller sends it itself)."""
+        if self._replier is None and not self._start_replier():
+            return False
+        if self._replier_stopped:
+            return False
+        with agent.lock:
+            agent.handed_over += 1
+        self._replies.put((agent, task, status, payload))
+        return True
+
+    def _start_replier(self) -> bool:
+        with self._lock:
+            if self._replier is None:
+                replier = threading.Thread(target=self._send_replies, name="agentnb-replier", daemon=True)
+                try:
+                    replier.start()
+                except RuntimeError as exc:  # no thread to be had: each worker sends its own replies
+                    _LOGGER.warning("the agent server %s sends replies without its replier thread: %s", self.name, exc)
+                    return False
+                self._replier = replier
+        return True
 
     def _send_replies(self) -> None:
         while True:
             item = self._replies.get()
             if item is _END:
                 return
-            task, status, payload = item
+            agent, task, status, payload = item
             try:
                 self._reply(task, status, payload)
             except Exception:
                 _LOGGER.exception("a reply could not be sent")
             finally:
-                self._finished()
+                with agent.lock:
+                    agent.handed_over -= 1
+                if status != pb.QUEUED and status != pb.RUNNING:
+                    self._finished()
 
     def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
         call = task.call
@@ -571,6 +604,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     def stop_replier(self) -> None:
         """End the replier thread after the replies already handed to it (the server has stopped)."""
+        self._replier_stopped = True
         self._replies.put(_END)
 
     def end_sessions(self) -> None:
