@@ -34,6 +34,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         time.sleep(interval)
 
 
+def completed_when_idle(connection: Any) -> int:
+    """The server's count of finished calls, read once nothing runs there: a call's reply goes
+    out just before the server counts it, so a count read right after a reply may still grow."""
+    return wait_for(lambda: (info := connection.info()).busy == 0 and info, what="the server to be idle").completed
+
+
 def wait_pid_gone(pid: int, timeout: float = 15.0) -> None:
     wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
 

@@ -6,6 +6,7 @@ import threading
 import uuid
 
 import pytest
+from helpers_runtime import completed_when_idle
 
 import agentnb
 from agentnb import AgentBase, AgentNotFound, SerializationError, async_func
@@ -44,7 +45,7 @@ def test_unknown_agent_id(server):
 def test_unknown_method_private_method_wrong_arguments(server):
     keeper = Keeper("k", to_dist=server.to_dist)
     agentnb.wait_created(keeper)  # its creation is work the server does: done before counting
-    completed = server.connection().info().completed
+    completed = completed_when_idle(server.connection())
     with pytest.raises(AttributeError, match="_secret.*private"):
         keeper._secret()
     assert server.connection().info().completed == completed  # refused before anything was sent
@@ -58,7 +59,7 @@ def test_unknown_method_private_method_wrong_arguments(server):
 def test_unpicklable_argument_is_refused_before_sending(server):
     keeper = Keeper("k", to_dist=server.to_dist)
     agentnb.wait_created(keeper)  # its creation is work the server does: done before counting
-    completed = server.connection().info().completed
+    completed = completed_when_idle(server.connection())
     with pytest.raises(SerializationError, match=r"an argument of k\.add\(\) cannot be pickled"):
         keeper.add(threading.Lock())
     assert server.connection().info().completed == completed

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from agents_for_tests import Box, Worker
-from helpers_runtime import wait_for
+from helpers_runtime import completed_when_idle, wait_for
 
 import agentnb
 from agentnb import AsyncResult, Msg
@@ -100,7 +100,7 @@ def test_attributes_cannot_be_set_on_a_proxy(worker) -> None:
 
 def test_private_names_are_refused_before_anything_is_sent(server, worker) -> None:
     conn = server.connection()
-    completed = conn.info().completed
+    completed = completed_when_idle(conn)
     with pytest.raises(AttributeError, match="private"):
         worker._secret()
     with pytest.raises(AttributeError, match="private"):
