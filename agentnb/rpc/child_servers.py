@@ -114,9 +114,10 @@ def prestart_child_server() -> None:
     starting; :func:`child_server` takes over the one started here.
     """
     global _pending
+    # The usual case after the first agent: no lock, no poll of each child
+    # (child_server() replaces a dead one itself).
     if _pending is not None or (_children and not _needs_new_child(_children)):
-        return  # the usual case after the first agent: no lock, no poll of each child
-        # (child_server() replaces a dead one itself)
+        return
     with _lock:
         if _pending is None and _needs_new_child(_usable_children()):
             _pending = _launch_child()

@@ -166,12 +166,10 @@ def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool) ->
     for _ in range(len(pool)):
         replica = pool.place()
         try:
-            proxy = _create(replica.connection(), cls, payload, owner)
+            return _create(replica.connection(), cls, payload, owner)
         except _ReplicaGone as gone:
             pool.mark_unreachable(replica)
             error = gone.error
-            continue
-        return proxy
     assert error is not None
     raise error
 

@@ -97,11 +97,10 @@ class RpcObject:
         if not creating.wait(timeout):
             raise TimeoutError(f"{self._short_class()} {self._agent_id} was not created "
                                f"on {self._conn.address} within {timeout} s")
-        if creating.error is not None:  # the transport's: the object may exist; the next use asks again
+        if creating.failed:
             self._conn.creation_seen(creating)
-            raise creating.error
-        if creating.state != DONE:
-            self._conn.creation_seen(creating)
+            if creating.error is not None:  # the transport's: the object may exist; the next use asks again
+                raise creating.error
             error = codec.decode_error(creating.payload, self._conn.address)
             error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
                            f"{self._conn.address} by to_dist(); the object does not exist)")

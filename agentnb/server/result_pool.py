@@ -97,14 +97,11 @@ class LocalResultPool(ResultPool):
         self._results: OrderedDict[str, tuple[float, StoredResult]] = OrderedDict()
         self._pending: set[str] = set()
         self._cond = threading.Condition()
-        self._readers = 0  # readers waiting on _cond: only they need waking
-        self._next_sweep = 0.0  # when expired results are next looked for
 
     def add_pending(self, task_id: str) -> None:
         with self._cond:
             self._pending.add(task_id)
-            if self._readers:
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def put(self, task_id: str, result: StoredResult) -> None:
         now = time.monotonic()
@@ -113,16 +110,12 @@ class LocalResultPool(ResultPool):
             self._results[task_id] = (now + self.max_expire_time, result)
             self._results.move_to_end(task_id)
             self._evict(now)
-            if self._readers:
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def _evict(self, now: float) -> None:
         results = self._results
         while len(results) > self.max_len:
             results.popitem(last=False)
-        if now < self._next_sweep:  # an expired result is refused when read; it is dropped within a second
-            return
-        self._next_sweep = now + 1.0
         while results:
             task_id, (expires, _) = next(iter(results.items()))
             if expires > now:
@@ -150,11 +143,7 @@ class LocalResultPool(ResultPool):
                     waits.append(deadline - now)
                 if task_id not in self._pending:
                     waits.append(unknown_deadline - now)
-                self._readers += 1
-                try:
-                    self._cond.wait(max(0.0, min(waits)))
-                finally:
-                    self._readers -= 1
+                self._cond.wait(max(0.0, min(waits)))
 
     def __len__(self) -> int:
         with self._cond:

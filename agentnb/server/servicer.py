@@ -198,6 +198,11 @@ def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
     _LATE_REMOVALS.add(shm_dir, name, UNCLAIMED_FILE_SECONDS)
 
 
+def _is_final(status: int) -> bool:
+    """Whether a reply of this status ends its call (not a QUEUED or RUNNING report)."""
+    return status != pb.QUEUED and status != pb.RUNNING
+
+
 def _make_server_frame(replies: list) -> pb.ServerFrame:
     return pb.ServerFrame(replies=replies)
 
@@ -462,7 +467,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             finally:
                 with agent.lock:
                     agent.handed_over -= 1
-                if status != pb.QUEUED and status != pb.RUNNING:
+                if _is_final(status):
                     self._finished()
 
     def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
@@ -540,7 +545,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         call = task.call
         now = time.time()
         task_id = call.task_id
-        final = status != pb.QUEUED and status != pb.RUNNING
+        final = _is_final(status)
         if store and task_id and final:
             try:
                 self.pool.put(task_id, StoredResult(status, payload, now))
