@@ -56,3 +56,14 @@ class DeadlockError(AgentnbError):
     finish: each agent runs one call at a time. Make one of the two calls
     asynchronous (``@async_func``) or restructure the exchange.
     """
+
+
+class DaemonError(AgentServerError):
+    """A daemon could not be started, found or stopped; the message says why.
+
+    In IPython it is shown as its message alone: the traceback through the
+    extension would only hide what went wrong.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]

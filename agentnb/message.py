@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agentnb.rpc.ids import random_hex
+from agentnb.wire.ids import random_hex
 
 
 class Msg(dict):

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from agentnb.wire.states import CANCELLED, FAILED, FINAL_STATES, RUNNING
+
 if TYPE_CHECKING:
     from agentnb.rpc.async_result import AsyncResult
 
@@ -30,7 +32,7 @@ _async_result: ModuleType | None = None
 
 
 def _rpc() -> ModuleType:
-    """``agentnb.rpc.async_result`` (AsyncResult and the call states), imported on first
+    """``agentnb.rpc.async_result`` (AsyncResult), imported on first
     use: ``import agentnb`` imports this module, and must not load grpc. (Kept: the
     reader thread asks at every state change.)"""
     global _async_result
@@ -140,7 +142,7 @@ class Progress:
         self._lock = threading.Lock()
         self._states = [res.status for res in self._results]
         self._counts = Counter(self._states)
-        self._finished = sum(1 for state in self._states if state in _rpc().FINAL_STATES)
+        self._finished = sum(1 for state in self._states if state in FINAL_STATES)
         self._all_final = threading.Event()
         submitted = [res.times.get("submitted") for res in self._results]
         self._started = min((t for t in submitted if t is not None), default=time.time())
@@ -153,12 +155,12 @@ class Progress:
         new = res.status
         with self._lock:
             old = self._states[index]
-            if old == new or old in _rpc().FINAL_STATES:
+            if old == new or old in FINAL_STATES:
                 return
             self._states[index] = new
             self._counts[old] -= 1
             self._counts[new] += 1
-            if new in _rpc().FINAL_STATES:
+            if new in FINAL_STATES:
                 self._finished += 1
                 self._check_all_final()
 
@@ -190,7 +192,7 @@ class Progress:
 
     @property
     def failed(self) -> int:
-        return self.count(_rpc().FAILED)
+        return self.count(FAILED)
 
     @property
     def elapsed(self) -> float:
@@ -213,8 +215,7 @@ class Progress:
         with self._lock:
             counts = dict(self._counts)
         parts = [f"{self._finished}/{self.total} done"]
-        rpc = _rpc()
-        parts += [f"{counts[state]} {state}" for state in (rpc.FAILED, rpc.CANCELLED, rpc.RUNNING) if counts.get(state)]
+        parts += [f"{counts[state]} {state}" for state in (FAILED, CANCELLED, RUNNING) if counts.get(state)]
         parts.append(f"{self.elapsed:.1f} s")
         if self.total > 1:
             parts.append(f"{self.rate:.1f}/s")

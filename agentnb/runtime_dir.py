@@ -14,7 +14,7 @@ import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,8 @@ ENV_DIR = "AGENTNB_RUNTIME_DIR"
 # The names of this machine's loopback address: the hosts a local-mode server and a daemon may bind.
 # Here, not in the server package, so the kernel side checks a host without importing the server.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+# In ServerRecord.extra of a pool's replica: the pool's name, its index, how many replicas.
+POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"
 
 
 def runtime_dir() -> pathlib.Path:
@@ -60,6 +62,26 @@ class ServerRecord:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def pool(self) -> str | None:
+        """The name of the server pool this server is a replica of, if any."""
+        name = self.extra.get(POOL_KEY) if isinstance(self.extra, dict) else None
+        return name if isinstance(name, str) else None
+
+    @property
+    def replica(self) -> int:
+        """Its index among its pool's replicas (0 for a lone server)."""
+        return int(self.extra.get(REPLICA_KEY, 0)) if self.pool is not None else 0
+
+    @property
+    def replicas(self) -> int:
+        """How many replicas its pool has (1 for a lone server)."""
+        return int(self.extra.get(REPLICAS_KEY, 1)) if self.pool is not None else 1
+
+    def is_at(self, host: str, port: int) -> bool:
+        """Whether this server listens at ``host:port`` (loopback names are one host)."""
+        return self.port == int(port) and canonical_host(self.host) == canonical_host(host)
 
 
 def _record_path(name: str) -> pathlib.Path:
@@ -145,13 +167,43 @@ def iter_records() -> Iterator[ServerRecord]:
 
 def find_token(host: str, port: int) -> str | None:
     """The token of the live server recorded at ``host:port``, if any."""
-    wanted = {host, _canonical_host(host)}
     for record in iter_records():
-        if record.port == int(port) and ({record.host, _canonical_host(record.host)} & wanted):
+        if record.is_at(host, port):
             return record.token
     return None
 
 
-def _canonical_host(host: str) -> str:
+def replica_name(pool_name: str, index: int) -> str:
+    """The record name of replica ``index`` of pool ``pool_name``."""
+    return f"{pool_name}-{index}"
+
+
+def mark_replica(record_name: str, pool_name: str, index: int, count: int) -> ServerRecord | None:
+    """Note in the record of server ``record_name`` that it is replica ``index`` of ``count`` of a pool."""
+    record = read_record(record_name)
+    if record is not None:
+        record.extra = {**record.extra, POOL_KEY: pool_name, REPLICA_KEY: index, REPLICAS_KEY: count}
+        write_record(record)
+    return record
+
+
+def recorded_pools(records: Iterable[ServerRecord] | None = None) -> dict[str, list[ServerRecord]]:
+    """Every pool recorded in this user's runtime directory: its live replicas, in index order.
+
+    Args:
+        records: the records to look through, when the caller has just read
+            them (:func:`iter_records`); by default, read them now.
+    """
+    pools: dict[str, list[ServerRecord]] = {}
+    for record in iter_records() if records is None else records:
+        if record.pool is not None:
+            pools.setdefault(record.pool, []).append(record)
+    for members in pools.values():
+        members.sort(key=lambda r: r.replica)
+    return pools
+
+
+def canonical_host(host: str) -> str:
+    """``host`` with every name of this machine's loopback interface as ``127.0.0.1``."""
     # An empty host (none given) is taken as this machine too.
     return "127.0.0.1" if host in LOOPBACK_HOSTS or host == "" else host

@@ -1,10 +1,11 @@
-"""The IPython side of agentnb: the ``%agent_server`` magic, the daemon manager,
-live widgets for AsyncResults, and prompt interrupts of cells that ``await``.
+"""The IPython side of agentnb: the ``%agent_server`` magic, live widgets for
+AsyncResults, the report of failed creations after each cell, and prompt
+interrupts of cells that ``await``.
 
 ``%load_ext agentnb`` (see :func:`agentnb.load_ipython_extension`) lands in
-:func:`load_ipython_extension` here. The daemon manager,
-:class:`DaemonRegistry`, does not need IPython and can be used from any
-Python program.
+:func:`load_ipython_extension` here. Everything here is a view over agentnb's
+public API (``agentnb.__all__``): the magic's commands are functions a script
+can call too (``agentnb.start_server``, ``list_servers``, ``stop_server``, ...).
 """
 
 from __future__ import annotations
@@ -14,35 +15,15 @@ import sys
 import traceback
 from typing import Any
 
-from agentnb.rpc.placement import take_creations, track_creations
-from agentnb.rpc.rpc_object import set_watch, unseen_creation_failures
-from kernel_ext.daemon_options import DaemonError, DaemonOptions
-from kernel_ext.daemons import DaemonRegistry, DaemonStatus
+import agentnb
 from kernel_ext.loop_waker import LoopWaker
 
-__all__ = [
-    "DaemonError",
-    "DaemonOptions",
-    "DaemonRegistry",
-    "DaemonStatus",
-    "load_ipython_extension",
-    "registry",
-    "unload_ipython_extension",
-]
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 _LOGGER = logging.getLogger(__name__)
 _MAGIC_NAME = "agent_server"
 _KERNEL_SHELL = "ZMQInteractiveShell"  # ipykernel's: the one with a widget frontend
-_registry: DaemonRegistry | None = None
 _waker = LoopWaker()
-
-
-def registry() -> DaemonRegistry:
-    """This process's daemon registry (the one ``%agent_server`` uses)."""
-    global _registry
-    if _registry is None:
-        _registry = DaemonRegistry()
-    return _registry
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -53,11 +34,11 @@ def load_ipython_extension(ipython: Any) -> None:
     and progress as live widgets (``%load_ext agentnb``; loading twice is harmless)."""
     from kernel_ext.magics import AgentServerMagics
 
-    ipython.register_magics(AgentServerMagics(ipython, registry()))
+    ipython.register_magics(AgentServerMagics(ipython))
     _waker.unregister(ipython)
     _waker.register(ipython)
-    set_watch(True)
-    track_creations(True)
+    agentnb.set_watch(True)
+    agentnb.watch_creations(True)
     _unregister_event(ipython, "post_run_cell", report_failed_creations)
     ipython.events.register("post_run_cell", report_failed_creations)
     if type(ipython).__name__ == _KERNEL_SHELL:
@@ -79,8 +60,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     manager.magics["line"].pop(_MAGIC_NAME, None)
     manager.registry.pop("AgentServerMagics", None)
     _waker.unregister(ipython)
-    set_watch(False)
-    track_creations(False)
+    agentnb.set_watch(False)
+    agentnb.watch_creations(False)
     _unregister_event(ipython, "post_run_cell", report_failed_creations)
     if type(ipython).__name__ == _KERNEL_SHELL:
         try:
@@ -96,17 +77,17 @@ def report_failed_creations(result: Any = None) -> None:
     ``to_dist`` (which does not wait for ``__init__``), and print why any of
     them could not be created, in that cell's output. The proxy itself raises
     the same error when it is used."""
-    proxies = take_creations()
+    created = agentnb.failed_creations()
     done = 0
     try:
-        for label, error in unseen_creation_failures(proxies):
+        for label, error in created:
             done += 1
             if error is not None:  # (one the cell's own code ran into was raised there already)
                 lines = traceback.format_exception_only(type(error), error)
                 print(f"agentnb: {label} was not created; using its proxy raises:\n" + "".join(lines).rstrip(),
                       file=sys.stderr)
     except KeyboardInterrupt:  # the user stops waiting: the objects are still being made
-        print(f"agentnb: interrupted; {len(proxies) - done} object(s) of this cell still being created "
+        print(f"agentnb: interrupted; {len(created) - done} object(s) of this cell still being created "
               "(their first use waits for them)", file=sys.stderr)
 
 

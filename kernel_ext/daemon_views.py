@@ -5,9 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from agentnb.rpc.server_pool import REPLICA_KEY, REPLICAS_KEY, pool_of
-from agentnb.runtime_dir import ServerRecord
-from kernel_ext.daemons import DaemonStatus
+from agentnb import ServerRecord, ServerStatus
 
 LIST_COLUMNS = ("name", "address", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "pool",
                 "default")
@@ -31,13 +29,12 @@ def format_duration(seconds: float) -> str:
 
 def pool_label(record: ServerRecord) -> str:
     """``lab 1/2`` for the second of the two replicas of pool ``lab``; empty for a lone server."""
-    pool = pool_of(record)
-    if pool is None:
+    if record.pool is None:
         return ""
-    return f"{pool} {int(record.extra.get(REPLICA_KEY, 0)) + 1}/{record.extra.get(REPLICAS_KEY, '?')}"
+    return f"{record.pool} {record.replica + 1}/{record.replicas}"
 
 
-def status_row(status: DaemonStatus) -> dict[str, str]:
+def status_row(status: ServerStatus) -> dict[str, str]:
     """One server as the cells of a ``%agent_server list`` row."""
     record, info = status.record, status.info
 
@@ -75,7 +72,7 @@ def html_table(columns: Sequence[str], rows: Sequence[dict[str, str]]) -> str:
 class DaemonTable:
     """The result of ``%agent_server list``: every recorded server of this user."""
 
-    def __init__(self, statuses: Sequence[DaemonStatus]) -> None:
+    def __init__(self, statuses: Sequence[ServerStatus]) -> None:
         self.statuses = list(statuses)
 
     def _rows(self) -> list[dict[str, str]]:
@@ -98,7 +95,7 @@ _NO_SERVERS = "No agent server is running (start one with %agent_server start)."
 class DaemonDetail:
     """The result of ``%agent_server status NAME``: one server and its agents."""
 
-    def __init__(self, status: DaemonStatus) -> None:
+    def __init__(self, status: ServerStatus) -> None:
         self.status = status
 
     def _fields(self) -> dict[str, str]:

@@ -6,8 +6,7 @@ import argparse
 import shlex
 from typing import Any, NoReturn
 
-from kernel_ext.daemon_options import POOL_TYPES
-from kernel_ext.daemons import DEFAULT_STOP_GRACE
+from agentnb import DaemonOptions
 
 PROG = "%agent_server"
 COMMANDS = ("start", "list", "status", "logs", "stop", "use")
@@ -94,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calls run at once, per replica (default: 32)")
     start.add_argument("--replicas", type=_positive_int, default=1,
                        help="server processes acting as one pool (default: 1); agents go to the least loaded")
-    start.add_argument("--pool-type", choices=POOL_TYPES, default="local", help="result pool (default: local)")
+    start.add_argument("--pool-type", choices=DaemonOptions.POOL_TYPES, default="local",
+                       help="result pool (default: local)")
     start.add_argument("--redis-url", help="Redis URL, with --pool-type redis")
     start.add_argument("--max-expire-time", type=_positive_seconds, help="seconds results are kept")
     start.add_argument("--max-len", type=_positive_int, help="results kept at most (local pool)")
@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "SIGKILL follows after --grace seconds.")
     stop.add_argument("names", nargs="*", metavar="NAME", help="the daemons (or pools) to stop")
     stop.add_argument("--all", action="store_true", help="stop every daemon of this user")
-    stop.add_argument("--grace", type=_seconds, default=DEFAULT_STOP_GRACE,
-                      help=f"seconds before SIGKILL (default: {DEFAULT_STOP_GRACE:g})")
+    stop.add_argument("--grace", type=_seconds, default=DaemonOptions.DEFAULT_STOP_GRACE,
+                      help=f"seconds before SIGKILL (default: {DaemonOptions.DEFAULT_STOP_GRACE:g})")
 
     use = commands.add_parser("use", help="place this kernel's new agents on a daemon",
                               description="Place the agents this kernel distributes from now on "

@@ -8,20 +8,16 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from agentnb.rpc.server_pool import gather, pool_of
-from kernel_ext.daemon_options import DaemonOptions
+import agentnb
 from kernel_ext.daemon_views import DaemonDetail, DaemonTable
-from kernel_ext.daemons import DaemonRegistry
 from kernel_ext.magic_args import HelpShown, MagicUsageError, parse
 
 
 @magics_class
 class AgentServerMagics(Magics):
-    """The ``%agent_server`` line magic; the work is done by a :class:`DaemonRegistry`."""
-
-    def __init__(self, shell: object, registry: DaemonRegistry) -> None:
-        super().__init__(shell)
-        self.registry = registry
+    """The ``%agent_server`` line magic: a view over :mod:`agentnb.cluster`'s public functions
+    (``agentnb.start_server``, ``list_servers``, ``describe_server``, ``server_logs``,
+    ``use_server``, ``stop_server``), which a script can call as well."""
 
     @line_magic
     def agent_server(self, line: str) -> None:
@@ -38,27 +34,28 @@ class AgentServerMagics(Magics):
         getattr(self, f"_{args.command}")(args)
 
     def _start(self, args: argparse.Namespace) -> None:
-        options = DaemonOptions(
-            name=args.name, host=args.host, port=args.port, capacity=args.capacity, pool_type=args.pool_type,
-            redis_url=args.redis_url, max_expire_time=args.max_expire_time, max_len=args.max_len,
-            model_config_path=args.model_config_path, replicas=args.replicas,
+        server = agentnb.start_server(
+            args.name, replicas=args.replicas, host=args.host, port=args.port, capacity=args.capacity,
+            pool_type=args.pool_type, redis_url=args.redis_url, max_expire_time=args.max_expire_time,
+            max_len=args.max_len, model_config_path=args.model_config_path,
+            use=False if args.no_default else None,
         )
-        make_default = False if args.no_default else None
-        if options.replicas > 1:
-            records = self.registry.start_pool(options, make_default=make_default)
-            name = pool_of(records[0]) or records[0].name
-            print(f"Server pool {name!r} of {len(records)} replicas running (capacity {records[0].capacity} each); "
-                  f"{self._placement(name, 'them, each to the least loaded replica')}.")
+        statuses = agentnb.describe_server(server.name)
+        records = [status.record for status in statuses]
+        if len(records) > 1:
+            print(f"Server pool {server.name!r} of {len(records)} replicas running (capacity {records[0].capacity} "
+                  f"each); {self._placement(server.name, 'them, each to the least loaded replica')}.")
             for record in records:
                 print(f"  {record.name} at {record.address} (pid {record.pid}), log: {record.log_path}")
             return
-        record = self.registry.start(options, make_default=make_default)
+        record = records[0]
         print(f"Agent server {record.name!r} running at {record.address} (pid {record.pid}, "
               f"capacity {record.capacity}); {self._placement(record.name, 'it')}.\nLog: {record.log_path}")
 
-    def _placement(self, name: str, target: str) -> str:
+    @staticmethod
+    def _placement(name: str, target: str) -> str:
         """Where this kernel's agents go now that ``name`` started."""
-        default = self.registry.default_name()
+        default = agentnb.default_server_name()
         if default == name:
             return f"agents distributed from this kernel now go to {target}"
         if default is not None:
@@ -66,41 +63,33 @@ class AgentServerMagics(Magics):
         return f"`%agent_server use {name}` places this kernel's agents on it"
 
     def _list(self, args: argparse.Namespace) -> None:
-        display(DaemonTable(self.registry.statuses()))
+        display(DaemonTable(agentnb.list_servers()))
 
     def _status(self, args: argparse.Namespace) -> None:
-        records = self.registry.members(args.name)  # a pool: each replica, asked at once
-        for status in gather([lambda name=record.name: self.registry.status(name) for record in records]):
+        for status in agentnb.describe_server(args.name):
             display(DaemonDetail(status))
 
     def _logs(self, args: argparse.Namespace) -> None:
-        replicas = self.registry.pool_members(args.name)
-        if not replicas:
-            print(self.registry.log_tail(args.name, args.lines), end="")
-        for record in replicas:
-            print(f"==> {record.name} <==")
-            print(self.registry.log_tail(record.name, args.lines), end="")
+        print(agentnb.server_logs(args.name, args.lines), end="")
 
     def _stop(self, args: argparse.Namespace) -> None:
-        default = self.registry.default_name()
-        if args.all:
-            stopped = self.registry.stop_all(args.grace)
-        else:
-            stopped = self.registry.stop(args.names, args.grace)
+        default = agentnb.default_server_name()
+        stopped = agentnb.stop_server(*args.names, all=args.all, grace=args.grace)
         if not stopped:
             print("No daemon was running.")
             return
         print(f"Stopped {', '.join(map(repr, stopped))}.")
-        if default is not None and self.registry.default_name() is None:
+        if default is not None and agentnb.default_server_name() is None:
             print("Agents distributed from this kernel now go to a child server of this kernel "
                   "(`%agent_server use NAME` picks another daemon).")
 
     def _use(self, args: argparse.Namespace) -> None:
-        records = self.registry.use(None if args.none else args.name)
-        if not records:
+        server = agentnb.use_server(None if args.none else args.name)
+        if server is None:
             print("Agents distributed from this kernel now go to child servers of this kernel.")
-        elif len(records) == 1:
-            print(f"Agents distributed from this kernel now go to {records[0].name!r} at {records[0].address}.")
+        elif len(server) == 1:
+            replica = server.replicas[0]
+            print(f"Agents distributed from this kernel now go to {replica.name!r} at {replica.address}.")
         else:
             print(f"Agents distributed from this kernel now go to pool {args.name!r}, each to the least loaded "
-                  f"of {', '.join(r.name for r in records)}.")
+                  f"of {', '.join(r.name for r in server.replicas)}.")

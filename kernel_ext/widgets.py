@@ -4,7 +4,7 @@
 display machinery: an :class:`~agentnb.AsyncResult` shown in a cell becomes a
 :class:`ResultView`, a :class:`~agentnb.Progress` a :class:`ProgressView`.
 Their states come from the servers' pushes; the process's one ticker thread
-(:data:`agentnb.progress.TICKER`) redraws them a few times a second while any
+(:data:`agentnb.TICKER`) redraws them a few times a second while any
 of them is live, and each view leaves the ticker once all its results are final.
 """
 
@@ -19,10 +19,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from agentnb import AsyncResult, Progress
-from agentnb.progress import TICKER
-from agentnb.rpc.async_result import FINAL_STATES
-from agentnb.rpc.future import CANCELLED, DONE, FAILED, RUNNING
+from agentnb import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, TICKER, AsyncResult, Progress
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,7 +27,7 @@ RESULT_CLASS = "agentnb-result"
 PROGRESS_CLASS = "agentnb-progress"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PREVIEW_CHARS = 300
-STATUS_COLOURS = {"queued": "#777", RUNNING: "#1565c0", DONE: "#2e7d32", FAILED: "#c62828", CANCELLED: "#ef6c00"}
+STATUS_COLOURS = {QUEUED: "#777", RUNNING: "#1565c0", DONE: "#2e7d32", FAILED: "#c62828", CANCELLED: "#ef6c00"}
 
 
 def _badge(status: str) -> str:

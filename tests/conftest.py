@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from agentnb.rpc.child_servers import spawn_server, stop_child_servers
+from agentnb.launch.child_servers import stop_child_servers
+from agentnb.launch.command import spawn_server
 from agentnb.rpc.connection import ServerConnection
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

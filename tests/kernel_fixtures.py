@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 import pytest
 from jupyter_client.manager import KernelManager
 
-from agentnb import clear_default_server
+from agentnb import DaemonRegistry, clear_default_server
 from agentnb.runtime_dir import pid_alive
-from kernel_ext import DaemonRegistry
 
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 120.0

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from agentnb import AgentBase, async_func
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc.connection import TOKEN_METADATA_KEY
+from agentnb.wire.protocol import TOKEN_METADATA_KEY
 
 UNARY = ("GetResult", "GetInfo", "ListAgents")  # Shutdown is left out: a valid one would stop the server
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from agentnb import Msg
-from agentnb.rpc.ids import random_hex
-from agentnb.server.result_pool import TASK_ID_PATTERN
+from agentnb.server.result_store import TASK_ID_PATTERN
+from agentnb.wire.ids import random_hex
 
 
 def test_ids_are_unique_and_of_the_asked_length() -> None:

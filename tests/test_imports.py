@@ -18,7 +18,7 @@ import pytest
 import agentnb
 from agentnb import AgentBase, config
 from agentnb.config import ENV_MODEL_CONFIGS, clear_model_configs
-from agentnb.rpc import child_servers
+from agentnb.launch import child_servers
 from agentnb.rpc.placement import clear_default_server, set_default_server
 
 HEAVY = ("grpc", "google.protobuf", "agentnb._proto", "agentnb.rpc.connection", "agentnb.models",

@@ -12,9 +12,9 @@ import kernel_fixtures
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
 
+from agentnb import DaemonRegistry
 from agentnb.rpc.connection import ServerConnection
 from agentnb.runtime_dir import pid_alive, read_record
-from kernel_ext import DaemonRegistry
 
 # The shared fixtures of the notebook-side tests (see kernel_fixtures).
 kernel = kernel_fixtures.kernel

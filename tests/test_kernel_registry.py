@@ -7,9 +7,9 @@ import threading
 import kernel_fixtures
 import pytest
 
+from agentnb import DaemonError, DaemonOptions, DaemonRegistry
 from agentnb.rpc.placement import default_server
 from agentnb.runtime_dir import pid_alive, read_record
-from kernel_ext import DaemonError, DaemonOptions, DaemonRegistry
 
 # The shared fixtures of the notebook-side tests (see kernel_fixtures).
 reap_daemons = kernel_fixtures.reap_daemons

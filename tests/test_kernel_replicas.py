@@ -7,8 +7,7 @@ import textwrap
 import kernel_fixtures
 from kernel_fixtures import Kernel
 
-from agentnb.rpc.server_pool import recorded_pools
-from agentnb.runtime_dir import pid_alive, read_record
+from agentnb.runtime_dir import pid_alive, read_record, recorded_pools
 
 kernel = kernel_fixtures.kernel
 reap_daemons = kernel_fixtures.reap_daemons

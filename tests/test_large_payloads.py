@@ -20,11 +20,12 @@ from test_security import tls_files  # noqa: F401 -- the fixture
 
 from agentnb import AgentBase, AuthenticationError, SerializationError, TaskCancelled, async_func
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc import codec, shm, wire
-from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY, ServerConnection
+from agentnb.rpc.connection import ServerConnection
+from agentnb.wire import codec, frames, shm
+from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
 
 MIB = 2**20
-CHUNK = wire.CHUNK_BYTES
+CHUNK = frames.CHUNK_BYTES
 
 
 def pattern(size: int, seed: int = 0) -> bytes:
@@ -85,11 +86,11 @@ class Store(AgentBase):
 
 def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
     """Send ``payload`` as a Call would go (frames, bytes), and reassemble it as a server does."""
-    item = wire.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
-    incoming = wire.Reassembly()
+    item = frames.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
+    incoming = frames.Reassembly()
     done = []
-    for frame in wire.frames_of(item, lambda calls: pb.ClientFrame(calls=calls)):
-        done += incoming.receive(*wire.decode_client_frame(wire.encode_frame(frame)))
+    for frame in frames.of_item(item, lambda calls: pb.ClientFrame(calls=calls)):
+        done += incoming.receive(*frames.decode_client_frame(frames.encode_frame(frame)))
     assert len(done) == 1 and len(incoming) == 0
     return done[0][1]
 
@@ -97,14 +98,14 @@ def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
 def test_a_chunk_frame_is_the_protobuf_frame_of_that_chunk() -> None:
     data = pattern(3000)
     for seq in (0, 1, 300, 2**40):
-        raw = wire.encode_frame(wire.Chunk(seq, memoryview(data)))
+        raw = frames.encode_frame(frames.Chunk(seq, memoryview(data)))
         assert raw == pb.ClientFrame(chunk=pb.Chunk(seq=seq, data=data)).SerializeToString()
         assert pb.ServerFrame.FromString(raw).chunk.data == data  # the same bytes in both directions
-        calls, chunk = wire.decode_client_frame(raw)
+        calls, chunk = frames.decode_client_frame(raw)
         assert list(calls) == [] and chunk.seq == seq and bytes(chunk.data) == data
     # A frame protobuf wrote some other way (calls and a chunk) is read by protobuf.
     mixed = pb.ClientFrame(calls=[pb.Call(seq=3, method="m")], chunk=pb.Chunk(seq=3, data=b"xyz"))
-    calls, chunk = wire.decode_client_frame(mixed.SerializeToString())
+    calls, chunk = frames.decode_client_frame(mixed.SerializeToString())
     assert [c.method for c in calls] == ["m"] and bytes(chunk.data) == b"xyz" and chunk.seq == 3
 
 
@@ -131,15 +132,15 @@ def test_buffers_are_set_apart_once_and_keep_their_type() -> None:
 
 
 def test_chunks_that_do_not_fit_their_sizes_are_refused() -> None:
-    incoming = wire.Reassembly()
+    incoming = frames.Reassembly()
     call = pb.Call(seq=5, part_sizes=[10])
     assert incoming.start(call) is None
-    _, chunk = wire.decode_client_frame(wire.encode_frame(wire.Chunk(5, memoryview(b"x" * 11))))
-    with pytest.raises(wire.PayloadError, match="do not match") as err:
+    _, chunk = frames.decode_client_frame(frames.encode_frame(frames.Chunk(5, memoryview(b"x" * 11))))
+    with pytest.raises(frames.PayloadError, match="do not match") as err:
         incoming.add(chunk)
     assert err.value.message.seq == 5 and len(incoming) == 0
     assert incoming.add(chunk) is None  # chunks of a refused call: dropped
-    with pytest.raises(wire.PayloadError, match="MAX_PAYLOAD_BYTES"):
+    with pytest.raises(frames.PayloadError, match="MAX_PAYLOAD_BYTES"):
         incoming.start(pb.Call(seq=6, part_sizes=[codec.MAX_PAYLOAD_BYTES, 1]))
 
 
@@ -324,13 +325,13 @@ def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
         pb.Call(seq=2, kind=pb.CALL, agent_id=store.agent_id, method="length", part_sizes=[10]),
         pb.Call(seq=3, kind=pb.CALL, agent_id=store.agent_id, method="length", payload=args),
     ]
-    frames = [pb.ClientFrame(calls=calls[:2]).SerializeToString(),
-              wire.encode_frame(wire.Chunk(2, memoryview(b"x" * 11))),
-              pb.ClientFrame(calls=calls[2:]).SerializeToString()]
+    raw_frames = [pb.ClientFrame(calls=calls[:2]).SerializeToString(),
+                  frames.encode_frame(frames.Chunk(2, memoryview(b"x" * 11))),
+                  pb.ClientFrame(calls=calls[2:]).SerializeToString()]
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
-        stream = session(iter(frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        stream = session(iter(raw_frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
                 replies[reply.seq] = reply
@@ -448,8 +449,8 @@ def _raw_session(server, calls: list[pb.Call]) -> dict[int, pb.Reply]:
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
-        frames = [pb.ClientFrame(calls=calls).SerializeToString()]
-        stream = session(iter(frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        raw_frames = [pb.ClientFrame(calls=calls).SerializeToString()]
+        stream = session(iter(raw_frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
                 replies[reply.seq] = reply

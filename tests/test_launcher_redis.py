@@ -9,10 +9,10 @@ import kernel_fixtures
 import pytest
 from helpers_runtime import free_port
 
+from agentnb import DaemonError, DaemonOptions, DaemonRegistry
 from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import iter_records
 from agentnb.server.launcher import RpcAgentServerLauncher
-from kernel_ext import DaemonError, DaemonOptions, DaemonRegistry
 
 reap_daemons = kernel_fixtures.reap_daemons
 registry = kernel_fixtures.registry

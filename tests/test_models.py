@@ -26,10 +26,9 @@ import kernel_fixtures
 import pytest
 
 import agentnb
-from agentnb import AgentBase, Msg, RpcAgentServerLauncher
+from agentnb import AgentBase, DaemonOptions, DaemonRegistry, Msg, RpcAgentServerLauncher
 from agentnb.config import ENV_MODEL_CONFIGS, ModelConfigError, clear_model_configs, model_configs
 from agentnb.models import ModelCallError, ModelsExtraMissing, OpenAIChatModel, PostAPIModel
-from kernel_ext import DaemonOptions, DaemonRegistry
 
 SLOW_SECONDS = 1.0
 AGENTS = 5

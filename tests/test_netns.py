@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 from helpers_runtime import script_env, write_script
 
-from agentnb.rpc.child_servers import spawn_server
+from agentnb.launch.command import spawn_server
 
 IP = shutil.which("ip")
 

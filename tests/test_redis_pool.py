@@ -17,12 +17,12 @@ from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixtur
 
 from agentnb import AgentServerError, ServerUnavailable, TaskNotFound
 from agentnb.server.launcher import RpcAgentServerLauncher
-from agentnb.server.result_pool import (
+from agentnb.server.result_store import (
     UNKNOWN_TASK_GRACE,
-    RedisResultPool,
-    ResultPoolUnavailable,
+    RedisResultStore,
+    ResultStoreUnavailable,
     StoredResult,
-    make_pool,
+    make_store,
 )
 
 OK, ERROR = 1, 2  # agentnb_pb2.ReplyStatus
@@ -35,10 +35,10 @@ def task_id(n: int) -> str:
 
 @pytest.fixture
 def pool(redis_server: RedisServer):  # noqa: F811
-    pools: list[RedisResultPool] = []
+    pools: list[RedisResultStore] = []
 
-    def make(namespace: str = "t", **kwargs) -> RedisResultPool:
-        made = RedisResultPool(redis_server.url, namespace=namespace, **kwargs)
+    def make(namespace: str = "t", **kwargs) -> RedisResultStore:
+        made = RedisResultStore(redis_server.url, namespace=namespace, **kwargs)
         pools.append(made)
         return made
 
@@ -103,7 +103,7 @@ def test_unknown_timed_out_and_expired_tasks(pool) -> None:
     assert UNKNOWN_TASK_GRACE <= time.monotonic() - start < UNKNOWN_TASK_GRACE + 2 * p.WAIT_SLICE
 
 
-def _not_found(p: RedisResultPool, task: str) -> bool:
+def _not_found(p: RedisResultStore, task: str) -> bool:
     try:
         p.get(task, 0.01)
     except TaskNotFound:
@@ -120,9 +120,9 @@ def test_namespaces_keep_servers_apart_and_the_same_namespace_is_shared(pool) ->
 
 
 def test_namespace_from_the_url(redis_server: RedisServer) -> None:  # noqa: F811
-    p = make_pool("redis", redis_url=redis_server.url + "?namespace=from-url", max_expire_time=10.0)
+    p = make_store("redis", redis_url=redis_server.url + "?namespace=from-url", max_expire_time=10.0)
     try:
-        assert isinstance(p, RedisResultPool) and p.namespace == "from-url"
+        assert isinstance(p, RedisResultStore) and p.namespace == "from-url"
         p.put(task_id(6), StoredResult(OK, b"u", 1.0))
         assert redis_server.client().exists(f"agentnb:from-url:task:{task_id(6)}")
     finally:
@@ -130,7 +130,7 @@ def test_namespace_from_the_url(redis_server: RedisServer) -> None:  # noqa: F81
 
 
 def test_a_task_whose_server_died_is_not_waited_for_forever(pool, monkeypatch) -> None:
-    monkeypatch.setattr(RedisResultPool, "ORPHAN_CONFIRM", 0.3)
+    monkeypatch.setattr(RedisResultStore, "ORPHAN_CONFIRM", 0.3)
     dead, alive = pool(), pool()
     dead.add_pending(task_id(7))
     alive.add_pending(task_id(8))
@@ -146,28 +146,28 @@ def test_a_task_whose_server_died_is_not_waited_for_forever(pool, monkeypatch) -
 
 def test_redis_pool_needs_a_url_and_a_reachable_redis() -> None:
     with pytest.raises(ValueError, match="redis_url"):
-        make_pool("redis")
-    with pytest.raises(ResultPoolUnavailable, match="Redis result pool at redis://127.0.0.1"):
-        make_pool("redis", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+        make_store("redis")
+    with pytest.raises(ResultStoreUnavailable, match="Redis result pool at redis://127.0.0.1"):
+        make_store("redis", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(ValueError, match="namespace"):
-        make_pool("redis", redis_url="redis://127.0.0.1:1/0?namespace=bad name")
+        make_store("redis", redis_url="redis://127.0.0.1:1/0?namespace=bad name")
 
 
 def test_the_password_of_the_url_stays_out_of_messages() -> None:
-    with pytest.raises(ResultPoolUnavailable) as info:
-        make_pool("redis", redis_url=f"redis://user:s3cret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(ResultStoreUnavailable) as info:
+        make_store("redis", redis_url=f"redis://user:s3cret@127.0.0.1:{free_port()}/0")
     assert "s3cret" not in str(info.value) and "user:***@" in str(info.value)
 
 
 def test_results_written_while_redis_is_lost_wait_in_memory(pool, redis_server: RedisServer,  # noqa: F811
                                                             monkeypatch) -> None:
-    monkeypatch.setattr(RedisResultPool, "HEARTBEAT_INTERVAL", 0.2)
+    monkeypatch.setattr(RedisResultStore, "HEARTBEAT_INTERVAL", 0.2)
     p = pool()
     p.add_pending(task_id(9))
     redis_server.stop()
     p.put(task_id(9), StoredResult(OK, b"kept", 1.0))  # does not raise
     assert p.get(task_id(9), 1.0).payload == b"kept"  # served from memory
-    with pytest.raises(ResultPoolUnavailable, match="unavailable"):
+    with pytest.raises(ResultStoreUnavailable, match="unavailable"):
         p.add_pending(task_id(10))
     redis_server.start()
     wait_for(lambda: redis_server.client().hget(f"agentnb:t:task:{task_id(9)}", "payload") == b"kept",

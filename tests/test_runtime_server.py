@@ -160,8 +160,8 @@ def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -
     import grpc
 
     from agentnb._proto import agentnb_pb2 as pb
-    from agentnb.rpc import codec
-    from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
+    from agentnb.wire import codec
+    from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
 
     worker = Worker("w", to_dist=server.to_dist)
     calls = [pb.Call(seq=i, kind=pb.CALL, agent_id=worker.agent_id, method="sleep_for",

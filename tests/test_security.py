@@ -13,10 +13,10 @@ import pytest
 
 from agentnb import AgentBase, AuthenticationError, ServerUnavailable
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc import codec
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.rpc_object import RpcObject
 from agentnb.runtime_dir import iter_records
+from agentnb.wire import codec
 
 
 class Counter(AgentBase):

@@ -15,10 +15,11 @@ from helpers_runtime import free_port, wait_pid_gone
 
 import agentnb
 from agentnb import AgentBase, AgentNotFound, AgentServerError, AsyncResult, Msg, async_func, config
-from agentnb.rpc.child_servers import child_server
+from agentnb.cluster import start_pool
+from agentnb.launch.child_servers import child_server
 from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
-from agentnb.rpc.server_pool import ServerPool, recorded_pools, start_pool
-from agentnb.runtime_dir import read_record
+from agentnb.rpc.server_pool import ServerPool
+from agentnb.runtime_dir import read_record, recorded_pools
 
 
 def crunch(iterations: int) -> int:

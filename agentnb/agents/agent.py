@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentnb.message import Msg
-from agentnb.rpc.rpc_meta import RpcMeta, async_func
+from agentnb.rpc.methods import async_func
+from agentnb.rpc.rpc_meta import RpcMeta
 
 if TYPE_CHECKING:
     from agentnb.models import ModelWrapper

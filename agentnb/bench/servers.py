@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from agentnb.rpc.child_servers import read_port, spawn_server, stop_process
-from agentnb.server.cli import server_argv
+from agentnb.launch.command import read_port, server_argv, spawn_server, stop_process
 
 HOST = "127.0.0.1"
 

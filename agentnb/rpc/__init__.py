@@ -14,8 +14,8 @@ __all__ = ["AsyncResult", "RpcMeta", "RpcObject", "async_func", "sync_func"]
 _LAZY = {
     "AsyncResult": "agentnb.rpc.async_result",
     "RpcMeta": "agentnb.rpc.rpc_meta",
-    "async_func": "agentnb.rpc.rpc_meta",
-    "sync_func": "agentnb.rpc.rpc_meta",
+    "async_func": "agentnb.rpc.methods",
+    "sync_func": "agentnb.rpc.methods",
     "RpcObject": "agentnb.rpc.rpc_object",
 }
 

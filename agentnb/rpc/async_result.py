@@ -11,18 +11,18 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable, TaskCancelled
-from agentnb.rpc import codec
+from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable
 from agentnb.rpc.connection import ServerConnection
-from agentnb.rpc.future import CANCELLED, DONE, FAILED, QUEUED, RUNNING, CallFuture
+from agentnb.rpc.future import CallFuture, decode_final
+from agentnb.wire import codec
+from agentnb.wire.protocol import state_of
+from agentnb.wire.states import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED
 
 T = TypeVar("T")
 
 _UNSET = object()
 # How long done() lets the server look for a result it does not hold yet, in seconds.
 _DONE_POLL_TIMEOUT = 0.01
-FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
-STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 
 
 class CallInfo(NamedTuple):
@@ -80,7 +80,7 @@ class AsyncResult(Generic[T]):
         future = self._future
         if future is None:  # a reference that travelled here: ask the server that holds it
             reply = self._conn.get_result(self._task_id, timeout)
-            self._decode(reply.status, reply.payload, None)
+            self._decode(state_of(reply.status), reply.payload)
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         if not future.wait(timeout):
@@ -97,27 +97,17 @@ class AsyncResult(Generic[T]):
                 raise TimeoutError(f"{self._describe()} did not finish within {timeout} s") from None
             except AgentServerError:
                 raise future.error from None
-            self._decode(reply.status, reply.payload, None)
+            self._decode(state_of(reply.status), reply.payload)
             return
-        self._decode(0, future.payload, future)
+        self._decode(future.state, future.payload, future.error)
 
-    def _decode(self, status: int, payload: bytes, future: CallFuture | None) -> None:
-        if future is not None:
-            if future.error is not None:
-                self._error = future.error
-                return
-            state = future.state
-        else:
-            state = {pb.OK: DONE, pb.CANCELLED: CANCELLED}.get(status, FAILED)
-        if state == DONE:
-            try:
-                self._value = codec.loads(payload, f"the result of {self._describe()}")
-            except Exception as exc:
-                self._error = exc
-        elif state == CANCELLED:
-            self._error = TaskCancelled(f"{self._describe()} was cancelled before it ran")
-        else:
-            self._error = codec.decode_error(payload, self._conn.address)
+    def _decode(self, state: str, payload: codec.Encoded, error: BaseException | None = None) -> None:
+        try:
+            if error is not None:
+                raise error
+            self._value = decode_final(state, payload, self._conn.address, self._describe())
+        except BaseException as exc:  # the call's own error, kept to be raised by result()
+            self._error = exc
 
     def done(self) -> bool:
         """Whether the call has finished (successfully or not)."""

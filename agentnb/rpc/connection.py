@@ -4,7 +4,7 @@ Every proxy and AsyncResult of this process that talks to a server shares its
 connection. Calls are written to the session stream by gRPC's sending thread,
 batched when many are queued; a reader thread completes each call's
 CallFuture when the server pushes its reply. With a server on the same host,
-large payloads go through its shared-memory directory (see :mod:`agentnb.rpc.shm`).
+large payloads go through its shared-memory directory (see :mod:`agentnb.wire.shm`).
 """
 
 from __future__ import annotations
@@ -29,19 +29,15 @@ from agentnb.errors import (
     ServerUnavailable,
     TaskNotFound,
 )
-from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.future import CallFuture
-from agentnb.rpc.ids import random_hex
-from agentnb.runtime_dir import _canonical_host
+from agentnb.runtime_dir import canonical_host
+from agentnb.wire import codec, frames, shm
+from agentnb.wire.ids import random_hex
+from agentnb.wire.protocol import ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, TOKEN_METADATA_KEY, is_final
 
 _LOGGER = logging.getLogger(__name__)
 
-TOKEN_METADATA_KEY = "agentnb-token"
-SERVICE = "agentnb.AgentServer"
-ENV_TLS_CA = "AGENTNB_TLS_CA"
 MAX_CALLS_PER_FRAME = 512
-# Small calls share a frame; a large payload follows its call in frames of its own (chunks).
-MAX_FRAME_BYTES = 4 * 2**20
 NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
 
 CHANNEL_OPTIONS = [
@@ -94,13 +90,13 @@ class _Session:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: dict[int, CallFuture] = {}
         # Large replies whose chunks are on their way (or whose shared-memory file is read at once).
-        self.incoming = wire.Reassembly(shm=shm_dir)
+        self.incoming = frames.Reassembly(shm=shm_dir)
         self.shm_dir = shm_dir
         self.shm_files: dict[int, str] = {}  # seq -> shared-memory file of a call not answered yet
         self.dead = False
         self.answered = False  # the server has sent something on this stream
 
-    def deliver(self, replies: Sequence[pb.Reply], chunk: wire.Chunk | None) -> None:
+    def deliver(self, replies: Sequence[pb.Reply], chunk: frames.Chunk | None) -> None:
         """Complete the futures a frame answers (the reader thread's work).
 
         (Doing this in the stream's deserializer, on gRPC's channel thread,
@@ -109,13 +105,13 @@ class _Session:
         """
         pending = self.pending
         for reply, payload in self.incoming.receive(replies, chunk):
-            if type(payload) is wire.PayloadError:  # a large reply that cannot be taken: only that call fails
+            if type(payload) is frames.PayloadError:  # a large reply that cannot be taken: only that call fails
                 future = pending.pop(reply.seq, None)
                 if future is not None:
                     future.set_local_error(payload)
                 continue
             status = reply.status
-            if status == pb.QUEUED or status == pb.RUNNING:
+            if not is_final(status):
                 future = pending.get(reply.seq)
             else:
                 future = pending.pop(reply.seq, None)
@@ -151,7 +147,7 @@ class ServerConnection:
         server's certificate; the channel is then TLS.
         """
         tls_ca = tls_ca or os.environ.get(ENV_TLS_CA) or None
-        key = (_canonical_host(host), int(port))
+        key = (canonical_host(host), int(port))
         with cls._instances_lock:
             if cls._instances_pid != os.getpid():  # forked: the parent's threads are gone
                 cls._instances = {}
@@ -196,11 +192,11 @@ class ServerConnection:
         # The two streaming methods read and write frames with the codec: large
         # payloads come and go in chunks, without a protobuf copy of their bytes.
         self._session_rpc = self._channel.stream_stream(
-            f"/{SERVICE}/Session", request_serializer=wire.encode_frame,
-            response_deserializer=wire.decode_server_frame, _registered_method=True)
+            f"/{SERVICE}/Session", request_serializer=frames.encode_frame,
+            response_deserializer=frames.decode_server_frame, _registered_method=True)
         self._get_result_rpc = self._channel.unary_stream(
             f"/{SERVICE}/GetResult", request_serializer=pb.ResultRequest.SerializeToString,
-            response_deserializer=wire.decode_server_frame, _registered_method=True)
+            response_deserializer=frames.decode_server_frame, _registered_method=True)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._session: _Session | None = None
@@ -249,7 +245,7 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            item = wire.outgoing(pb.Call, payload, session.shm_dir, seq=seq, kind=kind, agent_id=agent_id,
+            item = frames.outgoing(pb.Call, payload, session.shm_dir, seq=seq, kind=kind, agent_id=agent_id,
                                  method=method, task_id=task_id, watch=watch, waiting_chain=waiting_chain,
                                  shm_reply=session.shm_dir is not None)
             if type(item) is pb.Call and item.shm_name:
@@ -284,7 +280,7 @@ class ServerConnection:
 
     def _shm_possible(self) -> bool:
         """Shared memory is for a loopback server without TLS, when it is not turned off."""
-        return not self.tls_ca and shm.enabled() and _canonical_host(self.host) == "127.0.0.1"
+        return not self.tls_ca and shm.enabled() and canonical_host(self.host) == "127.0.0.1"
 
     def _learn_shm(self, info: pb.ServerInfo) -> None:
         """Take the server's shared-memory directory from its info, unless this session knows it already."""
@@ -327,7 +323,7 @@ class ServerConnection:
     def _open_session(self) -> _Session:
         session = _Session(self._shm)
         responses = self._session_rpc(
-            wire.frames(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
+            frames.from_outbox(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
             metadata=self._metadata)
         thread = threading.Thread(target=self._read, args=(session, responses),
                                   name=f"agentnb-reader-{self.address}", daemon=True)
@@ -373,11 +369,11 @@ class ServerConnection:
         shm_dir = self._shm
         request = pb.ResultRequest(task_id=task_id, timeout=timeout or 0.0, shm_reply=shm_dir is not None)
         rpc_timeout = None if timeout is None else timeout + 10.0
-        incoming = wire.Reassembly(shm=shm_dir)
+        incoming = frames.Reassembly(shm=shm_dir)
         try:
             for replies, chunk in self._get_result_rpc(request, metadata=self._metadata, timeout=rpc_timeout):
                 for reply, payload in incoming.receive(replies, chunk):
-                    if type(payload) is wire.PayloadError:
+                    if type(payload) is frames.PayloadError:
                         raise payload
                     return StoredReply(reply.status, payload, task_id, reply.timestamp)
         except grpc.RpcError as exc:

@@ -6,19 +6,26 @@ import _thread
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc import codec
+from agentnb.errors import TaskCancelled
+from agentnb.wire import codec
+from agentnb.wire.protocol import is_final, state_of
+from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED
 
-# Task states as users see them (AsyncResult.status).
-QUEUED = "queued"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-CANCELLED = "cancelled"
 
-_FINAL_STATUS = {pb.OK: DONE, pb.ERROR: FAILED, pb.CANCELLED: CANCELLED}
-_PROGRESS_STATUS = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING}
+def decode_final(state: str, payload: codec.Encoded, address: str, what: str) -> Any:
+    """The value of a call that ended in ``state`` with ``payload``, or raise its error.
+
+    The one decoder of a final reply, whether it came on the session stream or
+    from GetResult. ``what`` names the call in errors (``"Counter.add()"``);
+    ``address`` is its server's.
+    """
+    if state == DONE:
+        return codec.loads(payload, f"the result of {what}")
+    if state == CANCELLED:
+        raise TaskCancelled(f"{what} was cancelled before it ran")
+    raise codec.decode_error(payload, address)
 
 
 class CallFuture:
@@ -61,14 +68,14 @@ class CallFuture:
 
     def set_reply(self, status: int, payload: codec.Encoded, timestamp: float = 0.0) -> None:
         """Record a reply of the server: a progress state, or the final one."""
-        if status in _PROGRESS_STATUS:
+        if not is_final(status):
             if not self._finished:
-                self.state = _PROGRESS_STATUS[status]
+                self.state = state_of(status)
                 self.times[self.state] = timestamp or time.time()
                 self._run_callbacks(final=False)
             return
         self.payload = payload
-        self._finish(_FINAL_STATUS.get(status, FAILED), timestamp)
+        self._finish(state_of(status), timestamp)
 
     def set_local_error(self, error: BaseException) -> None:
         """Fail the call from the client side (e.g. the server became unreachable)."""
@@ -86,6 +93,12 @@ class CallFuture:
             self._finished = True
             self._done.release()
         self._run_callbacks(final=True)
+
+    def outcome(self, address: str, what: str) -> Any:
+        """The value of this ended call, or raise its error (a local one first); see :func:`decode_final`."""
+        if self.error is not None:
+            raise self.error
+        return decode_final(self.state, self.payload, address, what)
 
     def add_callback(self, fn: Callable[[CallFuture], None]) -> None:
         """Call ``fn(self)`` on every state change (at once if already final)."""

@@ -14,16 +14,14 @@ from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError, ServerUnavailable
-from agentnb.rpc import codec
+from agentnb.rpc import creations
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import QUEUED, CallFuture
-from agentnb.rpc.ids import random_hex
-from agentnb.rpc.rpc_meta import class_methods, qualified_name
+from agentnb.rpc.methods import class_methods, qualified_name
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.rpc.server_pool import ENV_TOKEN, ServerPool, resolve_token
-
-__all__ = ["ENV_TOKEN", "DistOptions", "ServerPool", "clear_default_server", "connect", "create_remote",
-           "default_pool", "default_server", "get_agent", "list_agents", "set_default_pool", "set_default_server"]
+from agentnb.rpc.server_pool import ServerPool, resolve_token
+from agentnb.wire import codec
+from agentnb.wire.ids import random_hex
 
 _OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool")
 
@@ -110,20 +108,24 @@ def clear_default_server() -> None:
         _default_detached = False
 
 
-def forget_pool(pool: ServerPool) -> None:
-    """Clear the default target if it is ``pool`` (which is being stopped)."""
-    if _default_pool is pool:
-        clear_default_server()
-
-
 def default_pool() -> ServerPool | None:
-    """The default target of this process (a pool of one for a single server), if set."""
-    return _default_pool
+    """The default target of this process (a pool of one for a single server), if set.
+
+    A default pool that was stopped is no longer the default.
+    """
+    global _default_pool, _default_detached
+    pool = _default_pool
+    if pool is not None and pool.stopped:
+        with _default_lock:
+            if _default_pool is pool:
+                _default_pool, _default_detached = None, False
+        return None
+    return pool
 
 
 def default_server() -> tuple[str, int, str] | None:
     """The default server as (host, port, token); for a pool of several, its first replica."""
-    pool = _default_pool
+    pool = default_pool()
     if pool is None:
         return None
     first = pool.replicas[0]
@@ -144,13 +146,13 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
     be sent (arguments that cannot be pickled, no server reachable).
     """
     payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
-    pool, detached = (options.pool, False) if options.pool is not None else (_default_pool, _default_detached)
+    pool, detached = (options.pool, False) if options.pool is not None else (default_pool(), _default_detached)
     if options.host is None and pool is not None:
         return _create_in_pool(pool, cls, payload, owner=not detached)
     if options.host is not None:
         conn = connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
     else:
-        from agentnb.rpc.child_servers import child_server
+        from agentnb.launch.child_servers import child_server
 
         child = child_server()
         conn = ServerConnection.get(child.host, child.port, child.token)
@@ -204,10 +206,7 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
             raise future.error
     conn.track_creation(future, f"{cls.__name__} {agent_id}", detached=not owner)
     proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future)
-    if _track_creations is not None:  # (a kernel's; swapped only under the lock: look again there)
-        with _tracking_lock:
-            if _track_creations is not None:
-                _track_creations.append(proxy)
+    creations.note(proxy)
     return proxy
 
 
@@ -217,32 +216,6 @@ def _wait_answered(future: CallFuture) -> None:
     future.add_callback(lambda _future: answered.set())
     if QUEUED not in future.times and not future.done():
         answered.wait()
-
-
-# Proxies created since the last take_creations() (a kernel reports the failed ones
-# at the end of each cell); None where nobody asked (scripts).
-_track_creations: list[RpcObject] | None = None
-_tracking_lock = threading.Lock()
-
-
-def track_creations(enabled: bool = True) -> None:
-    """Remember the proxies created from now on (until turned off), for :func:`take_creations`."""
-    global _track_creations
-    with _tracking_lock:
-        if not enabled:
-            _track_creations = None
-        elif _track_creations is None:
-            _track_creations = []
-
-
-def take_creations() -> list[RpcObject]:
-    """The proxies created since the last call (with :func:`track_creations` on)."""
-    global _track_creations
-    with _tracking_lock:
-        if _track_creations is None:
-            return []
-        taken, _track_creations = _track_creations, []
-        return taken
 
 
 def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:
@@ -261,7 +234,7 @@ def get_agent(name_or_id: str, host: str | None = None, port: int | None = None,
 def _pool_or_default(host: str | None, port: int | None, token: str | None) -> ServerPool:
     if host is not None and port is not None:
         return ServerPool.connect([(host, int(port))], token=token)
-    pool = _default_pool
+    pool = default_pool()
     if pool is None:
         raise AgentServerError("no agent server given and no default server set (start one with %agent_server start)")
     return pool

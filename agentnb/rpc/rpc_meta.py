@@ -1,80 +1,15 @@
-"""RpcMeta: the metaclass that lets any class's objects run on an agent server."""
+"""RpcMeta: the metaclass that lets any class's objects run on an agent server.
+
+Which methods a proxy may call, and how, is :mod:`agentnb.rpc.methods`'s part.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import weakref
 from abc import ABCMeta
-from collections.abc import Callable
-from types import FunctionType
-from typing import Any, TypeVar
+from typing import Any
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-SYNC = "sync"
-ASYNC = "async"
-_KIND_ATTR = "_agentnb_call_kind"
 _INIT_ARGS_ATTR = "_agentnb_init_args"
-
-
-def async_func(func: F) -> F:
-    """Mark a method as asynchronous: on a distributed object, calling it returns
-    an :class:`AsyncResult` at once instead of waiting for the value."""
-    setattr(func, _KIND_ATTR, ASYNC)
-    return func
-
-
-def sync_func(func: F) -> F:
-    """Mark a method as synchronous (the default): the caller waits for the value."""
-    setattr(func, _KIND_ATTR, SYNC)
-    return func
-
-
-def _marked_kind(attr: Any) -> str | None:
-    func = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
-    return getattr(func, _KIND_ATTR, None)
-
-
-def remote_methods(cls: type) -> dict[str, str]:
-    """The methods a proxy of ``cls`` may call, each ``"sync"`` or ``"async"``.
-
-    Public methods (and ``__call__`` where a class of the hierarchy defines it)
-    count. A method overridden without a decorator keeps the kind its base class
-    gave it, so ``reply`` stays asynchronous in every AgentBase subclass.
-    """
-    methods: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object:
-            continue
-        for name, attr in vars(klass).items():
-            if (name.startswith("_") and name != "__call__") or name == "to_dist":
-                continue
-            if not (isinstance(attr, FunctionType) or isinstance(attr, (staticmethod, classmethod))):
-                methods.pop(name, None)  # a property or value shadows a base's method
-                continue
-            methods[name] = _marked_kind(attr) or methods.get(name, SYNC)
-    return methods
-
-
-_class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def class_methods(cls: type) -> dict[str, str]:
-    """:func:`remote_methods` of ``cls``, worked out once per class (for every proxy
-    and hosted object of it: the dict is shared, nobody may change it)."""
-    try:
-        return _class_methods[cls]
-    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
-        methods = remote_methods(cls)
-        with contextlib.suppress(TypeError):
-            _class_methods[cls] = methods
-        return methods
-
-
-def qualified_name(cls: type) -> str:
-    """How proxies and servers name a class: ``module.QualName``."""
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class RpcMeta(ABCMeta):
@@ -147,6 +82,6 @@ def _prestart_child_server(to_dist: Any) -> None:
     placement = sys.modules.get("agentnb.rpc.placement")  # a default pool can only be set through it
     if placement is not None and placement.default_pool() is not None:
         return
-    from agentnb.rpc.child_servers import prestart_child_server
+    from agentnb.launch.child_servers import prestart_child_server
 
     prestart_child_server()

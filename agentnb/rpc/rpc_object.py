@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound
-from agentnb.rpc import codec
 from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.context import waiting_chain
-from agentnb.rpc.future import DONE, CallFuture
-from agentnb.rpc.rpc_meta import ASYNC
+from agentnb.rpc.future import CallFuture
+from agentnb.rpc.methods import ASYNC
+from agentnb.wire import codec
 
 # Whether async calls ask their server to report QUEUED and RUNNING as well as the
 # final state (two more replies per call). Off in scripts, where nobody watches and
@@ -43,14 +42,10 @@ def set_watch(enabled: bool = True) -> bool:
     return previous
 
 
-def wait_value(future: Any, connection: ServerConnection, what: str) -> Any:
+def wait_value(future: CallFuture, connection: ServerConnection, what: str) -> Any:
     """Wait for a call's reply and return its value (or raise its error)."""
     future.wait()
-    if future.error is not None:
-        raise future.error
-    if future.state == DONE:
-        return codec.loads(future.payload, what)
-    raise codec.decode_error(future.payload, connection.address)
+    return future.outcome(connection.address, what)
 
 
 class RpcObject:
@@ -101,11 +96,13 @@ class RpcObject:
             self._conn.creation_seen(creating)
             if creating.error is not None:  # the transport's: the object may exist; the next use asks again
                 raise creating.error
-            error = codec.decode_error(creating.payload, self._conn.address)
-            error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
-                           f"{self._conn.address} by to_dist(); the object does not exist)")
-            raise error
-        created = codec.loads(creating.payload, f"the creation of {self._short_class()}")
+            try:
+                creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
+            except Exception as error:
+                error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
+                               f"{self._conn.address} by to_dist(); the object does not exist)")
+                raise
+        created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
         object.__setattr__(self, "_name", created["name"])
         object.__setattr__(self, "_methods", created["methods"])  # the server's class has the last word
         object.__setattr__(self, "_creating", None)
@@ -148,7 +145,7 @@ class RpcObject:
                                        watch=WATCH_STATES, nudge=True)
             return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
-        return wait_value(future, self._conn, f"the result of {label}()")
+        return wait_value(future, self._conn, f"{label}()")
 
     def to_dist(self, *args: Any, **kwargs: Any) -> RpcObject:
         """Refused: the object is already distributed.
@@ -228,20 +225,6 @@ def wait_created(*proxies: RpcObject, timeout: float | None = None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     for proxy in proxies:
         proxy._created(None if deadline is None else max(0.0, deadline - time.monotonic()))
-
-
-def unseen_creation_failures(proxies: Iterable[RpcObject]) -> Iterator[tuple[str, BaseException | None]]:
-    """For each proxy in turn, once its creation is answered: its label, and the error
-    of its creation if it failed and nobody was told yet (else None)."""
-    for proxy in proxies:
-        creating = proxy._creating
-        error = None
-        if creating is not None and creating.wait() and proxy._conn.creation_seen(creating):
-            try:
-                proxy._created()
-            except Exception as exc:
-                error = exc
-        yield proxy._short_class(), error
 
 
 class _RemoteMethod:

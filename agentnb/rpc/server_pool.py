@@ -15,32 +15,38 @@ that did not answer the last look is skipped until it answers again.
 
 The replicas of a pool are recorded in the runtime directory as ordinary
 servers named ``NAME-0`` ... ``NAME-{N-1}``, each record's ``extra`` saying
-which pool it belongs to (:func:`mark_replica`), so that another process (a
+which pool it belongs to (:func:`agentnb.runtime_dir.mark_replica`), so that another process (a
 restarted kernel) finds the pool again with :meth:`ServerPool.find`.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 from agentnb._proto import agentnb_pb2 as pb
+from agentnb.concurrently import gather, run_together
 from agentnb.errors import AgentNotFound, AgentServerError, ServerUnavailable
+from agentnb.launch.command import ENV_TOKEN
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.runtime_dir import ServerRecord, find_token, iter_records, read_record, write_record
+from agentnb.runtime_dir import ServerRecord, find_token, recorded_pools
 
-ENV_TOKEN = "AGENTNB_TOKEN"
 LOOK_INTERVAL = 2.0
 INFO_TIMEOUT = 5.0
-POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"  # in ServerRecord.extra
 
-T = TypeVar("T")
+
+class StartedServer(Protocol):
+    """A server process this process started (see :class:`agentnb.launch.command.ServerProcess`)."""
+
+    host: str
+    port: int
+
+    def shutdown(self, grace: float = 5.0) -> None: ...
 
 
 def resolve_token(host: str, port: int, token: str | None = None) -> str:
@@ -130,12 +136,12 @@ class ServerPool:
     manager: leaving the ``with`` block stops it.
     """
 
-    def __init__(self, replicas: Sequence[Replica], name: str = "", launchers: Sequence[Any] = ()) -> None:
+    def __init__(self, replicas: Sequence[Replica], name: str = "", started: Sequence[StartedServer] = ()) -> None:
         if not replicas:
             raise ValueError("a server pool needs at least one replica")
         self.name = name
         self._replicas = list(replicas)
-        self._launchers = list(launchers)  # the RpcAgentServerLaunchers of replicas started here
+        self._started = list(started)  # the replicas' processes, when this process started them
         self._lock = threading.Lock()
         self._looked_at = float("-inf")
         self.stopped = False
@@ -273,12 +279,9 @@ class ServerPool:
             if self.stopped:
                 return
             self.stopped = True
-        from agentnb.rpc import placement
-
-        placement.forget_pool(self)
-        stoppers: list[Callable[[], None]] = [lambda launcher=launcher: launcher.shutdown(grace)
-                                              for launcher in self._launchers]
-        started = {(launcher.host, launcher.port) for launcher in self._launchers}
+        stoppers: list[Callable[[], None]] = [lambda server=server: server.shutdown(grace)
+                                              for server in self._started]
+        started = {(server.host, server.port) for server in self._started}
         stoppers += [lambda replica=replica: replica.connection().shutdown(grace)
                      for replica in self._replicas if (replica.host, replica.port) not in started]
         run_together(stoppers, ignore=(AgentServerError, TimeoutError))
@@ -295,131 +298,3 @@ class ServerPool:
 def _rebuild_pool(members: list[tuple[str, int, str, str, str | None]], name: str) -> ServerPool:
     return ServerPool([Replica(host, port, token, rname, tls_ca) for host, port, token, rname, tls_ca in members],
                       name)
-
-
-def run_together(functions: Sequence[Callable[[], Any]],
-                 ignore: tuple[type[BaseException], ...] = ()) -> list[BaseException | None]:
-    """Call ``functions`` in threads at once; return what each raised (None if it returned).
-
-    An exception of a type in ``ignore`` counts as returning.
-    """
-    errors: list[BaseException | None] = [None] * len(functions)
-
-    def run(i: int) -> None:
-        try:
-            functions[i]()
-        except ignore:
-            pass
-        except BaseException as exc:  # handed back to the caller, who raises it
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(functions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
-
-
-def gather(functions: Sequence[Callable[[], T]]) -> list[T]:
-    """Call ``functions`` in threads at once; return their values in order, or raise
-    the first one's exception (after all of them ended)."""
-    values: list[Any] = [None] * len(functions)
-
-    def keep(i: int) -> None:
-        values[i] = functions[i]()
-
-    errors = run_together([lambda i=i: keep(i) for i in range(len(functions))])
-    failure = next((error for error in errors if error is not None), None)
-    if failure is not None:
-        raise failure
-    return values
-
-
-# -- the runtime directory -------------------------------------------------------------------
-
-
-def replica_name(pool_name: str, index: int) -> str:
-    return f"{pool_name}-{index}"
-
-
-def mark_replica(record_name: str, pool_name: str, index: int, count: int) -> ServerRecord | None:
-    """Note in the record of server ``record_name`` that it is replica ``index`` of ``count`` of a pool."""
-    record = read_record(record_name)
-    if record is not None:
-        record.extra = {**record.extra, POOL_KEY: pool_name, REPLICA_KEY: index, REPLICAS_KEY: count}
-        write_record(record)
-    return record
-
-
-def pool_of(record: ServerRecord) -> str | None:
-    """The name of the pool ``record``'s server belongs to, if any."""
-    name = record.extra.get(POOL_KEY) if isinstance(record.extra, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def recorded_pools(records: Iterable[ServerRecord] | None = None) -> dict[str, list[ServerRecord]]:
-    """Every pool recorded in this user's runtime directory: its live replicas, in index order.
-
-    Args:
-        records: the records to look through, when the caller has just read
-            them (:func:`agentnb.runtime_dir.iter_records`); by default, read them now.
-    """
-    pools: dict[str, list[ServerRecord]] = {}
-    for record in iter_records() if records is None else records:
-        name = pool_of(record)
-        if name is not None:
-            pools.setdefault(name, []).append(record)
-    for members in pools.values():
-        members.sort(key=lambda r: int(r.extra.get(REPLICA_KEY, 0)))
-    return pools
-
-
-# -- starting one from a script --------------------------------------------------------------
-
-
-def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | None = None,
-               host: str = "localhost", token: str | None = None, **server_options: Any) -> ServerPool:
-    """Start ``replicas`` agent servers that act as one target; return their pool.
-
-    The servers are subprocesses of this process: they end when it does, or
-    at :meth:`ServerPool.stop` (or at the end of ``with start_pool(...) as
-    pool:``). They are recorded in the runtime directory as ``NAME-0`` ...
-
-    Args:
-        replicas: how many servers; default ``os.cpu_count()``.
-        capacity: agent calls each server runs at once.
-        name: the pool's name (default ``pool-`` and a random suffix).
-        host: the interface every replica binds (loopback unless ``local_mode=False``).
-        token: the token of every replica (made up when not given; see ``pool.replicas``).
-        server_options: further options of :class:`agentnb.RpcAgentServerLauncher`
-            (``pool_type``, ``redis_url``, ``max_len``, ``max_expire_time``,
-            ``local_mode``, ``agent_dir``, ``model_config_path``, ``custom_agent_classes``).
-
-    Raises:
-        AgentServerError: a replica did not start (the others are stopped); the
-            message says which and why.
-    """
-    from agentnb.server.launcher import RpcAgentServerLauncher  # starts processes only: no server code runs here
-
-    count = (os.cpu_count() or 1) if replicas is None else int(replicas)
-    if count < 1:
-        raise ValueError(f"a server pool needs at least 1 replica, got {replicas}")
-    name = name or f"pool-{secrets.token_hex(3)}"
-    names = [replica_name(name, i) for i in range(count)]
-    taken = [n for n in names if read_record(n) is not None]
-    if taken:
-        raise AgentServerError(f"agent server(s) named {', '.join(taken)} already run: choose another pool name")
-    token = token or secrets.token_urlsafe(32)
-    launchers = [RpcAgentServerLauncher(host=host, capacity=capacity, name=n, token=token, **server_options)
-                 for n in names]
-    errors = run_together([launcher.launch for launcher in launchers])
-    failed = [(i, e) for i, e in enumerate(errors) if e is not None]
-    if failed:
-        run_together([launcher.shutdown for launcher in launchers], ignore=(Exception,))
-        index, error = failed[0]
-        raise AgentServerError(f"replica {index} of the server pool {name!r} did not start: {error}") from error
-    for i, n in enumerate(names):
-        mark_replica(n, name, i, count)
-    members = [Replica(host, launcher.port, token, launcher.name) for launcher in launchers]  # type: ignore[arg-type]
-    return ServerPool(members, name, launchers)

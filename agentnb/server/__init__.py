@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from agentnb import lazy_exports
 
-# A server that cannot start writes this and its error as JSON on its ready pipe
-# (``--ready-fd``) instead of its port. Here, not in the CLI, so that the
-# process reading the pipe needs no more than this package's ``__init__``.
-START_ERROR_PREFIX = "error "
-
-__all__ = ["AgentServer", "LocalResultPool", "ResultPool", "RpcAgentServerLauncher"]
+__all__ = ["AgentServer", "LocalResultStore", "ResultStore", "RpcAgentServerLauncher"]
 
 _LAZY = {
     "AgentServer": "agentnb.server.agent_server",
-    "LocalResultPool": "agentnb.server.result_pool",
-    "ResultPool": "agentnb.server.result_pool",
+    "LocalResultStore": "agentnb.server.result_store",
+    "ResultStore": "agentnb.server.result_store",
     "RpcAgentServerLauncher": "agentnb.server.launcher",
 }
 

@@ -14,12 +14,12 @@ import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
-from agentnb.rpc import wire
-from agentnb.rpc.connection import SERVICE, TOKEN_METADATA_KEY
-from agentnb.rpc.shm import ShmDir
-from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, _canonical_host, remove_record, write_record
-from agentnb.server.result_pool import make_pool
+from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, canonical_host, remove_record, write_record
+from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
+from agentnb.wire import frames
+from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
+from agentnb.wire.shm import ShmDir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,11 +40,11 @@ def service_handlers(servicer: AgentServicer) -> dict[str, grpc.RpcMethodHandler
     which sends large payloads in chunks without a protobuf copy of their bytes."""
     handlers = {
         "Session": grpc.stream_stream_rpc_method_handler(
-            servicer.Session, request_deserializer=wire.decode_client_frame,
-            response_serializer=wire.encode_frame),
+            servicer.Session, request_deserializer=frames.decode_client_frame,
+            response_serializer=frames.encode_frame),
         "GetResult": grpc.unary_stream_rpc_method_handler(
             servicer.GetResult, request_deserializer=pb.ResultRequest.FromString,
-            response_serializer=wire.encode_frame),
+            response_serializer=frames.encode_frame),
     }
     for name, request, response in (("GetInfo", pb.InfoRequest, pb.ServerInfo),
                                     ("ListAgents", pb.ListAgentsRequest, pb.AgentList),
@@ -131,7 +131,7 @@ class AgentServer:
         self.record = record
         self.record_kind = record_kind
         self.log_path = log_path
-        pool = make_pool(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
+        pool = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
         self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, pool=pool,
                                       pool_type=pool_type, on_shutdown=self.stop)
         self._server: grpc.Server | None = None
@@ -148,7 +148,7 @@ class AgentServer:
         handlers = service_handlers(self.servicer)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_registered_method_handlers(SERVICE, handlers)
-        bind_host = _canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
+        bind_host = canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
         if ":" in bind_host and not bind_host.startswith("["):
             bind_host = f"[{bind_host}]"
         address = f"{bind_host}:{self.requested_port}"

@@ -12,12 +12,9 @@ import pathlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 
 from agentnb.errors import AgentServerError
-from agentnb.server import START_ERROR_PREFIX
-
-ENV_TOKEN = "AGENTNB_TOKEN"
+from agentnb.launch.command import ENV_TOKEN, START_ERROR_PREFIX
 
 
 def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
@@ -47,38 +44,6 @@ def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
     parser.add_argument("--log-path", default="", help=argparse.SUPPRESS)
     parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     return parser
-
-
-def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, pool_type: str = "local",
-                name: str | None = None, redis_url: str | None = None, max_len: int | None = None,
-                max_expire_time: float | None = None, agent_dir: str | None = None,
-                agent_modules: Sequence[str] = (), model_config_path: str | None = None, local_mode: bool = True,
-                record_kind: str | None = None, log_path: str | None = None, log_level: str | None = None,
-                child: bool = False, exit_with_parent: bool = False) -> list[str]:
-    """The options of ``python -m agentnb.server`` that :func:`build_parser` reads back as these settings.
-
-    An option left None (or empty) is not passed: the server takes its default.
-    ``--ready-fd`` is not among them: :func:`agentnb.rpc.child_servers.spawn_server`
-    adds it. (Child servers build their few options themselves, so that their
-    start does not wait for this module's imports.)
-    """
-    args = ["--host", host, "--port", str(port), "--capacity", str(capacity), "--pool-type", pool_type]
-    for option, text in (("--name", name), ("--redis-url", redis_url), ("--agent-dir", agent_dir),
-                         ("--model-config-path", model_config_path), ("--record-kind", record_kind),
-                         ("--log-path", log_path), ("--log-level", log_level)):
-        if text:
-            args += [option, text]
-    if max_len is not None:
-        args += ["--max-len", str(max_len)]
-    if max_expire_time is not None:
-        args += ["--max-expire-time", repr(float(max_expire_time))]
-    for module in agent_modules:
-        args += ["--agent-module", module]
-    for flag, present in (("--no-local-mode", not local_mode), ("--child", child),
-                          ("--exit-with-parent", exit_with_parent)):
-        if present:
-            args.append(flag)
-    return args
 
 
 def import_agent_dir(path: str) -> list[str]:
@@ -170,7 +135,7 @@ def report_start_failure(ready_fd: int | None, message: str) -> None:
     """Tell the process waiting on ``ready_fd`` why this server did not start.
 
     It reads one line: the port, or ``error`` and the message as JSON (see
-    :func:`agentnb.rpc.child_servers.read_port`), so that the error it raises
+    :func:`agentnb.launch.command.read_port`), so that the error it raises
     names the cause (e.g. the Redis URL that could not be reached).
     """
     if ready_fd is None:

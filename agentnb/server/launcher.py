@@ -12,9 +12,9 @@ from typing import Any
 
 from agentnb.config import init, server_environment
 from agentnb.errors import AgentServerError
-from agentnb.rpc.child_servers import spawn_server, stop_process
+from agentnb.launch.command import server_argv, spawn_server, stop_process
 from agentnb.server.agent_server import AgentServer
-from agentnb.server.cli import import_agent_dir, server_argv
+from agentnb.server.cli import import_agent_dir
 
 
 def _stop_at_exit(server: AgentServer) -> None:

@@ -7,7 +7,7 @@ calls complete (while other calls run, small final replies are sent by one
 replier thread: see ``HAND_OVER_BYTES``); results of asynchronous calls also go
 to the result pool.
 Large payloads of clients on the same host come and go through the server's
-shared-memory directory (``shm``, see :mod:`agentnb.rpc.shm`).
+shared-memory directory (``shm``, see :mod:`agentnb.wire.shm`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import grpc
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskNotFound
-from agentnb.rpc import codec, shm, wire
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
-from agentnb.rpc.rpc_meta import ASYNC, class_methods, qualified_name
+from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
 from agentnb.rpc.rpc_object import _rebuild_rpc_object
-from agentnb.server.result_pool import LocalResultPool, ResultPool, StoredResult
+from agentnb.server.result_store import LocalResultStore, ResultStore, StoredResult
+from agentnb.wire import codec, frames, shm
+from agentnb.wire.protocol import MAX_FRAME_BYTES, is_final
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ MAX_REPLIES_PER_FRAME = 512
 # worker that made it: the replier, busy with one reply after another, does it several
 # times faster than a worker thread just woken up (200 naps ending together: see W6).
 HAND_OVER_BYTES = 64 * 2**10
-# Small replies share a frame; a large payload gets frames to itself (in chunks).
-MAX_FRAME_BYTES = 4 * 2**20
 _END = object()
 
 
@@ -75,7 +74,7 @@ class _Session:
         with self.lock:
             self.pending += 1
 
-    def send(self, reply: pb.Reply | wire.Large, final: bool = True) -> None:
+    def send(self, reply: pb.Reply | frames.Large, final: bool = True) -> None:
         if type(reply) is pb.Reply and reply.shm_name:
             self._send_file(reply)
         elif not self.closed:
@@ -198,11 +197,6 @@ def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
     _LATE_REMOVALS.add(shm_dir, name, UNCLAIMED_FILE_SECONDS)
 
 
-def _is_final(status: int) -> bool:
-    """Whether a reply of this status ends its call (not a QUEUED or RUNNING report)."""
-    return status != pb.QUEUED and status != pb.RUNNING
-
-
 def _make_server_frame(replies: list) -> pb.ServerFrame:
     return pb.ServerFrame(replies=replies)
 
@@ -273,7 +267,7 @@ def _proxy_reduction(obj: object) -> tuple | None:
 class AgentServicer(pb_grpc.AgentServerServicer):
     """The gRPC service of one agent server."""
 
-    def __init__(self, *, name: str, capacity: int, pool: ResultPool, pool_type: str = "local",
+    def __init__(self, *, name: str, capacity: int, pool: ResultStore, pool_type: str = "local",
                  on_shutdown: Callable[[float], None] | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -297,7 +291,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._replies: queue.SimpleQueue = queue.SimpleQueue()  # replies the replier thread sends
         self._replier: threading.Thread | None = None
         self._replier_stopped = False
-        self._local_pool = isinstance(pool, LocalResultPool)  # storing a result costs no round trip
+        self._local_pool = isinstance(pool, LocalResultStore)  # storing a result costs no round trip
         self._queued = 0
         self._completed = 0
         self.accepting = True
@@ -305,22 +299,22 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     # -- the session stream ------------------------------------------------------------
 
     def Session(self, request_iterator: Iterator[tuple],
-                context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | wire.Chunk]:
-        """Frames come in as decoded by ``wire.decode_client_frame`` and go out
-        through ``wire.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
+                context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
+        """Frames come in as decoded by ``frames.decode_client_frame`` and go out
+        through ``frames.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
         session = _Session(self.shm)
         self._sessions.add(session)
         context.add_callback(session.close)
         threading.Thread(target=self._read_session, args=(request_iterator, session),
                          name="agentnb-session-reader", daemon=True).start()
-        return wire.frames(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
+        return frames.from_outbox(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
 
     def _read_session(self, request_iterator: Iterator[tuple], session: _Session) -> None:
-        incoming = wire.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
+        incoming = frames.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
         try:
             for calls, chunk in request_iterator:
                 for call, payload in incoming.receive(calls, chunk):
-                    if type(payload) is wire.PayloadError:  # too large, or chunks not adding up: refuse that call only
+                    if type(payload) is frames.PayloadError:  # too large, or chunks not adding up: refuse that one
                         self._fail(_Task(call, b"", session), payload)
                     else:
                         self._accept(call, payload, session)
@@ -467,7 +461,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             finally:
                 with agent.lock:
                     agent.handed_over -= 1
-                if _is_final(status):
+                if is_final(status):
                     self._finished()
 
     def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
@@ -545,21 +539,21 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         call = task.call
         now = time.time()
         task_id = call.task_id
-        final = _is_final(status)
+        final = is_final(status)
         if store and task_id and final:
             try:
                 self.pool.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
-        task.session.send(wire.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
+        task.session.send(frames.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
                                          status=status, task_id=task_id, timestamp=now),
                           final=final)
 
     # -- requests of their own -------------------------------------------------------------
 
     def GetResult(self, request: pb.ResultRequest,
-                  context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | wire.Chunk]:
-        """The frame of the stored Reply, then the chunks of its payload (written by ``wire.encode_frame``)."""
+                  context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
+        """The frame of the stored Reply, then the chunks of its payload (written by ``frames.encode_frame``)."""
         try:
             stored = self.pool.get(request.task_id, request.timeout or None)
         except TaskNotFound as exc:
@@ -569,12 +563,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
         shm_dir = self.shm if request.shm_reply else None
-        item = wire.outgoing(pb.Reply, stored.payload, shm_dir, status=stored.status, task_id=request.task_id,
+        item = frames.outgoing(pb.Reply, stored.payload, shm_dir, status=stored.status, task_id=request.task_id,
                               timestamp=stored.timestamp)
         if shm_dir is not None and type(item) is pb.Reply and item.shm_name:
             # The RPC may end before its client took the file: remove it a while later, if still there.
             context.add_callback(lambda: _remove_later(shm_dir, item.shm_name))
-        return wire.frames_of(item, _make_server_frame)
+        return frames.of_item(item, _make_server_frame)
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         import os

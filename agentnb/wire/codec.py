@@ -8,7 +8,7 @@ references to where they live (see their ``__reduce__``).
 Large buffers (``bytes`` and ``bytearray`` arguments or results, NumPy arrays)
 are pickled out of band (pickle protocol 5): they are not copied into the
 pickle stream, and travel as the parts of a :class:`Payload`, in chunks
-(see :mod:`agentnb.rpc.wire`).
+(see :mod:`agentnb.wire.frames`).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ GetResult use the serializer and deserializers below in place of the
 generated ones: chunk frames are written and read by hand, everything else by
 protobuf, so that no protobuf message is built around a chunk's bytes (at
 hundreds of MiB, every copy counts). Between processes of the same host, the
-parts go through a shared-memory file instead (:mod:`agentnb.rpc.shm`): the
+parts go through a shared-memory file instead (:mod:`agentnb.wire.shm`): the
 message then names that file, and no chunks follow. The values themselves are
-pickled by :mod:`agentnb.rpc.codec`.
+pickled by :mod:`agentnb.wire.codec`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from google.protobuf.message import Message
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
-from agentnb.rpc.codec import MAX_PAYLOAD_BYTES, Encoded, Payload
-from agentnb.rpc.shm import ShmDir
+from agentnb.wire.codec import MAX_PAYLOAD_BYTES, Encoded, Payload
+from agentnb.wire.shm import ShmDir
 
 # Large payloads travel in chunks of this size: the sender copies one chunk
 # while the receiver takes the previous one, and no message is huge.
@@ -121,8 +121,8 @@ def chunks(seq: int, parts: list) -> Iterator[Chunk]:
             yield Chunk(seq, view[start:start + CHUNK_BYTES])
 
 
-def frames(outbox: queue.SimpleQueue, make_frame: Callable[[list], Message], close: object,
-           max_messages: int, max_bytes: int) -> Iterator[Message | Chunk]:
+def from_outbox(outbox: queue.SimpleQueue, make_frame: Callable[[list], Message], close: object,
+                max_messages: int, max_bytes: int) -> Iterator[Message | Chunk]:
     """The frames to send for the Calls (or Replies) put in ``outbox``, until ``close`` is put.
 
     Messages waiting together share a frame (up to ``max_messages`` messages
@@ -156,7 +156,7 @@ def frames(outbox: queue.SimpleQueue, make_frame: Callable[[list], Message], clo
             yield from chunks(item.message.seq, item.parts)
 
 
-def frames_of(item: Any, make_frame: Callable[[list], Message]) -> Iterator[Message | Chunk]:
+def of_item(item: Any, make_frame: Callable[[list], Message]) -> Iterator[Message | Chunk]:
     """The frames of one message made by :func:`outgoing`: its frame, then its chunks."""
     if type(item) is Large:
         yield make_frame([item.message])

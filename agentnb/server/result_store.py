@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentnb.errors import AgentServerError, TaskNotFound
-from agentnb.rpc.codec import Encoded, Payload
-from agentnb.rpc.ids import random_hex
+from agentnb.wire.codec import Encoded, Payload
+from agentnb.wire.ids import random_hex
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +45,7 @@ class StoredResult:
     timestamp: float
 
 
-class ResultPoolUnavailable(AgentServerError):
+class ResultStoreUnavailable(AgentServerError):
     """The result pool's store (Redis) cannot be reached; the server itself is up."""
 
 
@@ -55,7 +55,7 @@ def _unknown_deadline(task_id: str) -> float:
     return time.monotonic() + (UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0)
 
 
-class ResultPool(ABC):
+class ResultStore(ABC):
     """The results of asynchronous calls, by task id."""
 
     @abstractmethod
@@ -83,7 +83,7 @@ class ResultPool(ABC):
         """Release what the pool holds (connections, threads); the server is stopping."""
 
 
-class LocalResultPool(ResultPool):
+class LocalResultStore(ResultStore):
     """An in-memory pool; the oldest results go first when ``max_len`` is exceeded,
     and any result goes after ``max_expire_time`` seconds."""
 
@@ -150,7 +150,7 @@ class LocalResultPool(ResultPool):
             return len(self._results) + len(self._pending)
 
 
-class RedisResultPool(ResultPool):
+class RedisResultStore(ResultStore):
     """Results and task states in Redis, kept ``max_expire_time`` seconds (the keys' TTL).
 
     Keys are ``agentnb:<namespace>:task:<task id>`` (a hash: state, owner, status,
@@ -171,7 +171,7 @@ class RedisResultPool(ResultPool):
     never finish, and its readers get :class:`TaskNotFound` instead of waiting.
 
     When Redis cannot be reached, calls that need it raise
-    :class:`ResultPoolUnavailable`; a result that cannot be written is held in
+    :class:`ResultStoreUnavailable`; a result that cannot be written is held in
     memory (at most ``max_len`` of them), served from there, and written when
     Redis is back. The connection is re-made by itself.
 
@@ -184,7 +184,7 @@ class RedisResultPool(ResultPool):
         socket_timeout: seconds a Redis command may take before Redis counts as lost.
     Raises:
         ValueError: the URL or namespace is malformed.
-        ResultPoolUnavailable: Redis cannot be reached now.
+        ResultStoreUnavailable: Redis cannot be reached now.
     """
 
     WAIT_SLICE = 1.0
@@ -243,14 +243,14 @@ class RedisResultPool(ResultPool):
         return f"{self._prefix}server:{instance}"
 
     def _call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(redis_client)``; a Redis failure becomes ResultPoolUnavailable."""
+        """Run ``fn(redis_client)``; a Redis failure becomes ResultStoreUnavailable."""
         try:
             return fn(self._redis)
         except self._redis_errors as exc:
-            raise ResultPoolUnavailable(
+            raise ResultStoreUnavailable(
                 f"the Redis result pool at {self.url} is unavailable (could not {what}): {exc}") from None
 
-    # -- the ResultPool interface --------------------------------------------------------
+    # -- the ResultStore interface --------------------------------------------------------
 
     def add_pending(self, task_id: str) -> None:
         key = self._task_key(task_id)
@@ -266,7 +266,7 @@ class RedisResultPool(ResultPool):
     def put(self, task_id: str, result: StoredResult) -> None:
         try:
             self._store(task_id, result)
-        except ResultPoolUnavailable as exc:
+        except ResultStoreUnavailable as exc:
             _LOGGER.warning("%s; the result of task %s waits in memory until Redis is back", exc, task_id)
             with self._lock:
                 self._unsaved[task_id] = (time.monotonic() + self.max_expire_time, result)
@@ -359,7 +359,7 @@ class RedisResultPool(ResultPool):
         try:
             self._flush_unsaved()
             self._call("remove the heartbeat", lambda r: r.delete(self._server_key(self.instance)))
-        except ResultPoolUnavailable as exc:
+        except ResultStoreUnavailable as exc:
             _LOGGER.warning("%s", exc)
         self._redis.close()
 
@@ -376,7 +376,7 @@ class RedisResultPool(ResultPool):
                 self._beat()
                 self._flush_unsaved()
                 interval = self.HEARTBEAT_INTERVAL
-            except ResultPoolUnavailable as exc:
+            except ResultStoreUnavailable as exc:
                 _LOGGER.debug("heartbeat: %s", exc)
                 interval = min(0.5, self.HEARTBEAT_INTERVAL)  # be seen again soon after Redis returns
             except Exception:  # the heartbeat must outlive any surprise
@@ -419,18 +419,18 @@ def _masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
-def make_pool(pool_type: str = "local", *, max_len: int = 8192, max_expire_time: float = 7200.0,
-              redis_url: str | None = None, namespace: str | None = None) -> ResultPool:
+def make_store(pool_type: str = "local", *, max_len: int = 8192, max_expire_time: float = 7200.0,
+              redis_url: str | None = None, namespace: str | None = None) -> ResultStore:
     """The pool a server was asked for.
 
     Raises:
         ValueError: unknown ``pool_type``, or ``redis`` without ``redis_url``.
-        ResultPoolUnavailable: ``redis`` and the Redis server cannot be reached.
+        ResultStoreUnavailable: ``redis`` and the Redis server cannot be reached.
     """
     if pool_type == "local":
-        return LocalResultPool(max_len=max_len, max_expire_time=max_expire_time)
+        return LocalResultStore(max_len=max_len, max_expire_time=max_expire_time)
     if pool_type == "redis":
         if not redis_url:
             raise ValueError("pool_type 'redis' needs a redis_url (--redis-url), e.g. redis://localhost:6379/0")
-        return RedisResultPool(redis_url, namespace=namespace, max_expire_time=max_expire_time, max_len=max_len)
+        return RedisResultStore(redis_url, namespace=namespace, max_expire_time=max_expire_time, max_len=max_len)
     raise ValueError(f"unknown pool_type {pool_type!r}; expected 'local' or 'redis'")

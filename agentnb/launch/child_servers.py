@@ -20,23 +20,15 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
-import json
 import os
-import select
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from agentnb import config
-from agentnb.errors import AgentServerError
-from agentnb.server import START_ERROR_PREFIX
+from agentnb.launch.command import ask_to_stop, await_server, kill, launch_server, server_argv, wait_or_kill
 
-START_TIMEOUT = 60.0
 DEFAULT_CHILD_CAPACITY = 32
 
 
@@ -141,9 +133,8 @@ def _needs_new_child(usable: list[ChildServer]) -> bool:
 def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
     token = _new_token()
     digest = config.configs_digest()
-    process, ready_read = launch_server(
-        ["--host", "127.0.0.1", "--port", "0", "--capacity", str(capacity), "--child"], token,
-        extra_env=config.server_environment())
+    process, ready_read = launch_server(server_argv(host="127.0.0.1", capacity=capacity, child=True), token,
+                                        extra_env=config.server_environment())
     return _Launch(process, ready_read, token, digest)
 
 
@@ -159,104 +150,7 @@ def _await_child(launch: _Launch) -> ChildServer:
 
 def _abandon(launch: _Launch) -> None:
     os.close(launch.ready_read)
-    _kill(launch.process)
-
-
-def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
-                 wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
-    """Run ``python -m agentnb.server SERVER_ARGS`` and wait until it listens.
-
-    The token, and ``extra_env`` (e.g. the model configurations of
-    ``config.server_environment()``), go through the environment, not the
-    command line, which other users can read. ``wrapper`` is a command that
-    runs the server (e.g. ``["ip", "netns", "exec", "ns1"]``); it must keep
-    the environment and open file descriptors. Returns the process and the
-    port it reported.
-    """
-    process, ready_read = launch_server(server_args, token, extra_env=extra_env, wrapper=wrapper, **popen_kwargs)
-    return process, await_server(process, ready_read)
-
-
-def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
-                  wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
-    """Start ``python -m agentnb.server SERVER_ARGS`` (as :func:`spawn_server`) without waiting.
-
-    Returns the process and the read end of its ready pipe, for :func:`await_server`.
-    """
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env["AGENTNB_TOKEN"] = token
-    # Modules the parent can import (its script's folder, the notebook's cwd)
-    # must be importable by the server: classes in them travel by reference.
-    paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ready_read, ready_write = os.pipe()
-    cmd = [*wrapper, sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
-    popen_kwargs.setdefault("stdin", subprocess.PIPE)
-    popen_kwargs.setdefault("start_new_session", True)
-    try:
-        process = subprocess.Popen(cmd, env=env, pass_fds=(ready_write,), **popen_kwargs)
-    except BaseException:
-        os.close(ready_read)
-        raise
-    finally:
-        os.close(ready_write)
-    return process, ready_read
-
-
-def await_server(process: subprocess.Popen, ready_read: int) -> int:
-    """Wait until a server of :func:`launch_server` listens; return its port.
-
-    Closes ``ready_read``; kills the process if it failed to start.
-    """
-    try:
-        return read_port(ready_read, process)
-    except BaseException:
-        _kill(process)
-        raise
-    finally:
-        os.close(ready_read)
-
-
-def read_port(fd: int, process: subprocess.Popen) -> int:
-    """Read the port a starting server writes as one line on ``fd`` (waiting up to START_TIMEOUT)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AgentServerError(f"the agent server did not start within {START_TIMEOUT:.0f} s")
-        readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
-        if readable:
-            chunk = os.read(fd, 64)
-            if not chunk:
-                break
-            data += chunk
-        elif process.poll() is not None:
-            break
-    text = data.decode(errors="replace").strip()
-    if text.isdigit():
-        return int(text)
-    if text.startswith(START_ERROR_PREFIX):
-        raise AgentServerError(f"the agent server failed to start: {_start_error(text)}")
-    code = process.poll()
-    raise AgentServerError(f"the agent server failed to start (exit status {code}); see its output")
-
-
-def _start_error(text: str) -> str:
-    try:
-        return str(json.loads(text[len(START_ERROR_PREFIX):]))
-    except ValueError:
-        return text[len(START_ERROR_PREFIX):]
-
-
-def _kill(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
-    with contextlib.suppress(Exception):
-        process.wait(5)
+    kill(launch.process)
 
 
 def stop_child_servers(grace: float = 0.3) -> None:
@@ -270,37 +164,10 @@ def stop_child_servers(grace: float = 0.3) -> None:
     if launch is not None:  # started for an agent that never came
         _abandon(launch)
     for child in children:
-        _ask_to_stop(child.process)
+        ask_to_stop(child.process)
     deadline = time.monotonic() + grace  # one grace for all: they stop at the same time
     for child in children:
-        _wait_or_kill(child.process, max(0.0, deadline - time.monotonic()))
-
-
-def stop_process(process: subprocess.Popen, grace: float = 5.0, *, close_stdin: bool = True) -> None:
-    """Stop a server process this one started: SIGTERM, then SIGKILL if it is still there after ``grace`` s.
-
-    Its pipes are closed first: a ``--child`` or ``--exit-with-parent`` server
-    then exits at once. ``close_stdin=False`` keeps its stdin open, so that
-    SIGTERM lets its running calls finish (for up to its own grace period).
-    """
-    _ask_to_stop(process, close_stdin=close_stdin)
-    _wait_or_kill(process, grace)
-
-
-def _ask_to_stop(process: subprocess.Popen, *, close_stdin: bool = True) -> None:
-    for stream in (process.stdin if close_stdin else None, process.stdout):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-
-
-def _wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _kill(process)
+        wait_or_kill(child.process, max(0.0, deadline - time.monotonic()))
 
 
 atexit.register(stop_child_servers)

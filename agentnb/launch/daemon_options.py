@@ -5,27 +5,18 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
-from agentnb.errors import AgentServerError
+from agentnb.errors import DaemonError
+from agentnb.launch.command import server_argv
 from agentnb.runtime_dir import LOOPBACK_HOSTS
-from agentnb.server.cli import server_argv
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 POOL_TYPES = ("local", "redis")
 DEFAULT_HOST = "localhost"
 DEFAULT_CAPACITY = 32
 MAX_REPLICAS = 64
-
-
-class DaemonError(AgentServerError):
-    """A daemon could not be started, found or stopped; the message says why.
-
-    In IPython it is shown as its message alone: the traceback through the
-    extension would only hide what went wrong.
-    """
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
+DEFAULT_STOP_GRACE = 10.0  # seconds a stopped daemon's running calls get before SIGKILL
 
 
 def check_name(name: str) -> str:
@@ -53,8 +44,11 @@ class DaemonOptions:
         max_len: results kept at most by the local pool (None: the server's default).
         model_config_path: a JSON file of model configurations for the server.
         replicas: how many servers; above 1 they form a pool that acts as one
-            target (see :meth:`DaemonRegistry.start_pool`).
+            target (see :meth:`agentnb.DaemonRegistry.start_pool`).
     """
+
+    POOL_TYPES: ClassVar[tuple[str, ...]] = POOL_TYPES
+    DEFAULT_STOP_GRACE: ClassVar[float] = DEFAULT_STOP_GRACE
 
     name: str | None = None
     host: str = DEFAULT_HOST

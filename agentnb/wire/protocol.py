@@ -1,0 +1,33 @@
+"""The agent protocol's constants: what a client and a server must agree on.
+
+The messages themselves are in ``protos/agentnb.proto``; this module holds the
+rest of the contract: the service name, how the token travels, how large a
+frame grows, and the one table from a reply's status to the state a user
+sees (:attr:`agentnb.AsyncResult.status`). How a server process is started
+and reports that it listens is :mod:`agentnb.launch.command`'s part.
+"""
+
+from __future__ import annotations
+
+from agentnb._proto import agentnb_pb2 as pb
+from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+
+SERVICE = "agentnb.AgentServer"
+TOKEN_METADATA_KEY = "agentnb-token"
+ENV_TLS_CA = "AGENTNB_TLS_CA"
+
+# Small calls (or replies) share a frame; a large payload follows its message in chunk frames.
+MAX_FRAME_BYTES = 4 * 2**20
+
+# The one table from a reply's status to a task state (an unknown status is a failure).
+STATE_OF_STATUS = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING, pb.OK: DONE, pb.ERROR: FAILED, pb.CANCELLED: CANCELLED}
+
+
+def state_of(status: int) -> str:
+    """The task state a reply with ``status`` (an ``agentnb_pb2.ReplyStatus``) puts its task in."""
+    return STATE_OF_STATUS.get(status, FAILED)
+
+
+def is_final(status: int) -> bool:
+    """Whether a reply with ``status`` ends its task (the others report progress)."""
+    return status != pb.QUEUED and status != pb.RUNNING
