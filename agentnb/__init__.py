@@ -6,9 +6,6 @@ its calls run in parallel with every other agent's.
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Callable
 from typing import Any
 
 __version__ = "0.1.0"
@@ -27,28 +24,12 @@ from agentnb.errors import (
     TaskCancelled,
     TaskNotFound,
 )
+from agentnb.lazy import lazy_exports
 
 # Light; and imported here, so that ``agentnb.progress`` stays the function
 # (a first import of the submodule later would rebind the name to it).
 from agentnb.progress import TICKER, Progress, Ticker, progress, wait
 from agentnb.wire.states import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, STATES
-
-
-def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` (PEP 562) for ``package``: the names of ``table``
-    (name -> module) are imported from their module on first use, then kept."""
-    namespace = sys.modules[package].__dict__
-
-    def __getattr__(name: str) -> Any:
-        module = table.get(name)
-        if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        namespace[name] = value
-        return value
-
-    return __getattr__
-
 
 # The rest is imported on first use (PEP 562): a script pays for grpc, the
 # model wrappers or the server side only when it uses them, and a child mode

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from agentnb.wire.states import CANCELLED, FAILED, FINAL_STATES, RUNNING
@@ -28,19 +27,20 @@ if TYPE_CHECKING:
     from agentnb.rpc.async_result import AsyncResult
 
 
-_async_result: ModuleType | None = None
+# The types of result this module watches. AsyncResult adds itself when its module is
+# imported, so that this module (imported by ``import agentnb``) never loads the client.
+_RESULT_TYPES: tuple[type, ...] = ()
 
 
-def _rpc() -> ModuleType:
-    """``agentnb.rpc.async_result`` (AsyncResult), imported on first
-    use: ``import agentnb`` imports this module, and must not load grpc. (Kept: the
-    reader thread asks at every state change.)"""
-    global _async_result
-    if _async_result is None:
-        from agentnb.rpc import async_result
+def register_result_type(cls: type) -> None:
+    """Have :func:`progress` and :func:`wait` take objects of ``cls`` as results."""
+    global _RESULT_TYPES
+    if cls not in _RESULT_TYPES:
+        _RESULT_TYPES = (*_RESULT_TYPES, cls)
 
-        _async_result = async_result
-    return _async_result
+
+def _is_result(value: object) -> bool:
+    return isinstance(value, _RESULT_TYPES)
 
 
 TICK_INTERVAL = 0.25  # seconds between redraws of live displays
@@ -258,7 +258,7 @@ class Progress:
 
 def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     """The keys (for a mapping) and the AsyncResults of ``results``, checked."""
-    if isinstance(results, _rpc().AsyncResult):
+    if _is_result(results):
         return None, [results]
     if isinstance(results, Mapping):
         keys: list | None = list(results.keys())
@@ -268,7 +268,7 @@ def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     else:
         raise TypeError(f"expected AsyncResults (a list, a dict, any iterable), got {type(results).__name__}")
     for i, item in enumerate(items):
-        if not isinstance(item, _rpc().AsyncResult):
+        if not _is_result(item):
             where = f"key {keys[i]!r}" if keys is not None else f"item {i}"
             raise TypeError(f"{where} is a {type(item).__name__!r} object, not an AsyncResult "
                             "(only @async_func calls on distributed agents return one)")
@@ -365,7 +365,7 @@ def display_live(target: Progress | AsyncResult, label: str = "", progress: Prog
         return
     if progress is None:
         progress = target if isinstance(target, Progress) else Progress(target)
-    if isinstance(target, _rpc().AsyncResult) and not label:
+    if _is_result(target) and not label:
         info = target.call_info
         label = f"{info.agent}.{info.method}" if info.method else info.task_id
     TICKER.add(TextProgressLine(progress, label=label))
@@ -410,11 +410,11 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
     """
     tracker = Progress(results)
     if show:
-        display_live(results if isinstance(results, _rpc().AsyncResult) else tracker, progress=tracker)
+        display_live(results if _is_result(results) else tracker, progress=tracker)
     finished = tracker.wait(timeout)
     TICKER.tick_now()  # live displays of these results (this one's, progress()'s) show the end at once
     if not finished:
         raise TimeoutError(f"only {tracker.finished} of {tracker.total} results were final after {timeout} s")
     values = tracker.values(return_exceptions=return_exceptions)
-    return values[0] if isinstance(results, _rpc().AsyncResult) else values
+    return values[0] if _is_result(results) else values
 

@@ -7,7 +7,7 @@ load grpc.
 
 from __future__ import annotations
 
-from agentnb import lazy_exports
+from agentnb.lazy import lazy_exports
 
 __all__ = ["AsyncResult", "RpcMeta", "RpcObject", "async_func", "sync_func"]
 

@@ -12,6 +12,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable
+from agentnb.progress import register_result_type
+from agentnb.progress import wait as wait_for_results
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import CallFuture, decode_final
 from agentnb.wire import codec
@@ -184,9 +186,7 @@ class AsyncResult(Generic[T]):
         In a notebook the status is a live widget; elsewhere a text line on
         stderr. Raises what :meth:`result` raises.
         """
-        from agentnb.progress import wait
-
-        return wait(self, show=True, timeout=timeout)
+        return wait_for_results(self, show=True, timeout=timeout)
 
     def _settle_reference(self) -> None:
         """Wait for a result that travelled here, recording a lost server as its failure."""
@@ -316,3 +316,5 @@ class _ReferenceWatcher:
 
 
 _REFERENCE_WATCHER = _ReferenceWatcher()
+
+register_result_type(AsyncResult)

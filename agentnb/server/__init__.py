@@ -6,7 +6,7 @@ agentnb.server``) loads only what it runs.
 
 from __future__ import annotations
 
-from agentnb import lazy_exports
+from agentnb.lazy import lazy_exports
 
 __all__ = ["AgentServer", "LocalResultStore", "ResultStore", "RpcAgentServerLauncher"]
 
