@@ -1,8 +1,8 @@
 """Random ids for agents, tasks and messages, made without a system call each.
 
 ``uuid.uuid4()`` reads ``os.urandom`` at every call, which costs tens of
-microseconds on some machines (55 µs on this project's, a third of an
-asynchronous call's whole client-side cost). Ids here come from a generator
+microseconds on some machines, a large part of an asynchronous call's
+client-side cost. Ids here come from a generator
 seeded once from ``os.urandom`` (and seeded again in a forked child, so that
 parent and child never make the same ids). They are unique, not secret: what
 guards an agent server is its token, not the names of its agents and tasks.
