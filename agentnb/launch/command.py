@@ -78,6 +78,19 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     return process, await_server(process, ready_read)
 
 
+def import_path() -> list[str]:
+    """This process's import path, for a server it starts: exactly its folders, no other.
+
+    Classes of modules this process can import travel by reference, so the
+    server must import them too: the script's folder, the notebook's (where the
+    kernel has it), installed packages. The current directory counts only where
+    this process's ``sys.path`` has it (``''``): a module another user planted in a
+    shared folder one merely works in must not run in one's server.
+    """
+    paths = [os.getcwd() if entry == "" else os.path.abspath(entry) for entry in sys.path]
+    return list(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+
+
 def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
                   wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
     """Start ``python -m agentnb.server SERVER_ARGS`` (as :func:`spawn_server`) without waiting.
@@ -87,14 +100,10 @@ def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, st
     env = dict(os.environ)
     env.update(extra_env or {})
     env[ENV_TOKEN] = token
-    # Modules the parent can import (its script's folder, the notebook's cwd)
-    # must be importable by the server: classes in them travel by reference.
-    paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONPATH"] = os.pathsep.join(import_path())
     ready_read, ready_write = os.pipe()
-    cmd = [*wrapper, sys.executable, "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
+    # -P: no current directory first on the server's sys.path (``python -m`` would put it there).
+    cmd = [*wrapper, sys.executable, "-P", "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]
     popen_kwargs.setdefault("stdin", subprocess.PIPE)
     popen_kwargs.setdefault("start_new_session", True)
     try:

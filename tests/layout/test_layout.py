@@ -8,7 +8,7 @@ above them; kernel_ext on top, through the public API only.
 from __future__ import annotations
 
 import agentnb
-from tests.layout.import_graph import cycles, read_modules
+from import_graph import cycles, read_modules
 
 MODULES = read_modules()
 
