@@ -7,8 +7,9 @@ above them; kernel_ext on top, through the public API only.
 
 from __future__ import annotations
 
-import agentnb
 from import_graph import cycles, read_modules
+
+import agentnb
 
 MODULES = read_modules()
 

@@ -18,7 +18,6 @@ import tempfile
 import textwrap
 
 import pytest
-
 from attacker import ATTACKER, as_attacker
 
 VICTIM = textwrap.dedent("""
