@@ -1,10 +1,11 @@
 """The per-user runtime directory: where running servers are recorded.
 
 Each server that is not a child of one process writes a small JSON record
-(name, address, pid, token, log file) here, readable only by its user (0600 in
-a 0700 folder). Clients find a server's token here, and a restarted kernel
-finds its daemons again. A record whose pid is gone is stale and is removed
-when read.
+(name, address, pid and its start time, token, log file) here, readable only
+by its user (0600 in a 0700 folder). Clients find a server's token here, and a
+restarted kernel finds its daemons again. A record is trusted only while the
+process that wrote it runs: a pid that is gone, or now belongs to another user
+or to a later process, makes it stale, and it is removed when read.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class ServerRecord:
     started: float = 0.0
     capacity: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # When the process ``pid`` started (clock ticks since boot): a later process given the
+    # same pid is not the one that wrote the record. Filled in by write_record.
+    pid_started: int = 0
 
     @property
     def address(self) -> str:
@@ -107,8 +111,35 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), if it is alive, not a zombie,
+    and this user's; else None. Where there is no procfs, 0 for any live process."""
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no procfs here: the pid is all there is to go by
+        return 0 if pid_alive(pid) else None
+    if owner != os.getuid() or fields[0] == "Z":
+        return None
+    return int(fields[19])  # field 22 of stat(5), counted after the command's closing parenthesis
+
+
+def _is_writer_alive(record: ServerRecord) -> bool:
+    """Whether the process that wrote ``record`` still runs: its pid is alive, is this
+    user's, and started when the record says (not a later process given the same pid)."""
+    if record.pid <= 0:
+        return False
+    started = process_started(record.pid)
+    return started is not None and (started == record.pid_started or not started or not record.pid_started)
+
+
 def write_record(record: ServerRecord) -> pathlib.Path:
-    """Write ``record`` atomically, readable by its owner only."""
+    """Write ``record`` atomically, readable by its owner only (with its process's start time)."""
+    if not record.pid_started:
+        record.pid_started = process_started(record.pid) or 0
     path = _record_path(record.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -143,12 +174,16 @@ def _load(path: pathlib.Path) -> ServerRecord | None:
 
 
 def read_record(name: str) -> ServerRecord | None:
-    """The live record called ``name``, or None (a stale one is removed)."""
+    """The live record called ``name``, or None (a stale one is removed).
+
+    A record is live while the process that wrote it runs; a pid now taken by a
+    process of another user, or by a later process, makes it stale.
+    """
     path = _record_path(name)
     record = _load(path)
     if record is None:
         return None
-    if not pid_alive(record.pid):
+    if not _is_writer_alive(record):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return None
