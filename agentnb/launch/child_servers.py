@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import os
 import subprocess
 import threading
@@ -69,7 +70,6 @@ class _Launch(NamedTuple):
 _lock = threading.Lock()
 _children: list[ChildServer] = []
 _pending: _Launch | None = None
-_owner_pid = os.getpid()
 
 
 def child_server() -> ChildServer:
@@ -115,11 +115,29 @@ def prestart_child_server() -> None:
             _pending = _launch_child()
 
 
+def _forget_in_forked_child() -> None:
+    """In a forked child of this process: the children are the parent's, not ours.
+
+    Their stdin pipes are closed here, so that a forked helper still running
+    (a multiprocessing worker) does not keep them alive once the parent is gone.
+    """
+    global _lock, _children, _pending
+    for process in [child.process for child in _children] + ([_pending.process] if _pending else []):
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+    if _pending is not None:
+        with contextlib.suppress(OSError):
+            os.close(_pending.ready_read)
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _children, _pending = [], None
+
+
+os.register_at_fork(after_in_child=_forget_in_forked_child)
+
+
 def _usable_children() -> list[ChildServer]:
     """The live children that got this process's current model configurations (call with _lock held)."""
-    global _children, _pending, _owner_pid
-    if _owner_pid != os.getpid():  # forked: the parent's children are not ours
-        _children, _pending, _owner_pid = [], None, os.getpid()
     digest = config.configs_digest()
     # One started before init(model_configs=...) added configs lacks them: a new one gets them.
     return [child for child in _children if child.alive() and child.model_configs == digest]
@@ -157,10 +175,9 @@ def stop_child_servers(grace: float = 0.3) -> None:
     """Stop every child server of this process (closing its stdin makes it exit)."""
     global _pending
     with _lock:
-        mine = _owner_pid == os.getpid()
-        children = list(_children) if mine else []
+        children = list(_children)
         _children.clear()
-        launch, _pending = (_pending if mine else None), None
+        launch, _pending = _pending, None
     if launch is not None:  # started for an agent that never came
         _abandon(launch)
     for child in children:
