@@ -43,9 +43,12 @@ NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (se
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
-    ("grpc.keepalive_time_ms", 20_000),
+    # A server that stops answering (SIGSTOP, a frozen host) fails the waiting calls within 10-15 s.
+    ("grpc.keepalive_time_ms", 5_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.ping_timeout_ms", 10_000),  # every ping, not only keepalive ones (default 60 s)
     # Each connection its own TCP connection: a proxy in a server process must
     # not share a subchannel with that process's own clients.
     ("grpc.use_local_subchannel_pool", 1),

@@ -1,0 +1,33 @@
+"""A server that stops answering (SIGSTOP, a frozen VM, a cut network) is noticed within seconds.
+
+Calls waiting on it, and the next ones, raise ServerUnavailable instead of hanging:
+the connection's keepalive pings find that nothing answers.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from agents_for_tests import Counter
+
+from agentnb import ServerUnavailable
+
+NOTICED_WITHIN = 30.0  # seconds; keepalive finds it in about 10 (the README's "within seconds")
+
+
+def test_a_call_to_a_stopped_server_fails_within_seconds(start_server) -> None:
+    server = start_server()
+    counter = Counter(to_dist=server.to_dist)
+    assert counter.add(1) == 1
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailable):
+            counter.add(1)
+        took = time.monotonic() - started
+        assert took < NOTICED_WITHIN, f"the stopped server was noticed only after {took:.0f} s"
+        print(f"noticed after {took:.1f} s")
+    finally:
+        server.process.send_signal(signal.SIGCONT)
