@@ -19,6 +19,9 @@ from agentnb.runtime_dir import pid_alive
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
 
+# How long the long call sleeps (see conftest.py): an async call of that many seconds simply returns.
+LONG_CALL_SECONDS = 150
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
              interval: float = 0.05) -> Any:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import browser_fixtures
-import kernel_fixtures
 import nbformat
 import pytest
 from helpers_runtime import wait_for
@@ -32,12 +31,6 @@ except ImportError:  # the fixtures skip the test (fail it under CI), naming wha
     pass
 if TYPE_CHECKING:
     from playwright.sync_api import Page
-
-# The fixtures this module uses (see browser_fixtures and kernel_fixtures):
-# the reaper stops any agent server the notebook's kernel left behind.
-jupyterlab = browser_fixtures.jupyterlab
-browser_page = browser_fixtures.browser_page
-reap_daemons = kernel_fixtures.reap_daemons
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parent.parent / "notebooks" / "progress.ipynb"
 TOTAL = 50  # the notebook's fan-out: study(i) for i in range(50) ...

@@ -8,18 +8,12 @@ import stat
 import textwrap
 import time
 
-import kernel_fixtures
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
 
 from agentnb import DaemonRegistry
 from agentnb.rpc.connection import ServerConnection
 from agentnb.runtime_dir import pid_alive, read_record
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 LOAD = "%load_ext agentnb\nimport agentnb"
 

@@ -15,8 +15,7 @@ import grpc
 import pytest
 from agents_for_tests import Worker
 from helpers_runtime import script_env, wait_for
-from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixture
-from test_security import tls_files  # noqa: F401 -- the fixture
+from redis_fixtures import RedisServer
 
 from agentnb import AgentBase, AuthenticationError, SerializationError, TaskCancelled, async_func
 from agentnb._proto import agentnb_pb2 as pb
@@ -216,11 +215,6 @@ def test_256_mib_round_trip(server) -> None:
     assert store.length(b"small after big") == 15
 
 
-@pytest.fixture
-def two_servers(start_server):
-    return start_server(), start_server()
-
-
 def test_large_result_fetched_by_reference_and_by_another_server(two_servers) -> None:
     first, second = two_servers
     maker = Store("maker", to_dist=first.to_dist)
@@ -238,7 +232,7 @@ def test_large_result_fetched_by_reference_and_by_another_server(two_servers) ->
     assert type(maker.make_bytearray(CHUNK + 1).result(timeout=60)) is bytearray
 
 
-def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer) -> None:
     server = start_server("--pool-type", "redis", "--redis-url", redis_server.url)
     store = Store("s", to_dist=server.to_dist)
     size = 3 * CHUNK + 11
@@ -253,7 +247,7 @@ def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer
     assert type(again) is bytearray and again == bytearray(pattern(CHUNK + 1))
 
 
-def test_large_payloads_over_tls(start_server, tls_files) -> None:  # noqa: F811
+def test_large_payloads_over_tls(start_server, tls_files) -> None:
     cert, key = tls_files
     server = start_server("--tls-cert", cert, "--tls-key", key)
     store = Store("s", to_dist={**server.to_dist, "tls_ca": cert})

@@ -10,15 +10,11 @@ import pathlib
 import re
 from collections.abc import Callable
 
-import kernel_fixtures
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from agentnb.runtime_dir import iter_records
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-reap_daemons = kernel_fixtures.reap_daemons
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 180
