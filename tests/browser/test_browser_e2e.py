@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import browser_fixtures
 import nbformat
 import pytest
-from helpers_runtime import wait_for
+from helpers_runtime import REPO, wait_for
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -32,7 +32,7 @@ except ImportError:  # the fixtures skip the test (fail it under CI), naming wha
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-NOTEBOOK = pathlib.Path(__file__).resolve().parent.parent / "notebooks" / "progress.ipynb"
+NOTEBOOK = pathlib.Path(REPO, "notebooks", "progress.ipynb")
 TOTAL = 50  # the notebook's fan-out: study(i) for i in range(50) ...
 FAILED = 7  # ... which raises for i % 7 == 6
 RUN_TIMEOUT_MS = 120_000  # the whole notebook, on a loaded 2-core machine

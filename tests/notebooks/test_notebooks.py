@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import nbformat
 import pytest
+from helpers_runtime import REPO
 from nbclient import NotebookClient
 
 from agentnb.runtime_dir import iter_records
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(pathlib.Path(REPO, "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 180
 
 
