@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import signal
@@ -45,6 +46,12 @@ def completed_when_idle(connection: Any) -> int:
 
 def wait_pid_gone(pid: int, timeout: float = 15.0) -> None:
     wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes that differ from one position to the next (a misplaced chunk shows)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 4096  # 128 KiB
+    return (block * (size // len(block) + 1))[:size]
 
 
 def free_port() -> int:
