@@ -8,7 +8,7 @@ import stat
 import textwrap
 import time
 
-from helpers_runtime import wait_for
+from helpers_runtime import child_server_pids, wait_for
 from kernel_fixtures import Kernel
 
 from agentnb import DaemonRegistry
@@ -48,14 +48,6 @@ TALLY = textwrap.dedent("""
 
 def mode(path: str | pathlib.Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def child_server_pids(pid: int) -> list[int]:
-    """The child-mode agent servers of process ``pid`` (its daemons are its children too, but not these)."""
-    children = []
-    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in children if b"--child" in pathlib.Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")]
 
 
 def test_daemon_survives_restart_and_agents_reattach(start_kernel, runtime_dir: str) -> None:
