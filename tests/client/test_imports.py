@@ -8,6 +8,8 @@ while that server boots (see ``prestart_child_server``).
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -55,9 +57,27 @@ def test_the_client_side_is_loaded_on_first_use() -> None:
     assert "agentnb.rpc.connection" in loaded_after("import agentnb\nagentnb.ServerPool")
 
 
-def test_every_public_name_still_resolves() -> None:
-    for name in agentnb.__all__:
-        assert getattr(agentnb, name) is not None, name
+def test_every_public_name_is_the_object_its_module_defines() -> None:
+    # `from agentnb import *` binds exactly __all__ (each name once), all listed by dir() for completion.
+    star = subprocess.run([sys.executable, "-c", "before = set(globals()) | {'before'}\nfrom agentnb import *\n"
+                           "import json\nprint(json.dumps(sorted(set(globals()) - before - {'json'})))"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(star.stdout) == sorted(agentnb.__all__) == sorted(set(agentnb.__all__))
+    assert set(agentnb.__all__) <= set(dir(agentnb))
+    # Each class and function is agentnb's own, under its own name, the one its module defines.
+    defined = {name: getattr(agentnb, name) for name in agentnb.__all__}
+    for name, value in defined.items():
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__.startswith("agentnb") and value.__name__ == name, (name, value)
+            assert getattr(importlib.import_module(value.__module__), name) is value, name
+    # One `except agentnb.AgentnbError` catches every error agentnb raises.
+    errors = {name for name, value in defined.items() if inspect.isclass(value) and issubclass(value, BaseException)}
+    assert {"AgentServerError", "RemoteError", "SerializationError", "ModelConfigError", "DaemonError"} <= errors
+    assert all(issubclass(defined[name], agentnb.AgentnbError) for name in errors), errors
+    # The states an AsyncResult's status takes, and the ticker of the progress views.
+    assert agentnb.FINAL_STATES == {agentnb.DONE, agentnb.FAILED, agentnb.CANCELLED}
+    assert agentnb.STATES == (agentnb.QUEUED, agentnb.RUNNING, agentnb.DONE, agentnb.FAILED, agentnb.CANCELLED)
+    assert isinstance(agentnb.TICKER, agentnb.Ticker)
     assert callable(agentnb.progress) and agentnb.progress.__module__ == "agentnb.progress"
     from agentnb.rpc import AsyncResult
     from agentnb.server import RpcAgentServerLauncher

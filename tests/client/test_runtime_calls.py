@@ -26,9 +26,9 @@ def gate_name() -> str:
     return uuid.uuid4().hex
 
 
-def test_sync_method_blocks_and_returns_the_value(worker) -> None:
+def test_sync_method_blocks_and_returns_the_value(server, worker) -> None:
     assert worker.echo({"k": [1, 2]}) == {"k": [1, 2]}
-    assert worker.pid() > 0
+    assert worker.pid() == server.process.pid  # it ran on the server
 
 
 def test_async_method_returns_before_the_call_finishes(server, worker) -> None:
