@@ -1,10 +1,17 @@
-"""Fixtures shared by the whole suite: isolated runtime folders and real server processes."""
+"""Fixtures shared by the whole suite, in every folder: isolated runtime folders, real server
+processes, and (through ``pytest_plugins``) real kernels, the daemon reaper, Redis and JupyterLab.
+
+Clean-up that must hold for every test is autouse here: each test gets its own runtime
+directory (``runtime_dir``), and when it ends its connections and child servers are closed
+(``_stop_children``) and every agent server recorded in its runtime directory is stopped
+(``reap_daemons``, in kernel_fixtures).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,12 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from helpers_runtime import LONG_CALL_SECONDS, REPO
 
 from agentnb.launch.child_servers import stop_child_servers
 from agentnb.launch.command import spawn_server
 from agentnb.rpc.connection import ServerConnection
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Fixture modules of the whole suite (tests/ is on sys.path: this file's folder).
+pytest_plugins = ["kernel_fixtures", "redis_fixtures", "browser_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -85,12 +94,30 @@ def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     return start_server("--capacity", "16")
 
 
+@pytest.fixture
+def two_servers(start_server: Callable[..., ServerProcess]) -> tuple[ServerProcess, ServerProcess]:
+    """Two agent server processes."""
+    return start_server(), start_server()
+
+
+@pytest.fixture
+def tls_files(tmp_path) -> tuple[str, str]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key: (cert, key) paths."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "server.key", tmp_path / "server.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
 # -- the long call ---------------------------------------------------------------------------
 # An async call of LONG_CALL_SECONDS must simply return its value (no hidden deadline).
 # It starts when collection finishes, in its own process, so it runs while the rest of
-# the suite does; tests/test_long_call.py collects its result at the end.
+# the suite does; the test marked long_call collects its result at the end.
 
-LONG_CALL_SECONDS = 150
 LONG_CALL_SCRIPT = f"""
 import json, time
 from agentnb import AgentBase, async_func

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import pathlib
 import queue
 import signal
 import socket
@@ -18,6 +21,9 @@ from agentnb.runtime_dir import pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
+
+# How long the long call sleeps (see conftest.py): an async call of that many seconds simply returns.
+LONG_CALL_SECONDS = 150
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
@@ -42,6 +48,38 @@ def completed_when_idle(connection: Any) -> int:
 
 def wait_pid_gone(pid: int, timeout: float = 15.0) -> None:
     wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes that differ from one position to the next (a misplaced chunk shows)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 4096  # 128 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+def child_server_pids(pid: int) -> list[int]:
+    """The child-mode agent servers of process ``pid`` (``python -m agentnb.server ... --child``),
+    from the process listing; its other children (daemons, launchers, scripts) are not these."""
+    children = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(child for child in children if b"--child" in command_line(child))
+
+
+def command_line(pid: int) -> list[bytes]:
+    """The arguments of process ``pid`` (empty once it has exited). A process whose exec has just
+    begun shows an empty command line for a moment: that is waited out."""
+    proc = pathlib.Path(f"/proc/{pid}")
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            exited = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except OSError:  # gone
+            return []
+        if cmdline or exited or time.monotonic() > deadline:
+            return cmdline.split(b"\0")[:-1]
+        time.sleep(0.005)
 
 
 def free_port() -> int:

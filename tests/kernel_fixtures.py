@@ -1,13 +1,10 @@
-"""Fixtures for the notebook-side tests: real IPython kernels and a daemon reaper.
+"""Fixtures for the notebook-side tests: real IPython kernels, a daemon registry and a daemon reaper.
 
-A test module makes them its own by binding them at module level::
+tests/conftest.py registers this module for the whole suite (``pytest_plugins``):
+a test asks for ``kernel``, ``start_kernel`` or ``registry`` by name.
 
-    import kernel_fixtures
-    kernel = kernel_fixtures.kernel
-    reap_daemons = kernel_fixtures.reap_daemons
-
-``reap_daemons`` is autouse where it is bound: when each test ends, whatever
-happened, it stops every agent server recorded in the test's runtime
+``reap_daemons`` is autouse, for every test in every folder: when a test ends,
+whatever happened, it stops every agent server recorded in the test's runtime
 directory, so no daemon outlives the run.
 """
 
@@ -177,6 +174,8 @@ def kill_recorded_servers(runtime_dir: str, grace: float = 5.0) -> list[str]:
 
 
 def _is_agent_server(pid: int) -> bool:
+    if pid == os.getpid():  # a server a test launched in this process (in_subprocess=False)
+        return False
     try:
         return b"agentnb.server" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
-import kernel_fixtures
 import pytest
 from helpers_runtime import free_port
 
@@ -13,9 +12,6 @@ from agentnb import DaemonError, DaemonOptions, DaemonRegistry
 from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import iter_records
 from agentnb.server.launcher import RpcAgentServerLauncher
-
-reap_daemons = kernel_fixtures.reap_daemons
-registry = kernel_fixtures.registry
 
 
 @pytest.fixture

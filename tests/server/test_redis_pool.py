@@ -13,7 +13,7 @@ import time
 import pytest
 from agents_for_tests import Worker
 from helpers_runtime import free_port, script_env, wait_for
-from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixture
+from redis_fixtures import RedisServer
 
 from agentnb import AgentServerError, ServerUnavailable, TaskNotFound
 from agentnb.server.launcher import RpcAgentServerLauncher
@@ -34,7 +34,7 @@ def task_id(n: int) -> str:
 
 
 @pytest.fixture
-def pool(redis_server: RedisServer):  # noqa: F811
+def pool(redis_server: RedisServer):
     pools: list[RedisResultStore] = []
 
     def make(namespace: str = "t", **kwargs) -> RedisResultStore:
@@ -54,7 +54,7 @@ def redis_args(redis: RedisServer) -> tuple[str, ...]:
 # -- the pool itself ---------------------------------------------------------------------
 
 
-def test_result_is_stored_with_the_expire_time_as_ttl(pool, redis_server: RedisServer) -> None:  # noqa: F811
+def test_result_is_stored_with_the_expire_time_as_ttl(pool, redis_server: RedisServer) -> None:
     p = pool(max_expire_time=60.0)
     p.add_pending(task_id(1))
     p.put(task_id(1), StoredResult(OK, b"value", 123.5))
@@ -119,7 +119,7 @@ def test_namespaces_keep_servers_apart_and_the_same_namespace_is_shared(pool) ->
         team_b.get(task_id(5), 0.2)
 
 
-def test_namespace_from_the_url(redis_server: RedisServer) -> None:  # noqa: F811
+def test_namespace_from_the_url(redis_server: RedisServer) -> None:
     p = make_store("redis", redis_url=redis_server.url + "?namespace=from-url", max_expire_time=10.0)
     try:
         assert isinstance(p, RedisResultStore) and p.namespace == "from-url"
@@ -159,7 +159,7 @@ def test_the_password_of_the_url_stays_out_of_messages() -> None:
     assert "s3cret" not in str(info.value) and "user:***@" in str(info.value)
 
 
-def test_results_written_while_redis_is_lost_wait_in_memory(pool, redis_server: RedisServer,  # noqa: F811
+def test_results_written_while_redis_is_lost_wait_in_memory(pool, redis_server: RedisServer,
                                                             monkeypatch) -> None:
     monkeypatch.setattr(RedisResultStore, "HEARTBEAT_INTERVAL", 0.2)
     p = pool()
@@ -177,7 +177,7 @@ def test_results_written_while_redis_is_lost_wait_in_memory(pool, redis_server: 
 # -- agent servers with the Redis pool ------------------------------------------------------
 
 
-def test_server_with_redis_pool(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+def test_server_with_redis_pool(start_server, redis_server: RedisServer) -> None:
     server = start_server(*redis_args(redis_server), "--max-expire-time", "120")
     assert server.connection().info().pool_type == "redis"
     agent = Worker("W0", to_dist=server.to_dist)
@@ -192,7 +192,7 @@ def test_server_with_redis_pool(start_server, redis_server: RedisServer) -> None
         pickle.loads(pickle.dumps(failed)).result(30)
 
 
-def test_a_result_survives_its_server(start_server, redis_server: RedisServer, tmp_path) -> None:  # noqa: F811
+def test_a_result_survives_its_server(start_server, redis_server: RedisServer, tmp_path) -> None:
     """SIGKILL the server after the task finished, restart it on the same address: the value is there."""
     server = start_server(*redis_args(redis_server))
     agent = Worker("W0", to_dist=server.to_dist)
@@ -233,7 +233,7 @@ def _value_or_none(reference: bytes) -> object:
         return None
 
 
-def test_redis_lost_while_running(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+def test_redis_lost_while_running(start_server, redis_server: RedisServer) -> None:
     """Calls needing Redis fail clearly; the server stays up and recovers; nothing stored is lost."""
     server = start_server(*redis_args(redis_server))
     agent = Worker("W0", to_dist=server.to_dist)
@@ -261,7 +261,7 @@ def _call_or_none(agent: Worker) -> object:
         return None
 
 
-def test_redis_frozen_while_running(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+def test_redis_frozen_while_running(start_server, redis_server: RedisServer) -> None:
     """A Redis that stops answering (SIGSTOP) fails calls after the socket timeout, not never."""
     server = start_server(*redis_args(redis_server))
     agent = Worker("W0", to_dist=server.to_dist)
@@ -301,7 +301,7 @@ def test_launcher_refuses_to_start_without_redis(in_subprocess: bool) -> None:
     launcher.shutdown(0)
 
 
-def test_launcher_with_redis(redis_server: RedisServer) -> None:  # noqa: F811
+def test_launcher_with_redis(redis_server: RedisServer) -> None:
     launcher = RpcAgentServerLauncher(port=0, pool_type="redis", redis_url=redis_server.url)
     launcher.launch()
     try:
@@ -364,7 +364,7 @@ class CuttableProxy:
         self.cut()
 
 
-def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, redis_server) -> None:  # noqa: F811
+def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, redis_server) -> None:
     """The connection breaks while the call runs; the call finishes; result() still gets its value."""
     server = start_server(*redis_args(redis_server))
     proxy = CuttableProxy(server.port)

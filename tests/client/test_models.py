@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import kernel_fixtures
 import pytest
 
 import agentnb
@@ -289,9 +288,6 @@ def test_an_unknown_config_fails_at_creation_naming_it(endpoint: Endpoint) -> No
     agentnb.init(model_configs=configs(endpoint))
     with pytest.raises(ModelConfigError, match="'ghost' on this agent server.*known here: 'chat', 'gen', 'slow-chat'"):
         agentnb.wait_created(ChatAgent("X", model_config_name="ghost", to_dist=True))
-
-
-registry = kernel_fixtures.registry
 
 
 def test_a_daemon_gets_the_configs_of_the_process_that_starts_it(

@@ -7,17 +7,11 @@ import pathlib
 import signal
 import textwrap
 
-import kernel_fixtures
 import pytest
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
 
 from agentnb.runtime_dir import pid_alive
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 AGENTS = textwrap.dedent("""
     import os

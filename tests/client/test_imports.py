@@ -8,12 +8,16 @@ while that server boots (see ``prestart_child_server``).
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+from helpers_runtime import child_server_pids, wait_pid_gone
 
 import agentnb
 from agentnb import AgentBase, config
@@ -53,9 +57,27 @@ def test_the_client_side_is_loaded_on_first_use() -> None:
     assert "agentnb.rpc.connection" in loaded_after("import agentnb\nagentnb.ServerPool")
 
 
-def test_every_public_name_still_resolves() -> None:
-    for name in agentnb.__all__:
-        assert getattr(agentnb, name) is not None, name
+def test_every_public_name_is_the_object_its_module_defines() -> None:
+    # `from agentnb import *` binds exactly __all__ (each name once), all listed by dir() for completion.
+    star = subprocess.run([sys.executable, "-c", "before = set(globals()) | {'before'}\nfrom agentnb import *\n"
+                           "import json\nprint(json.dumps(sorted(set(globals()) - before - {'json'})))"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(star.stdout) == sorted(agentnb.__all__) == sorted(set(agentnb.__all__))
+    assert set(agentnb.__all__) <= set(dir(agentnb))
+    # Each class and function is agentnb's own, under its own name, the one its module defines.
+    defined = {name: getattr(agentnb, name) for name in agentnb.__all__}
+    for name, value in defined.items():
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__.startswith("agentnb") and value.__name__ == name, (name, value)
+            assert getattr(importlib.import_module(value.__module__), name) is value, name
+    # One `except agentnb.AgentnbError` catches every error agentnb raises.
+    errors = {name for name, value in defined.items() if inspect.isclass(value) and issubclass(value, BaseException)}
+    assert {"AgentServerError", "RemoteError", "SerializationError", "ModelConfigError", "DaemonError"} <= errors
+    assert all(issubclass(defined[name], agentnb.AgentnbError) for name in errors), errors
+    # The states an AsyncResult's status takes, and the ticker of the progress views.
+    assert agentnb.FINAL_STATES == {agentnb.DONE, agentnb.FAILED, agentnb.CANCELLED}
+    assert agentnb.STATES == (agentnb.QUEUED, agentnb.RUNNING, agentnb.DONE, agentnb.FAILED, agentnb.CANCELLED)
+    assert isinstance(agentnb.TICKER, agentnb.Ticker)
     assert callable(agentnb.progress) and agentnb.progress.__module__ == "agentnb.progress"
     from agentnb.rpc import AsyncResult
     from agentnb.server import RpcAgentServerLauncher
@@ -95,42 +117,39 @@ def child_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         clear_model_configs()
 
 
-def pending_pid() -> int | None:
-    launch = child_servers._pending
-    return launch.process.pid if launch is not None else None
+def own_child_servers() -> list[int]:
+    """The pids of this process's child servers (started or starting), from the process listing."""
+    return child_server_pids(os.getpid())
 
 
 def test_the_prestarted_child_is_the_one_that_hosts_the_agent(child_mode: None) -> None:
+    assert own_child_servers() == []
     child_servers.prestart_child_server()
-    started = pending_pid()
-    assert started is not None
+    [started] = own_child_servers()
     child_servers.prestart_child_server()  # one is starting already: no second
-    assert pending_pid() == started
+    assert own_child_servers() == [started]
     agent = Pid("p", to_dist=True)
     assert agent.reply().result() == started
-    assert pending_pid() is None
     child_servers.prestart_child_server()  # the live child can take more agents: none started
-    assert pending_pid() is None
+    assert own_child_servers() == [started]
 
 
 def test_a_prestarted_child_without_new_model_configs_is_replaced(child_mode: None) -> None:
     child_servers.prestart_child_server()
-    launch = child_servers._pending
-    assert launch is not None
+    [stale] = own_child_servers()
     agentnb.init(model_configs=[{"config_name": "late", "model_type": "post_api", "api_url": "http://127.0.0.1:9/x"}])
     child = child_servers.child_server()
-    assert child.process.pid != launch.process.pid
-    assert launch.process.wait(10) is not None  # the stale one was stopped
-    assert child.alive()
+    assert child.process.pid != stale
+    wait_pid_gone(stale, timeout=10)  # the stale one was stopped
+    assert own_child_servers() == [child.process.pid] and child.alive()
 
 
 def test_a_prestarted_child_never_used_ends_with_the_others(child_mode: None) -> None:
     child_servers.prestart_child_server()
-    launch = child_servers._pending
-    assert launch is not None
+    [started] = own_child_servers()
     child_servers.stop_child_servers()
-    assert launch.process.wait(10) is not None
-    assert child_servers._pending is None
+    wait_pid_gone(started, timeout=10)
+    assert own_child_servers() == []
 
 
 def test_no_child_is_started_when_a_default_server_takes_the_agents(child_mode: None, server) -> None:
@@ -138,6 +157,6 @@ def test_no_child_is_started_when_a_default_server_takes_the_agents(child_mode: 
     try:
         agent = Pid("on-default", to_dist=True)
         assert agent.reply().result() == server.process.pid
-        assert child_servers._pending is None and child_servers._children == []
+        assert own_child_servers() == []
     finally:
         clear_default_server()

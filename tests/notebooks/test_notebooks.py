@@ -10,17 +10,14 @@ import pathlib
 import re
 from collections.abc import Callable
 
-import kernel_fixtures
 import nbformat
 import pytest
+from helpers_runtime import REPO
 from nbclient import NotebookClient
 
 from agentnb.runtime_dir import iter_records
 
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-reap_daemons = kernel_fixtures.reap_daemons
-
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(pathlib.Path(REPO, "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 180
 
 
@@ -44,6 +41,20 @@ def check_daemons(nb: nbformat.NotebookNode) -> None:
     assert "state kept: 16" in text and "still counting: 20" in text, text
 
 
+def check_llm_agents(nb: nbformat.NotebookNode) -> None:
+    """Five agents on a daemon ask the notebook's local model at once: each gets the answer to its own
+    question, together in about one model call's time; an unknown config is told; no key is shown."""
+    text = stream_text(nb)
+    source = "".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    answers = re.findall(r"^A(\d): \(tiny-local-model, t=0\.2\) (.+)$", text, re.MULTILINE)
+    assert [index for index, _ in answers] == ["0", "1", "2", "3", "4"], text
+    assert all(f'"{answer[::-1]}"' in source for _, answer in answers), answers  # the model reverses them
+    calls, latency, elapsed = re.search(r"(\d+) model calls of ([\d.]+) s each took ([\d.]+) s in all", text).groups()
+    assert float(elapsed) < 0.6 * int(calls) * float(latency), text
+    assert "Analyst was not created" in text and "unknown model config 'no-such-model'" in text, text
+    assert "sk-local-" not in text, "the API key was shown"
+
+
 def widget_texts(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
     """The ``value`` of every widget model ``model_name`` in the state nbclient saved."""
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
@@ -62,12 +73,23 @@ def check_progress(nb: nbformat.NotebookNode) -> None:
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "quickstart": check_quickstart,
     "daemons": check_daemons,
+    "llm_agents": check_llm_agents,
     "progress": check_progress,
 }
 
 
-def test_there_are_notebooks() -> None:
-    assert {"quickstart", "daemons", "progress"} <= {path.stem for path in NOTEBOOKS}
+def test_every_notebook_is_checked_and_stored_ready_to_run() -> None:
+    """Each notebook has a check of what it printed (none runs unverified, none checked is missing),
+    and is stored as a user opens it: valid nbformat 4, the python3 kernel, no outputs, the extension
+    loaded by its first code cell."""
+    assert sorted(path.stem for path in NOTEBOOKS) == sorted(CHECKS)
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3", path.name
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        assert code and code[0].source.startswith("%load_ext agentnb"), path.name
+        assert all(not cell.outputs and cell.execution_count is None for cell in code), f"{path.name} has outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
@@ -76,8 +98,6 @@ def test_notebook_runs(path: pathlib.Path) -> None:
     client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
-    check = CHECKS.get(path.stem)
-    if check is not None:
-        check(nb)
+    CHECKS[path.stem](nb)
     left = [record.name for record in iter_records()]
     assert not left, f"{path.name} left agent servers running: {left}"

@@ -8,18 +8,12 @@ import stat
 import textwrap
 import time
 
-import kernel_fixtures
-from helpers_runtime import wait_for
+from helpers_runtime import child_server_pids, wait_for
 from kernel_fixtures import Kernel
 
 from agentnb import DaemonRegistry
 from agentnb.rpc.connection import ServerConnection
 from agentnb.runtime_dir import pid_alive, read_record
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 LOAD = "%load_ext agentnb\nimport agentnb"
 
@@ -54,14 +48,6 @@ TALLY = textwrap.dedent("""
 
 def mode(path: str | pathlib.Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def child_server_pids(pid: int) -> list[int]:
-    """The child-mode agent servers of process ``pid`` (its daemons are its children too, but not these)."""
-    children = []
-    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in children if b"--child" in pathlib.Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")]
 
 
 def test_daemon_survives_restart_and_agents_reattach(start_kernel, runtime_dir: str) -> None:

@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import browser_fixtures
-import kernel_fixtures
 import nbformat
 import pytest
-from helpers_runtime import wait_for
+from helpers_runtime import REPO, wait_for
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -33,13 +32,7 @@ except ImportError:  # the fixtures skip the test (fail it under CI), naming wha
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-# The fixtures this module uses (see browser_fixtures and kernel_fixtures):
-# the reaper stops any agent server the notebook's kernel left behind.
-jupyterlab = browser_fixtures.jupyterlab
-browser_page = browser_fixtures.browser_page
-reap_daemons = kernel_fixtures.reap_daemons
-
-NOTEBOOK = pathlib.Path(__file__).resolve().parent.parent / "notebooks" / "progress.ipynb"
+NOTEBOOK = pathlib.Path(REPO, "notebooks", "progress.ipynb")
 TOTAL = 50  # the notebook's fan-out: study(i) for i in range(50) ...
 FAILED = 7  # ... which raises for i % 7 == 6
 RUN_TIMEOUT_MS = 120_000  # the whole notebook, on a loaded 2-core machine

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-import kernel_fixtures
 from kernel_fixtures import Kernel
 
 from agentnb.runtime_dir import pid_alive, read_record, recorded_pools
-
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 LOAD = "%load_ext agentnb\nimport agentnb"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -123,18 +122,6 @@ def test_binding_beyond_loopback_needs_explicit_consent():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "not a loopback address" in result.stderr and "--no-local-mode" in result.stderr
-
-
-@pytest.fixture
-def tls_files(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    key, cert = tmp_path / "server.key", tmp_path / "server.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return str(cert), str(key)
 
 
 def test_tls_server_serves_tls_clients_only(start_server, tls_files):

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import threading
 
-import kernel_fixtures
 import pytest
 
 from agentnb import DaemonError, DaemonOptions, DaemonRegistry
 from agentnb.rpc.placement import default_server
 from agentnb.runtime_dir import pid_alive, read_record
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-reap_daemons = kernel_fixtures.reap_daemons
-
-
-registry = kernel_fixtures.registry
 
 
 def test_names_are_made_up_and_unique_across_concurrent_starts(registry: DaemonRegistry) -> None:

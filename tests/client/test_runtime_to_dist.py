@@ -105,7 +105,11 @@ def test_a_base_class_own_to_dist_is_kept_by_subclasses() -> None:
 
 
 def test_to_dist_false_builds_locally() -> None:
-    assert isinstance(Counter(1, to_dist=False), Counter)
+    before = agents_for_tests.BUILT
+    counter = Counter(1, to_dist=False)
+    assert type(counter) is Counter and not isinstance(counter, RpcObject)
+    assert agents_for_tests.BUILT == before + 1 and counter.built_in == os.getpid()  # built here
+    assert counter.add(2) == 3 and counter.value == 3  # its methods run on this very object
 
 
 def test_bad_to_dist_options_are_refused_before_anything_starts() -> None:

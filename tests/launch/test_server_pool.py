@@ -120,8 +120,9 @@ def test_placement_counts_the_agents_already_there(pool: ServerPool) -> None:
     crowd = [Worker(f"crowd{i}", to_dist=on_replica(pool, 0)) for i in range(2)]
     seen_from_elsewhere = ServerPool.find(pool.name)
     newcomers = [Worker(f"new{i}", to_dist=seen_from_elsewhere) for i in range(2)]
-    assert {agent.pid() for agent in newcomers} == {replica_pids(pool)[1]}
-    assert len(crowd) == 2
+    first, second = replica_pids(pool)
+    assert {agent.pid() for agent in newcomers} == {second}
+    assert {agent.pid() for agent in crowd} == {first}  # the crowd is still there, on replica 0
 
 
 def test_pool_as_default_target_and_reattach_searches_every_replica(pool: ServerPool) -> None:

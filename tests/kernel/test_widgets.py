@@ -16,15 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import kernel_fixtures
 import pytest
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 TIMEOUT = 60.0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 
 import pytest
 from agents_for_tests import Worker
 
 import agentnb
 from agentnb import AgentBase, AsyncResult, Msg
+from agentnb.config import clear_model_configs, model_configs
 
 
 def test_msg_reads_as_attributes_and_items() -> None:
@@ -66,10 +68,24 @@ def test_distributed_reply_and_call_are_async(server) -> None:
     assert isinstance(by_call.result(), Msg)
 
 
-def test_init_is_optional_and_accepts_model_configs(monkeypatch) -> None:
-    monkeypatch.setattr(agentnb.config, "_model_configs", {})  # this process's configs, restored after
+@pytest.fixture
+def no_model_configs() -> Iterator[None]:
+    """The test starts with no model configs in this process; the ones there before come back after."""
+    before = list(model_configs().values())
+    clear_model_configs()
+    try:
+        yield
+    finally:
+        clear_model_configs()
+        if before:
+            agentnb.init(model_configs=before)
+
+
+def test_init_is_optional_and_accepts_model_configs(no_model_configs: None) -> None:
     agentnb.init()  # harmless without arguments
+    assert model_configs() == {}
     agentnb.init(model_configs=[{"config_name": "tiny", "model_type": "echo"}])
-    assert "tiny" in agentnb.config.model_configs()
+    assert model_configs() == {"tiny": {"config_name": "tiny", "model_type": "echo"}}
     with pytest.raises(ValueError):
         agentnb.init(model_configs=[{"model_type": "no-name"}])
+    assert list(model_configs()) == ["tiny"]  # a refused config adds nothing

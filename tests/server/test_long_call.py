@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LONG_CALL_SECONDS
+from helpers_runtime import LONG_CALL_SECONDS
 
 
 @pytest.mark.long_call

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import textwrap
 
-import kernel_fixtures
 import pytest
 from agents_for_tests import Counter, CustomError, SlowStart, Worker
 from helpers_runtime import free_port, run_script, script_env, wait_for, write_script
+from kernel_fixtures import Kernel
 
 import agentnb
 from agentnb import AuthenticationError, ServerUnavailable
-
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 
 def test_to_dist_returns_before_init_finishes_and_the_first_use_waits(server) -> None:
@@ -79,7 +75,7 @@ def test_wait_created_refuses_what_is_not_a_proxy() -> None:
         agentnb.wait_created(Counter())
 
 
-def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fixtures.Kernel) -> None:
+def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: Kernel) -> None:
     cell = kernel.run(textwrap.dedent("""
         %load_ext agentnb
         import agentnb
@@ -111,7 +107,7 @@ def test_a_notebook_cell_shows_why_an_object_it_created_failed(kernel: kernel_fi
     assert "agentnb:" not in quiet.stderr
 
 
-def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: kernel_fixtures.Kernel,
+def test_interrupting_the_end_of_cell_wait_keeps_the_object_coming(kernel: Kernel,
                                                                    tmp_path) -> None:
     cell_done, go = tmp_path / "cell-done", tmp_path / "go"
     msg_id = kernel.submit(textwrap.dedent(f"""

@@ -6,16 +6,10 @@ import os
 import pathlib
 import signal
 
-import kernel_fixtures
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
 
 from agentnb.runtime_dir import pid_alive, read_record
-
-# The shared fixtures of the notebook-side tests (see kernel_fixtures).
-kernel = kernel_fixtures.kernel
-reap_daemons = kernel_fixtures.reap_daemons
-start_kernel = kernel_fixtures.start_kernel
 
 # (line, what the error message must name)
 BAD_LINES = [

@@ -26,9 +26,9 @@ def gate_name() -> str:
     return uuid.uuid4().hex
 
 
-def test_sync_method_blocks_and_returns_the_value(worker) -> None:
+def test_sync_method_blocks_and_returns_the_value(server, worker) -> None:
     assert worker.echo({"k": [1, 2]}) == {"k": [1, 2]}
-    assert worker.pid() > 0
+    assert worker.pid() == server.process.pid  # it ran on the server
 
 
 def test_async_method_returns_before_the_call_finishes(server, worker) -> None:
@@ -113,8 +113,13 @@ def test_every_proxy_of_a_process_shares_one_connection_per_server(start_server)
     one, two = start_server(), start_server()
     a, b = Worker("A", to_dist=one.to_dist), Worker("B", to_dist=one.to_dist)
     c = Worker("C", to_dist=two.to_dist)
-    assert a._conn is b._conn
-    assert c._conn is not a._conn
+    # A task id is its connection's client id, the call's number on that connection, a random part.
+    results = [proxy.sleep_for(0) for proxy in (a, b, a, c)]
+    assert [r.result(timeout=30) for r in results] == [0, 0, 0, 0]
+    (a1, n1, _), (b1, n2, _), (a2, n3, _), (c1, _, _) = (r.task_id.split("-") for r in results)
+    assert a1 == b1 == a2 == one.connection().client_id  # the process's one connection to that server
+    assert int(n1) < int(n2) < int(n3)  # numbered by that one connection, whichever proxy called
+    assert c1 == two.connection().client_id != a1
 
 
 def test_many_async_calls_from_many_threads(server) -> None:

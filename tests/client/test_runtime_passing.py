@@ -12,11 +12,6 @@ from helpers_runtime import wait_for
 from agentnb import AsyncResult, Msg, RpcObject
 
 
-@pytest.fixture
-def two_servers(start_server):
-    return start_server(), start_server()
-
-
 @pytest.mark.parametrize("where", ["same server", "other server"])
 def test_rpc_object_passed_to_another_agent(two_servers, where) -> None:
     first, second = two_servers

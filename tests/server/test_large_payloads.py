@@ -1,5 +1,5 @@
-"""Large arguments and results: out-of-band buffers, sent in chunks (or, on one host, through shared
-memory), both ways, everywhere a result goes."""
+"""Large arguments and results on real servers: out-of-band buffers, sent in chunks (or, on one host,
+through shared memory), both ways, everywhere a result goes. The codec and frames alone: wire/test_frames.py."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ import subprocess
 import sys
 import uuid
 
-import cloudpickle
 import grpc
 import pytest
 from agents_for_tests import Worker
-from helpers_runtime import script_env, wait_for
-from redis_fixtures import RedisServer, redis_server  # noqa: F401 -- the fixture
-from test_security import tls_files  # noqa: F401 -- the fixture
+from helpers_runtime import pattern, script_env, wait_for
+from redis_fixtures import RedisServer
 
-from agentnb import AgentBase, AuthenticationError, SerializationError, TaskCancelled, async_func
+from agentnb import AgentBase, AuthenticationError, TaskCancelled, async_func
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.connection import ServerConnection
 from agentnb.wire import codec, frames, shm
@@ -26,12 +24,6 @@ from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
 
 MIB = 2**20
 CHUNK = frames.CHUNK_BYTES
-
-
-def pattern(size: int, seed: int = 0) -> bytes:
-    """``size`` bytes that differ from one position to the next (a misplaced chunk shows)."""
-    block = hashlib.sha256(str(seed).encode()).digest() * 4096  # 128 KiB
-    return (block * (size // len(block) + 1))[:size]
 
 
 class Store(AgentBase):
@@ -79,92 +71,6 @@ class Store(AgentBase):
 
     def echo(self, value):
         return value
-
-
-# -- the codec, without servers -------------------------------------------------------------
-
-
-def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
-    """Send ``payload`` as a Call would go (frames, bytes), and reassemble it as a server does."""
-    item = frames.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
-    incoming = frames.Reassembly()
-    done = []
-    for frame in frames.of_item(item, lambda calls: pb.ClientFrame(calls=calls)):
-        done += incoming.receive(*frames.decode_client_frame(frames.encode_frame(frame)))
-    assert len(done) == 1 and len(incoming) == 0
-    return done[0][1]
-
-
-def test_a_chunk_frame_is_the_protobuf_frame_of_that_chunk() -> None:
-    data = pattern(3000)
-    for seq in (0, 1, 300, 2**40):
-        raw = frames.encode_frame(frames.Chunk(seq, memoryview(data)))
-        assert raw == pb.ClientFrame(chunk=pb.Chunk(seq=seq, data=data)).SerializeToString()
-        assert pb.ServerFrame.FromString(raw).chunk.data == data  # the same bytes in both directions
-        calls, chunk = frames.decode_client_frame(raw)
-        assert list(calls) == [] and chunk.seq == seq and bytes(chunk.data) == data
-    # A frame protobuf wrote some other way (calls and a chunk) is read by protobuf.
-    mixed = pb.ClientFrame(calls=[pb.Call(seq=3, method="m")], chunk=pb.Chunk(seq=3, data=b"xyz"))
-    calls, chunk = frames.decode_client_frame(mixed.SerializeToString())
-    assert [c.method for c in calls] == ["m"] and bytes(chunk.data) == b"xyz" and chunk.seq == 3
-
-
-@pytest.mark.parametrize("size", [codec.OUT_OF_BAND_BYTES - 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
-def test_values_around_the_chunk_size_come_back_whole(size: int) -> None:
-    data = pattern(size)
-    payload = codec.dumps(((data,), {}))
-    assert isinstance(payload, codec.Payload) == (size >= codec.OUT_OF_BAND_BYTES)
-    (back,), _ = codec.loads(_through_the_wire(payload))
-    assert type(back) is bytes and back == data
-
-
-def test_buffers_are_set_apart_once_and_keep_their_type() -> None:
-    data, mutable = pattern(2 * MIB), bytearray(pattern(MIB, 1))
-    long_list = list(range(300_000))  # its pickle is larger than a chunk: it is chunked too
-    payload = codec.dumps({"a": data, "b": [data, mutable], "c": long_list})
-    assert isinstance(payload, codec.Payload)
-    assert sorted(len(b) for b in payload.buffers) == [MIB, 2 * MIB]  # `data` once, though it is there twice
-    back = codec.loads(_through_the_wire(payload))
-    assert back["a"] == data and back["b"][0] is back["a"]
-    assert type(back["b"][1]) is bytearray and back["b"][1] == mutable
-    back["b"][1][0] ^= 0xFF  # writable
-    assert back["c"] == long_list
-
-
-def test_chunks_that_do_not_fit_their_sizes_are_refused() -> None:
-    incoming = frames.Reassembly()
-    call = pb.Call(seq=5, part_sizes=[10])
-    assert incoming.start(call) is None
-    _, chunk = frames.decode_client_frame(frames.encode_frame(frames.Chunk(5, memoryview(b"x" * 11))))
-    with pytest.raises(frames.PayloadError, match="do not match") as err:
-        incoming.add(chunk)
-    assert err.value.message.seq == 5 and len(incoming) == 0
-    assert incoming.add(chunk) is None  # chunks of a refused call: dropped
-    with pytest.raises(frames.PayloadError, match="MAX_PAYLOAD_BYTES"):
-        incoming.start(pb.Call(seq=6, part_sizes=[codec.MAX_PAYLOAD_BYTES, 1]))
-
-
-def test_an_importable_class_is_pickled_as_cloudpickle_would_and_a_local_one_by_value() -> None:
-    value = (Store, ("s",), {"n": 1})
-    assert codec.dumps(value) == cloudpickle.dumps(value, protocol=codec.PROTOCOL)  # by reference, fast path
-
-    class Local:  # not importable: travels by value, through cloudpickle
-        def hello(self) -> str:
-            return "hi"
-
-    with pytest.raises((pickle.PicklingError, AttributeError)):
-        pickle.dumps(Local)  # plain pickle cannot: the class must go by value
-    local = (Local, (), {})
-    assert codec.dumps(local) == cloudpickle.dumps(local, protocol=codec.PROTOCOL)
-    rebuilt, _, _ = codec.loads(codec.dumps(local))
-    assert rebuilt().hello() == "hi"
-
-
-def test_a_value_above_the_limit_is_refused_with_its_size(monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_PAYLOAD_BYTES", 3 * MIB)
-    with pytest.raises(SerializationError, match=r"an argument of f\(\) is \d+ bytes pickled, above the limit of "
-                                                 r"3145728 bytes \(MAX_PAYLOAD_BYTES\)"):
-        codec.dumps(((pattern(2 * MIB), pattern(2 * MIB, 1)), {}), "an argument of f()")
 
 
 # -- on real servers -----------------------------------------------------------------------------
@@ -216,11 +122,6 @@ def test_256_mib_round_trip(server) -> None:
     assert store.length(b"small after big") == 15
 
 
-@pytest.fixture
-def two_servers(start_server):
-    return start_server(), start_server()
-
-
 def test_large_result_fetched_by_reference_and_by_another_server(two_servers) -> None:
     first, second = two_servers
     maker = Store("maker", to_dist=first.to_dist)
@@ -238,7 +139,7 @@ def test_large_result_fetched_by_reference_and_by_another_server(two_servers) ->
     assert type(maker.make_bytearray(CHUNK + 1).result(timeout=60)) is bytearray
 
 
-def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer) -> None:  # noqa: F811
+def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer) -> None:
     server = start_server("--pool-type", "redis", "--redis-url", redis_server.url)
     store = Store("s", to_dist=server.to_dist)
     size = 3 * CHUNK + 11
@@ -253,7 +154,7 @@ def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer
     assert type(again) is bytearray and again == bytearray(pattern(CHUNK + 1))
 
 
-def test_large_payloads_over_tls(start_server, tls_files) -> None:  # noqa: F811
+def test_large_payloads_over_tls(start_server, tls_files) -> None:
     cert, key = tls_files
     server = start_server("--tls-cert", cert, "--tls-key", key)
     store = Store("s", to_dist={**server.to_dist, "tls_ca": cert})
@@ -495,17 +396,3 @@ def test_the_stream_is_used_when_shared_memory_is_off(start_server, monkeypatch)
     ServerConnection.close_all()
     assert Store("s", to_dist=other.to_dist).echo(data) == data
     assert (shm.stats.sent, shm.stats.received) == (sent, received)
-
-
-def test_a_client_writes_only_into_a_private_directory_of_its_own(tmp_path) -> None:
-    assert shm.ShmDir.adopt(str(tmp_path)) is None  # not under /dev/shm
-    assert shm.ShmDir.adopt(os.path.join(shm.SHM_ROOT, "agentnb-1-..")) is None
-    made = shm.ShmDir.create()
-    assert made is not None
-    try:
-        assert shm.ShmDir.adopt(made.path) is not None
-        os.chmod(made.path, 0o755)
-        assert shm.ShmDir.adopt(made.path) is None  # others could read it
-    finally:
-        made.close()
-    assert not os.path.exists(made.path)

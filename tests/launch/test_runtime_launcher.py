@@ -10,6 +10,7 @@ from agents_for_tests import Worker
 from helpers_runtime import Script, wait_for, wait_pid_gone, write_script
 
 from agentnb import AgentServerError, Msg, RpcAgentServerLauncher
+from agentnb.rpc.placement import connect
 from agentnb.runtime_dir import find_token
 
 
@@ -83,7 +84,7 @@ def test_an_agents_replies_arrive_in_order_even_when_the_replier_lags(launchers,
     gate = f"order-{os.getpid()}"
     worker.release(gate + "-big")  # nothing else runs yet: this reply is sent by its worker
     held = keeper.hold(gate)  # from now on another call runs, so small replies go to the replier
-    wait_for(lambda: keeper._conn.info().busy == 1, what="the held call")
+    wait_for(lambda: connect("localhost", launcher.port).info().busy == 1, what="the held call")
     arrived: list[str] = []
     small = worker.sleep_for(0)
     small.add_done_callback(lambda _: arrived.append("small"))
@@ -108,8 +109,8 @@ def test_launch_in_a_subprocess(launchers) -> None:
     agent = Worker("W0", to_dist={"host": "localhost", "port": launcher.port})
     pid = agent.pid()
     assert pid == launcher.process.pid != os.getpid()
-    info = agent._conn.info()
-    assert info.capacity == 4
+    info = connect("localhost", launcher.port).info()
+    assert (info.capacity, info.pid) == (4, pid)
 
     waiter = threading.Thread(target=launcher.wait_until_terminate, daemon=True)
     waiter.start()
