@@ -121,6 +121,20 @@ class ResultRequest(_message.Message):
     shm_reply: bool
     def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ..., shm_reply: _Optional[bool] = ...) -> None: ...
 
+class HelloRequest(_message.Message):
+    __slots__ = ("client_nonce",)
+    CLIENT_NONCE_FIELD_NUMBER: _ClassVar[int]
+    client_nonce: bytes
+    def __init__(self, client_nonce: _Optional[bytes] = ...) -> None: ...
+
+class HelloReply(_message.Message):
+    __slots__ = ("server_nonce", "server_proof")
+    SERVER_NONCE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_PROOF_FIELD_NUMBER: _ClassVar[int]
+    server_nonce: bytes
+    server_proof: bytes
+    def __init__(self, server_nonce: _Optional[bytes] = ..., server_proof: _Optional[bytes] = ...) -> None: ...
+
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

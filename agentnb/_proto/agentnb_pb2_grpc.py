@@ -34,6 +34,11 @@ class AgentServerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Hello = channel.unary_unary(
+                '/agentnb.AgentServer/Hello',
+                request_serializer=agentnb__pb2.HelloRequest.SerializeToString,
+                response_deserializer=agentnb__pb2.HelloReply.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/agentnb.AgentServer/Session',
                 request_serializer=agentnb__pb2.ClientFrame.SerializeToString,
@@ -63,6 +68,15 @@ class AgentServerStub:
 
 class AgentServerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Hello(self, request, context):
+        """The handshake, the one RPC that needs no proof: the server proves it holds
+        the token; every later RPC carries the client's proof in its metadata
+        (agentnb.wire.handshake).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
         """All agent traffic of one client process: calls go in, replies come out as
@@ -103,6 +117,11 @@ class AgentServerServicer:
 
 def add_AgentServerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Hello': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hello,
+                    request_deserializer=agentnb__pb2.HelloRequest.FromString,
+                    response_serializer=agentnb__pb2.HelloReply.SerializeToString,
+            ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
                     request_deserializer=agentnb__pb2.ClientFrame.FromString,
@@ -138,6 +157,33 @@ def add_AgentServerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentServer:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Hello(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentnb.AgentServer/Hello',
+            agentnb__pb2.HelloRequest.SerializeToString,
+            agentnb__pb2.HelloReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Session(request_iterator,

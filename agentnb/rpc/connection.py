@@ -31,13 +31,14 @@ from agentnb.errors import (
 )
 from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import canonical_host
-from agentnb.wire import codec, frames, shm
+from agentnb.wire import codec, frames, handshake, shm
 from agentnb.wire.ids import random_hex
-from agentnb.wire.protocol import ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, TOKEN_METADATA_KEY, is_final
+from agentnb.wire.protocol import ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CALLS_PER_FRAME = 512
+HELLO_TIMEOUT = 60.0  # seconds a server may take to answer the handshake
 NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
 
 CHANNEL_OPTIONS = [
@@ -183,7 +184,9 @@ class ServerConnection:
         self.tls_ca = tls_ca
         self.address = f"{host}:{port}"
         self.client_id = random_hex(12)
-        self._metadata = ((TOKEN_METADATA_KEY, token),)
+        # The proof this client sends with every RPC, once the server proved itself (see _proof).
+        self._metadata: tuple[tuple[str, str], ...] | None = None
+        self._hello_lock = threading.Lock()
         if tls_ca:
             with open(tls_ca, "rb") as f:
                 credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
@@ -325,7 +328,7 @@ class ServerConnection:
         session = _Session(self._shm)
         responses = self._session_rpc(
             frames.from_outbox(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
-            metadata=self._metadata)
+            metadata=self._proof())
         thread = threading.Thread(target=self._read, args=(session, responses),
                                   name=f"agentnb-reader-{self.address}", daemon=True)
         thread.start()
@@ -355,11 +358,36 @@ class ServerConnection:
         for future in pending:
             future.set_local_error(error)
 
+    # -- the handshake ---------------------------------------------------------------------
+
+    def _proof(self) -> tuple[tuple[str, str], ...]:
+        """The metadata of every RPC to this server, after the handshake on first use.
+
+        Nothing is sent to the server, and nothing it sends is unpickled, before
+        it proved that it holds the token (:mod:`agentnb.wire.handshake`).
+
+        Raises:
+            AuthenticationError: the server could not prove it (another process
+                listens at the address, or the token is wrong).
+            ServerUnavailable: the server cannot be reached.
+        """
+        metadata = self._metadata
+        if metadata is None:
+            with self._hello_lock:
+                if self._metadata is None:
+                    try:
+                        self._metadata = handshake.authenticate(self._channel, self.token, self.address,
+                                                                timeout=HELLO_TIMEOUT)
+                    except grpc.RpcError as exc:
+                        raise map_rpc_error(exc, self.address) from None
+                metadata = self._metadata
+        return metadata
+
     # -- unary requests ------------------------------------------------------------------
 
     def _unary(self, method: str, request, timeout: float | None = None):
         try:
-            return getattr(self._stub, method)(request, metadata=self._metadata, timeout=timeout)
+            return getattr(self._stub, method)(request, metadata=self._proof(), timeout=timeout)
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, self.address) from None
 
@@ -372,7 +400,7 @@ class ServerConnection:
         rpc_timeout = None if timeout is None else timeout + 10.0
         incoming = frames.Reassembly(shm=shm_dir)
         try:
-            for replies, chunk in self._get_result_rpc(request, metadata=self._metadata, timeout=rpc_timeout):
+            for replies, chunk in self._get_result_rpc(request, metadata=self._proof(), timeout=rpc_timeout):
                 for reply, payload in incoming.receive(replies, chunk):
                     if type(payload) is frames.PayloadError:
                         raise payload

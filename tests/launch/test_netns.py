@@ -160,7 +160,7 @@ def test_client_in_another_namespace_reaches_a_server_bound_beyond_loopback(
 
     assert out["reply"] == "far(over the veth)"
     assert out["pid"] != os.getpid() and out["tls pid"] != out["pid"]
-    assert out["wrong token"].startswith("AuthenticationError") and "refused the token" in out["wrong token"]
+    assert out["wrong token"].startswith("AuthenticationError") and "could not prove it holds" in out["wrong token"]
     assert out["no token"].startswith("other AgentServerError") and "no token" in out["no token"]
     assert out["loopback server"].startswith("ServerUnavailable"), out["loopback server"]
     assert out["own loopback"].startswith("ServerUnavailable"), out["own loopback"]

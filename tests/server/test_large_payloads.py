@@ -20,7 +20,8 @@ from agentnb import AgentBase, AuthenticationError, TaskCancelled, async_func
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.connection import ServerConnection
 from agentnb.wire import codec, frames, shm
-from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
+from agentnb.wire.handshake import authenticate
+from agentnb.wire.protocol import SERVICE
 
 MIB = 2**20
 CHUNK = frames.CHUNK_BYTES
@@ -232,7 +233,8 @@ def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
-        stream = session(iter(raw_frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        metadata = authenticate(channel, server.token, "test")
+        stream = session(iter(raw_frames), metadata=metadata, timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
                 replies[reply.seq] = reply
@@ -308,7 +310,7 @@ def test_a_result_file_its_reader_never_opens_is_removed_later(monkeypatch) -> N
         with grpc.insecure_channel(f"{host}:{port}") as channel:
             get_result = channel.unary_stream(f"/{SERVICE}/GetResult")
             request = pb.ResultRequest(task_id=made.task_id, timeout=30, shm_reply=True).SerializeToString()
-            frames = list(get_result(request, metadata=((TOKEN_METADATA_KEY, token),), timeout=30))
+            frames = list(get_result(request, metadata=authenticate(channel, token, "test"), timeout=30))
         name = pb.ServerFrame.FromString(frames[0]).replies[0].shm_name
         assert name and name in directory.files()  # the reply named its file, which nobody opened
         wait_for(lambda: name not in directory.files(), 15, "the unclaimed file to be removed")
@@ -351,7 +353,7 @@ def _raw_session(server, calls: list[pb.Call]) -> dict[int, pb.Reply]:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
         raw_frames = [pb.ClientFrame(calls=calls).SerializeToString()]
-        stream = session(iter(raw_frames), metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        stream = session(iter(raw_frames), metadata=authenticate(channel, server.token, "test"), timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
                 replies[reply.seq] = reply

@@ -161,7 +161,8 @@ def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -
 
     from agentnb._proto import agentnb_pb2 as pb
     from agentnb.wire import codec
-    from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
+    from agentnb.wire.handshake import authenticate
+    from agentnb.wire.protocol import SERVICE
 
     worker = Worker("w", to_dist=server.to_dist)
     calls = [pb.Call(seq=i, kind=pb.CALL, agent_id=worker.agent_id, method="sleep_for",
@@ -169,7 +170,7 @@ def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         frames = iter([pb.ClientFrame(calls=calls).SerializeToString()])  # then the client half-closes
-        stream = session(frames, metadata=((TOKEN_METADATA_KEY, server.token),), timeout=30)
+        stream = session(frames, metadata=authenticate(channel, server.token, "test"), timeout=30)
         replies = [reply for raw in stream for reply in pb.ServerFrame.FromString(raw).replies]
     assert sorted(r.seq for r in replies) == [1, 2, 3]  # the stream ended by itself, after the last reply
     assert all(r.status == pb.OK for r in replies)

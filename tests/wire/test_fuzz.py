@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from agentnb import AgentBase, async_func
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.wire.protocol import TOKEN_METADATA_KEY
+from agentnb.wire.handshake import authenticate
 
-UNARY = ("GetResult", "GetInfo", "ListAgents")  # Shutdown is left out: a valid one would stop the server
+UNARY = ("Hello", "GetResult", "GetInfo", "ListAgents")  # Shutdown is left out: a valid one would stop the server
 
 
 class Ledger(AgentBase):
@@ -44,8 +44,8 @@ def test_fuzzed_requests_leave_server_agents_and_results_intact(server):
     ledger = Ledger("ledger", to_dist=server.to_dist)
     stored = ledger.record(5)
     assert stored.result(timeout=30) == 5
-    metadata = ((TOKEN_METADATA_KEY, server.token),)
     channel = grpc.insecure_channel(f"{server.host}:{server.port}")
+    metadata = authenticate(channel, server.token, "test")
     unary = {name: channel.unary_unary(f"/agentnb.AgentServer/{name}") for name in UNARY}
     session = channel.stream_stream("/agentnb.AgentServer/Session")
 
