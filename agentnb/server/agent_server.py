@@ -131,8 +131,8 @@ class AgentServer:
         self.record = record
         self.record_kind = record_kind
         self.log_path = log_path
-        pool = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
-        self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, pool=pool,
+        results = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
+        self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, results=results,
                                       pool_type=pool_type, on_shutdown=self.stop)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
@@ -216,7 +216,7 @@ class AgentServer:
                 else:
                     self._server.stop(0)
             self.servicer.stop_replier()
-            self.servicer.pool.close()
+            self.servicer.results.close()
             if self.servicer.shm is not None:
                 self.servicer.shm.close()
             self._stopped.set()

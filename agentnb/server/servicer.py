@@ -5,7 +5,7 @@ they arrived. Different agents run concurrently on a thread pool of
 ``capacity`` threads. Replies are pushed on the caller's session stream as the
 calls complete (while other calls run, small final replies are sent by one
 replier thread: see ``HAND_OVER_BYTES``); results of asynchronous calls also go
-to the result pool.
+to the result store.
 Large payloads of clients on the same host come and go through the server's
 shared-memory directory (``shm``, see :mod:`agentnb.wire.shm`).
 """
@@ -267,7 +267,7 @@ def _proxy_reduction(obj: object) -> tuple | None:
 class AgentServicer(pb_grpc.AgentServerServicer):
     """The gRPC service of one agent server."""
 
-    def __init__(self, *, name: str, capacity: int, pool: ResultStore, pool_type: str = "local",
+    def __init__(self, *, name: str, capacity: int, results: ResultStore, pool_type: str = "local",
                  on_shutdown: Callable[[float], None] | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -276,7 +276,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.port = 0
         self.token = ""  # set with host and port when the server listens (for proxies to its agents)
         self.capacity = capacity
-        self.pool = pool
+        self.results = results
         self.pool_type = pool_type
         self.started = time.time()
         self.shm: shm.ShmDir | None = None  # the private shared-memory directory, while serving
@@ -291,7 +291,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._replies: queue.SimpleQueue = queue.SimpleQueue()  # replies the replier thread sends
         self._replier: threading.Thread | None = None
         self._replier_stopped = False
-        self._local_pool = isinstance(pool, LocalResultStore)  # storing a result costs no round trip
+        self._store_is_local = isinstance(results, LocalResultStore)  # storing a result costs no round trip
         self._queued = 0
         self._completed = 0
         self.accepting = True
@@ -337,8 +337,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             return
         if call.task_id:
             try:
-                self.pool.add_pending(call.task_id)
-            except Exception as exc:  # the pool's store is lost: refuse the call, keep the session
+                self.results.add_pending(call.task_id)
+            except Exception as exc:  # the result store is lost (Redis): refuse the call, keep the session
                 self._reply(task, pb.ERROR, codec.encode_error(AgentServerError(
                     f"the agent server {self.name} cannot take asynchronous calls now: {exc}")), store=False)
                 return
@@ -415,7 +415,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         every caller wait for the round trips of the others, one after another.
         """
         return (self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES and self.accepting
-                and (self._local_pool or not task.call.task_id))
+                and (self._store_is_local or not task.call.task_id))
 
     def _finished(self) -> None:
         with self._lock:
@@ -495,8 +495,6 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             if name.startswith("_"):
                 raise AttributeError(f"{name!r} is private: it cannot be read on a distributed object")
             return getattr(agent.obj, name)
-        if kind == pb.DESCRIBE:
-            return agent.describe().SerializeToString()
         if kind == pb.DELETE:
             with self._lock:
                 agent.deleted = True
@@ -542,9 +540,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         final = is_final(status)
         if store and task_id and final:
             try:
-                self.pool.put(task_id, StoredResult(status, payload, now))
+                self.results.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
-                _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
+                _LOGGER.exception("the result store could not keep the result of task %s", task_id)
         task.session.send(frames.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
                                          status=status, task_id=task_id, timestamp=now),
                           final=final)
@@ -555,7 +553,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                   context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
         """The frame of the stored Reply, then the chunks of its payload (written by ``frames.encode_frame``)."""
         try:
-            stored = self.pool.get(request.task_id, request.timeout or None)
+            stored = self.results.get(request.task_id, request.timeout or None)
         except TaskNotFound as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except TimeoutError as exc:
