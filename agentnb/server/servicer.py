@@ -12,8 +12,6 @@ shared-memory directory (``shm``, see :mod:`agentnb.wire.shm`).
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import queue
 import socket
@@ -32,13 +30,15 @@ from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
 from agentnb.rpc.rpc_object import _rebuild_rpc_object
+from agentnb.server.late_removals import remove_later
 from agentnb.server.result_store import LocalResultStore, ResultStore, StoredResult
+from agentnb.server.session import ClientSession, Task, server_frame
+from agentnb.server.workers import WorkerThreads
 from agentnb.wire import codec, frames, shm
-from agentnb.wire.protocol import MAX_FRAME_BYTES, is_final
+from agentnb.wire.protocol import is_final
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_REPLIES_PER_FRAME = 512
 # While other calls run, a final reply this small is sent by the replier thread, not by the
 # worker that made it: the replier, busy with one reply after another, does it several
 # times faster than a worker thread just woken up (200 naps ending together: see W6).
@@ -46,170 +46,8 @@ HAND_OVER_BYTES = 64 * 2**10
 _END = object()
 
 
-# A session keeps the names of the shared-memory files it sent; past this many, those already taken are forgotten.
-_MAX_TRACKED_FILES = 256
-
-
-class _Session:
-    """The reply side of one client's Session stream.
-
-    It remembers the shared-memory files of the replies it sent, and removes
-    those its client did not take when the stream ends (a client killed
-    before reading its reply leaves nothing behind).
-    """
-
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "__weakref__")
-
-    def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.closed = False
-        self.shm_dir = shm_dir
-        self.files: set[str] = set()
-        self.lock = threading.Lock()
-        self.pending = 0  # calls taken whose final reply is not sent yet
-        self.draining = False  # the client sent its last call
-
-    def opened(self) -> None:
-        """A call was taken: it will get one final reply."""
-        with self.lock:
-            self.pending += 1
-
-    def send(self, reply: pb.Reply | frames.Large, final: bool = True) -> None:
-        if type(reply) is pb.Reply and reply.shm_name:
-            self._send_file(reply)
-        elif not self.closed:
-            self.outbox.put(reply)
-        if final:
-            with self.lock:
-                self.pending -= 1
-                done = self.draining and self.pending <= 0
-            if done:
-                self.close()
-
-    def drain(self) -> None:
-        """The client half-closed its side: end the stream once every call taken has its reply."""
-        with self.lock:
-            self.draining = True
-            done = self.pending <= 0
-        if done:
-            self.close()
-
-    def _send_file(self, reply: pb.Reply) -> None:
-        with self.lock:
-            if not self.closed:
-                if len(self.files) >= _MAX_TRACKED_FILES:
-                    self.files.intersection_update(self.shm_dir.files())  # type: ignore[union-attr]
-                self.files.add(reply.shm_name)
-                self.outbox.put(reply)
-                return
-        self.shm_dir.remove(reply.shm_name)  # type: ignore[union-attr]
-
-    def end(self) -> None:
-        """End the stream after the replies already queued (the server is stopping)."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-        self.outbox.put(_END)
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            files, self.files = self.files, set()
-        self.outbox.put(_END)
-        for name in files:
-            self.shm_dir.remove(name)  # type: ignore[union-attr]
-
-
-class _WorkerPool:
-    """Runs submitted functions on up to ``size`` threads, made as they are needed.
-
-    The threads are daemons: unlike a ThreadPoolExecutor's, they do not hold up
-    the exit of a process whose server stopped while agent code still ran past
-    the grace period (e.g. an in-process server after ``shutdown()``).
-    """
-
-    def __init__(self, size: int, name: str) -> None:
-        self._size = size
-        self._name = name
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0  # threads done with their task, each taking the next one from the queue
-        self._threads = 0
-
-    def submit(self, fn: Callable[..., object], *args: object) -> None:
-        self._queue.put((fn, args))
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-                return  # an idle thread will take it
-            if self._threads >= self._size:
-                return
-            self._threads += 1
-            number = self._threads
-        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            fn, args = self._queue.get()
-            try:
-                fn(*args)
-            except BaseException:
-                _LOGGER.exception("an agentnb worker task failed")
-            with self._lock:
-                self._idle += 1
-
-
 # How long a GetResult's shared-memory file waits for its client after the RPC ended.
 UNCLAIMED_FILE_SECONDS = 30.0
-
-
-class _LateRemovals:
-    """Files to remove when their time comes, on one thread for the whole process (made at first use)."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, shm.ShmDir, str]] = []  # a heap, soonest first
-        self._cond = threading.Condition(threading.Lock())
-        self._order = itertools.count()  # ties keep their order (and ShmDirs are never compared)
-        self._thread: threading.Thread | None = None
-
-    def add(self, shm_dir: shm.ShmDir, name: str, delay: float) -> None:
-        with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), shm_dir, name))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="agentnb-file-remover", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _, _, shm_dir, name = heapq.heappop(self._due)
-            shm_dir.remove(name)
-
-
-_LATE_REMOVALS = _LateRemovals()
-
-
-def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
-    _LATE_REMOVALS.add(shm_dir, name, UNCLAIMED_FILE_SECONDS)
-
-
-def _make_server_frame(replies: list) -> pb.ServerFrame:
-    return pb.ServerFrame(replies=replies)
-
-
-class _Task:
-    __slots__ = ("call", "payload", "session", "cancelled")
-
-    def __init__(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
-        self.call = call
-        self.payload = payload  # the call's payload, with its parts when it came in chunks
-        self.session = session
-        self.cancelled = False
-        session.opened()
 
 
 class _Agent:
@@ -223,7 +61,7 @@ class _Agent:
         self.methods: dict[str, str] = {}
         self.created = time.time()
         self.deleted = False
-        self.mailbox: deque[_Task] = deque()
+        self.mailbox: deque[Task] = deque()
         self.running = False
         self.handed_over = 0  # its replies the replier thread has yet to send
         self.lock = threading.Lock()
@@ -281,10 +119,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.started = time.time()
         self.shm: shm.ShmDir | None = None  # the private shared-memory directory, while serving
         self._on_shutdown = on_shutdown
-        self._executor = _WorkerPool(capacity, "agentnb-worker")
+        self._executor = WorkerThreads(capacity, "agentnb-worker")
         self._agents: dict[str, _Agent] = {}
-        self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
-        self._sessions: weakref.WeakSet[_Session] = weakref.WeakSet()  # open Session streams
+        self._tasks: dict[str, Task] = {}  # task id -> queued async task, for cancel
+        self._sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # open Session streams
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = 0
@@ -302,32 +140,17 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
         """Frames come in as decoded by ``frames.decode_client_frame`` and go out
         through ``frames.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
-        session = _Session(self.shm)
+        session = ClientSession(self.shm)
         self._sessions.add(session)
         context.add_callback(session.close)
-        threading.Thread(target=self._read_session, args=(request_iterator, session),
-                         name="agentnb-session-reader", daemon=True).start()
-        return frames.from_outbox(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
+        session.start_reading(request_iterator, self._accept)
+        return session.replies()
 
-    def _read_session(self, request_iterator: Iterator[tuple], session: _Session) -> None:
-        incoming = frames.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
-        try:
-            for calls, chunk in request_iterator:
-                for call, payload in incoming.receive(calls, chunk):
-                    if type(payload) is frames.PayloadError:  # too large, or chunks not adding up: refuse that one
-                        self._fail(_Task(call, b"", session), payload)
-                    else:
-                        self._accept(call, payload, session)
-        except grpc.RpcError:
-            session.close()  # the client went away
-        except Exception:
-            _LOGGER.exception("session reader failed")
-            session.close()
-        else:  # the client sent its last call: its replies still go out
-            session.drain()
-
-    def _accept(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
-        task = _Task(call, payload, session)
+    def _accept(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession) -> None:
+        task = Task(call, payload, session)
+        if type(payload) is frames.PayloadError:  # too large, or chunks not adding up: refuse that one
+            self._fail(task, payload)
+            return
         if not self.accepting:
             self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
             return
@@ -407,7 +230,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 if not handed_over:
                     self._finished()
 
-    def _may_hand_over(self, task: _Task, payload: codec.Encoded) -> bool:
+    def _may_hand_over(self, task: Task, payload: codec.Encoded) -> bool:
         """Whether the replier should send this final reply: a small one, while other calls run.
 
         Not while the server stops (speed no longer matters), nor when storing the
@@ -424,7 +247,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             if not self.accepting:  # drain() may be waiting
                 self._idle.notify_all()
 
-    def _hand_over(self, agent: _Agent, task: _Task, status: int, payload: codec.Encoded) -> bool:
+    def _hand_over(self, agent: _Agent, task: Task, status: int, payload: codec.Encoded) -> bool:
         """Leave a reply to the replier thread, which counts the task finished once its final
         reply is sent. False when there is no replier to take it (the caller sends it itself)."""
         if self._replier is None and not self._start_replier():
@@ -464,7 +287,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 if is_final(status):
                     self._finished()
 
-    def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
+    def _execute(self, agent: _Agent, task: Task) -> tuple[int, codec.Encoded]:
         call = task.call
         set_waiting_chain((*call.waiting_chain, agent.agent_id))
         try:
@@ -530,10 +353,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._reply(task, pb.CANCELLED, b"")
         return True
 
-    def _fail(self, task: _Task, error: Exception) -> None:
+    def _fail(self, task: Task, error: Exception) -> None:
         self._reply(task, pb.ERROR, codec.encode_error(error))
 
-    def _reply(self, task: _Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
+    def _reply(self, task: Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
         call = task.call
         now = time.time()
         task_id = call.task_id
@@ -565,8 +388,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                               timestamp=stored.timestamp)
         if shm_dir is not None and type(item) is pb.Reply and item.shm_name:
             # The RPC may end before its client took the file: remove it a while later, if still there.
-            context.add_callback(lambda: _remove_later(shm_dir, item.shm_name))
-        return frames.of_item(item, _make_server_frame)
+            context.add_callback(lambda: remove_later(shm_dir, item.shm_name, UNCLAIMED_FILE_SECONDS))
+        return frames.of_item(item, server_frame)
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         import os
