@@ -72,6 +72,7 @@ class _TokenCheck(grpc.ServerInterceptor):
         self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
+        """The method's own handler when the call carries the token, else one that refuses it."""
         sent = ""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_METADATA_KEY:
@@ -227,4 +228,5 @@ class AgentServer:
 
     @property
     def stopped(self) -> bool:
+        """Whether the server has stopped."""
         return self._stopped.is_set()
