@@ -1,4 +1,4 @@
-"""The server side: the servicer, its result pools, the launcher and the CLI.
+"""The server side: the agent server and its servicer, its result stores, the launcher and the CLI.
 
 Its names are imported on first use: a child server (``python -m
 agentnb.server``) loads only what it runs.

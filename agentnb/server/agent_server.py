@@ -72,6 +72,7 @@ class _TokenCheck(grpc.ServerInterceptor):
         self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
+        """The method's own handler when the call carries the token, else one that refuses it."""
         sent = ""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_METADATA_KEY:
@@ -131,8 +132,8 @@ class AgentServer:
         self.record = record
         self.record_kind = record_kind
         self.log_path = log_path
-        pool = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
-        self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, pool=pool,
+        results = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
+        self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, results=results,
                                       pool_type=pool_type, on_shutdown=self.stop)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
@@ -216,7 +217,7 @@ class AgentServer:
                 else:
                     self._server.stop(0)
             self.servicer.stop_replier()
-            self.servicer.pool.close()
+            self.servicer.results.close()
             if self.servicer.shm is not None:
                 self.servicer.shm.close()
             self._stopped.set()
@@ -227,4 +228,5 @@ class AgentServer:
 
     @property
     def stopped(self) -> bool:
+        """Whether the server has stopped."""
         return self._stopped.is_set()

@@ -18,6 +18,7 @@ from agentnb.launch.command import ENV_TOKEN, START_ERROR_PREFIX
 
 
 def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
+    """The options of a server's command line (those after ``start``)."""
     parser = argparse.ArgumentParser(prog=prog, description="Run an agentnb agent server.")
     parser.add_argument("--host", default="localhost", help="interface to bind (default: localhost)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
@@ -26,10 +27,10 @@ def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
     parser.add_argument("--agent-module", action="append", default=[], help="import this module (repeatable)")
     parser.add_argument("--model-config-path", default=None, help="JSON file of model configurations")
     parser.add_argument("--capacity", type=int, default=32, help="agent calls running at once (default: 32)")
-    parser.add_argument("--pool-type", default="local", choices=("local", "redis"), help="result pool")
+    parser.add_argument("--pool-type", default="local", choices=("local", "redis"), help="result store")
     parser.add_argument("--redis-url", default=None, help="Redis URL, with --pool-type redis")
     parser.add_argument("--max-expire-time", type=float, default=7200.0, help="seconds results are kept")
-    parser.add_argument("--max-len", type=int, default=8192, help="results kept at most (local pool)")
+    parser.add_argument("--max-len", type=int, default=8192, help="results kept at most (local store)")
     parser.add_argument("--no-local-mode", dest="local_mode", action="store_false",
                         help="allow binding a non-loopback address")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve TLS only")
@@ -119,6 +120,7 @@ def _exit_when_stdin_closes(server: object) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "as_server") -> int:
+    """Run a server with the options ``argv`` (``start`` first or not); 2 when it could not start."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "start":
         argv = argv[1:]

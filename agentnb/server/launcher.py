@@ -22,10 +22,10 @@ def _stop_at_exit(server: AgentServer) -> None:
 
     A gRPC handler thread serving an open session (a client of this very
     process, or of another) never ends by itself, and the interpreter joins
-    thread-pool threads before it runs ``atexit`` handlers: a script that
-    launched a server with ``in_subprocess=False`` and ended without
-    ``shutdown()`` hung forever. ``threading._register_atexit`` hooks run
-    before that join (concurrent.futures relies on the same hook).
+    thread-pool threads before it runs ``atexit`` handlers: without this, a
+    script that launched a server with ``in_subprocess=False`` and ended
+    without ``shutdown()`` would never exit. ``threading._register_atexit``
+    hooks run before that join (concurrent.futures relies on the same hook).
     """
     register = getattr(threading, "_register_atexit", None)
     if register is None:  # not expected on CPython >= 3.9
@@ -44,7 +44,7 @@ class RpcAgentServerLauncher:
             ``__main__`` need no registration (they travel by value); importable
             ones are imported by the server.
         capacity: agent calls running at once.
-        pool_type, redis_url, max_len, max_expire_time: the result pool.
+        pool_type, redis_url, max_len, max_expire_time: the result store.
         local_mode: refuse non-loopback hosts unless False.
         agent_dir: import every module of this folder in the server.
         model_config_path: a JSON file of model configurations.

@@ -1,10 +1,11 @@
-"""Where the results of asynchronous calls wait to be fetched.
+"""Result stores: where the results of asynchronous calls wait to be fetched.
 
-A pool maps task ids to final replies (status and payload). Tasks are
+A store maps task ids to final replies (status and payload). Tasks are
 registered as pending when accepted, so that a reader can wait for one that is
-still running. The local pool is a dict bounded by ``max_len`` and
-``max_expire_time``. The Redis pool keeps them in Redis, where they outlive the
-server that made them and where several servers can share one Redis.
+still running. The local store is a dict bounded by ``max_len`` and
+``max_expire_time``. The Redis store keeps them in Redis, where they outlive
+the server that made them and where several servers can share one Redis.
+A server's ``pool_type`` option (``--pool-type``) names the kind it uses.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from agentnb.wire.ids import random_hex
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How long a reader waits for a task id the pool has never seen: an AsyncResult
+# How long a reader waits for a task id the store has never seen: an AsyncResult
 # handed to another server can reach it before its own call reaches this one.
 UNKNOWN_TASK_GRACE = 5.0
 # The shape of the task ids clients make (client id, sequence number, random part);
@@ -38,7 +39,7 @@ TASK_ID_PATTERN = re.compile(r"[0-9a-f]{12}-[0-9]+-[0-9a-f]{8}")
 
 @dataclass(frozen=True)
 class StoredResult:
-    """The final reply of one task, as the pool keeps it."""
+    """The final reply of one task, as the store keeps it."""
 
     status: int   # an agentnb_pb2.ReplyStatus
     payload: Encoded  # bytes, or a Payload whose large buffers are kept as they are (no copy)
@@ -46,11 +47,11 @@ class StoredResult:
 
 
 class ResultStoreUnavailable(AgentServerError):
-    """The result pool's store (Redis) cannot be reached; the server itself is up."""
+    """The result store (Redis) cannot be reached; the server itself is up."""
 
 
 def _unknown_deadline(task_id: str) -> float:
-    """Until when a task this pool does not know yet is waited for: a well-formed id may
+    """Until when a task this store does not know yet is waited for: a well-formed id may
     still be on its way in (UNKNOWN_TASK_GRACE); anything else is unknown at once."""
     return time.monotonic() + (UNKNOWN_TASK_GRACE if TASK_ID_PATTERN.fullmatch(task_id) else 0.0)
 
@@ -72,7 +73,7 @@ class ResultStore(ABC):
 
         Raises:
             TimeoutError: it did not finish within ``timeout`` seconds.
-            TaskNotFound: the pool does not know the task (never sent, or expired).
+            TaskNotFound: the store does not know the task (never sent, or expired).
         """
 
     @abstractmethod
@@ -80,11 +81,11 @@ class ResultStore(ABC):
         """How many results (and pending tasks) are held."""
 
     def close(self) -> None:  # noqa: B027 -- an optional hook, not an abstract method
-        """Release what the pool holds (connections, threads); the server is stopping."""
+        """Release what the store holds (connections, threads); the server is stopping."""
 
 
 class LocalResultStore(ResultStore):
-    """An in-memory pool; the oldest results go first when ``max_len`` is exceeded,
+    """An in-memory store; the oldest results go first when ``max_len`` is exceeded,
     and any result goes after ``max_expire_time`` seconds."""
 
     def __init__(self, max_len: int = 8192, max_expire_time: float = 7200.0) -> None:
@@ -166,8 +167,8 @@ class RedisResultStore(ResultStore):
     :data:`WAIT_SLICE` seconds so that the reader notices the end of its deadline
     and a task whose server died.
 
-    Each pool writes a heartbeat key with a short TTL; a pending task records the
-    pool (server) that runs it. A task whose server's heartbeat is gone will
+    Each store writes a heartbeat key with a short TTL; a pending task records the
+    store (server) that runs it. A task whose server's heartbeat is gone will
     never finish, and its readers get :class:`TaskNotFound` instead of waiting.
 
     When Redis cannot be reached, calls that need it raise
@@ -421,7 +422,7 @@ def _masked(url: str) -> str:
 
 def make_store(pool_type: str = "local", *, max_len: int = 8192, max_expire_time: float = 7200.0,
               redis_url: str | None = None, namespace: str | None = None) -> ResultStore:
-    """The pool a server was asked for.
+    """The result store a server was asked for (``pool_type``: ``local`` or ``redis``).
 
     Raises:
         ValueError: unknown ``pool_type``, or ``redis`` without ``redis_url``.

@@ -1,273 +1,69 @@
-"""AgentServicer: what an agent server does with the calls it receives.
+"""AgentServicer: the gRPC service of an agent server, a thin layer over its parts.
 
-Each object (agent) has a mailbox: its calls run one at a time, in the order
-they arrived. Different agents run concurrently on a thread pool of
-``capacity`` threads. Replies are pushed on the caller's session stream as the
-calls complete (while other calls run, small final replies are sent by one
-replier thread: see ``HAND_OVER_BYTES``); results of asynchronous calls also go
-to the result pool.
-Large payloads of clients on the same host come and go through the server's
-shared-memory directory (``shm``, see :mod:`agentnb.wire.shm`).
+A call goes through the server in four hops, one function each:
+
+1. its client's Session stream (:mod:`agentnb.server.session`) reads it and
+   hands it to :meth:`AgentServicer._accept`;
+2. which answers a CANCEL at once, and admits any other call
+   (:func:`agentnb.server.dispatch.admit`, against the registry of
+   :mod:`agentnb.server.hosted`), counts it and posts it to its agent's mailbox
+   (:mod:`agentnb.server.mailbox`);
+3. a worker thread (:mod:`agentnb.server.workers`) runs that mailbox's calls one
+   after another (:meth:`AgentServicer._run_mailbox`), each with the handler of
+   its kind (:func:`agentnb.server.dispatch.execute`);
+4. :meth:`AgentServicer._reply` keeps the final result of an asynchronous call
+   in the result store (:mod:`agentnb.server.result_store`) and sends the reply
+   on the session: from the worker, or, for a small one while other calls run,
+   from the replier thread (:mod:`agentnb.server.replier`).
+
+The unary RPCs read the result store (GetResult) and the server's state
+(GetInfo, ListAgents), or stop the server (Shutdown). Large payloads of clients
+on the same host come and go through the server's shared-memory directory
+(``shm``, see :mod:`agentnb.wire.shm`).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import queue
-import socket
+import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
 
 import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
-from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError, TaskNotFound
-from agentnb.rpc.async_result import resolve_results
-from agentnb.rpc.context import set_waiting_chain
-from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
-from agentnb.rpc.rpc_object import _rebuild_rpc_object
+from agentnb.errors import AgentServerError, DeadlockError, TaskNotFound
+from agentnb.server import dispatch
+from agentnb.server.hosted import HostedAgent, HostedAgents
+from agentnb.server.late_removals import remove_later
+from agentnb.server.replier import HAND_OVER_BYTES, ReplyQueue
 from agentnb.server.result_store import LocalResultStore, ResultStore, StoredResult
+from agentnb.server.session import ClientSession, Task, server_frame
+from agentnb.server.workers import WorkerThreads
 from agentnb.wire import codec, frames, shm
-from agentnb.wire.protocol import MAX_FRAME_BYTES, is_final
+from agentnb.wire.protocol import is_final
 
 _LOGGER = logging.getLogger(__name__)
-
-MAX_REPLIES_PER_FRAME = 512
-# While other calls run, a final reply this small is sent by the replier thread, not by the
-# worker that made it: the replier, busy with one reply after another, does it several
-# times faster than a worker thread just woken up (200 naps ending together: see W6).
-HAND_OVER_BYTES = 64 * 2**10
-_END = object()
-
-
-# A session keeps the names of the shared-memory files it sent; past this many, those already taken are forgotten.
-_MAX_TRACKED_FILES = 256
-
-
-class _Session:
-    """The reply side of one client's Session stream.
-
-    It remembers the shared-memory files of the replies it sent, and removes
-    those its client did not take when the stream ends (a client killed
-    before reading its reply leaves nothing behind).
-    """
-
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "__weakref__")
-
-    def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.closed = False
-        self.shm_dir = shm_dir
-        self.files: set[str] = set()
-        self.lock = threading.Lock()
-        self.pending = 0  # calls taken whose final reply is not sent yet
-        self.draining = False  # the client sent its last call
-
-    def opened(self) -> None:
-        """A call was taken: it will get one final reply."""
-        with self.lock:
-            self.pending += 1
-
-    def send(self, reply: pb.Reply | frames.Large, final: bool = True) -> None:
-        if type(reply) is pb.Reply and reply.shm_name:
-            self._send_file(reply)
-        elif not self.closed:
-            self.outbox.put(reply)
-        if final:
-            with self.lock:
-                self.pending -= 1
-                done = self.draining and self.pending <= 0
-            if done:
-                self.close()
-
-    def drain(self) -> None:
-        """The client half-closed its side: end the stream once every call taken has its reply."""
-        with self.lock:
-            self.draining = True
-            done = self.pending <= 0
-        if done:
-            self.close()
-
-    def _send_file(self, reply: pb.Reply) -> None:
-        with self.lock:
-            if not self.closed:
-                if len(self.files) >= _MAX_TRACKED_FILES:
-                    self.files.intersection_update(self.shm_dir.files())  # type: ignore[union-attr]
-                self.files.add(reply.shm_name)
-                self.outbox.put(reply)
-                return
-        self.shm_dir.remove(reply.shm_name)  # type: ignore[union-attr]
-
-    def end(self) -> None:
-        """End the stream after the replies already queued (the server is stopping)."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-        self.outbox.put(_END)
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            files, self.files = self.files, set()
-        self.outbox.put(_END)
-        for name in files:
-            self.shm_dir.remove(name)  # type: ignore[union-attr]
-
-
-class _WorkerPool:
-    """Runs submitted functions on up to ``size`` threads, made as they are needed.
-
-    The threads are daemons: unlike a ThreadPoolExecutor's, they do not hold up
-    the exit of a process whose server stopped while agent code still ran past
-    the grace period (e.g. an in-process server after ``shutdown()``).
-    """
-
-    def __init__(self, size: int, name: str) -> None:
-        self._size = size
-        self._name = name
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0  # threads done with their task, each taking the next one from the queue
-        self._threads = 0
-
-    def submit(self, fn: Callable[..., object], *args: object) -> None:
-        self._queue.put((fn, args))
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-                return  # an idle thread will take it
-            if self._threads >= self._size:
-                return
-            self._threads += 1
-            number = self._threads
-        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            fn, args = self._queue.get()
-            try:
-                fn(*args)
-            except BaseException:
-                _LOGGER.exception("an agentnb worker task failed")
-            with self._lock:
-                self._idle += 1
-
 
 # How long a GetResult's shared-memory file waits for its client after the RPC ended.
 UNCLAIMED_FILE_SECONDS = 30.0
 
 
-class _LateRemovals:
-    """Files to remove when their time comes, on one thread for the whole process (made at first use)."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, shm.ShmDir, str]] = []  # a heap, soonest first
-        self._cond = threading.Condition(threading.Lock())
-        self._order = itertools.count()  # ties keep their order (and ShmDirs are never compared)
-        self._thread: threading.Thread | None = None
-
-    def add(self, shm_dir: shm.ShmDir, name: str, delay: float) -> None:
-        with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), shm_dir, name))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="agentnb-file-remover", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _, _, shm_dir, name = heapq.heappop(self._due)
-            shm_dir.remove(name)
-
-
-_LATE_REMOVALS = _LateRemovals()
-
-
-def _remove_later(shm_dir: shm.ShmDir, name: str) -> None:
-    _LATE_REMOVALS.add(shm_dir, name, UNCLAIMED_FILE_SECONDS)
-
-
-def _make_server_frame(replies: list) -> pb.ServerFrame:
-    return pb.ServerFrame(replies=replies)
-
-
-class _Task:
-    __slots__ = ("call", "payload", "session", "cancelled")
-
-    def __init__(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
-        self.call = call
-        self.payload = payload  # the call's payload, with its parts when it came in chunks
-        self.session = session
-        self.cancelled = False
-        session.opened()
-
-
-class _Agent:
-    """One hosted object and its mailbox."""
-
-    def __init__(self, agent_id: str) -> None:
-        self.agent_id = agent_id
-        self.obj: object | None = None
-        self.name = ""
-        self.class_name = ""
-        self.methods: dict[str, str] = {}
-        self.created = time.time()
-        self.deleted = False
-        self.mailbox: deque[_Task] = deque()
-        self.running = False
-        self.handed_over = 0  # its replies the replier thread has yet to send
-        self.lock = threading.Lock()
-
-    def describe(self) -> pb.AgentDescription:
-        return pb.AgentDescription(
-            agent_id=self.agent_id, name=self.name, class_name=self.class_name,
-            sync_methods=[m for m, k in self.methods.items() if k != ASYNC],
-            async_methods=[m for m, k in self.methods.items() if k == ASYNC],
-            pending=len(self.mailbox) + (1 if self.running else 0), created=self.created,
-        )
-
-
-# The agents hosted in this process, by id() of their object: when one of them
-# is pickled (an agent handing ``self`` to another agent, or returning it), it
-# travels as a proxy to itself, not as a copy (see codec.set_hosted_reducer).
-_HOSTED: dict[int, tuple[AgentServicer, _Agent]] = {}
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
-
-
-def _host(obj: object, servicer: AgentServicer, agent: _Agent) -> None:
-    if not _HOSTED:
-        codec.set_hosted_reducer(_proxy_reduction)
-    _HOSTED[id(obj)] = (servicer, agent)
-
-
-def _proxy_reduction(obj: object) -> tuple | None:
-    """The reduction of a proxy to ``obj`` if it is an agent hosted here, else None."""
-    entry = _HOSTED.get(id(obj))
-    if entry is None:
-        return None
-    servicer, agent = entry
-    if agent.obj is not obj or agent.deleted or not servicer.port:
-        return None
-    # A server bound to every interface is reached by its host name from elsewhere.
-    host = socket.gethostname() if servicer.host in _WILDCARD_HOSTS else servicer.host
-    return (_rebuild_rpc_object, (host, servicer.port, servicer.token, agent.agent_id, agent.class_name,
-                                  agent.methods, agent.name or None, None))
-
-
 class AgentServicer(pb_grpc.AgentServerServicer):
-    """The gRPC service of one agent server."""
+    """The gRPC service of one agent server.
 
-    def __init__(self, *, name: str, capacity: int, pool: ResultStore, pool_type: str = "local",
+    Args:
+        name: the server's name, in messages and in GetInfo.
+        capacity: worker threads: how many agents run a call at once.
+        results: where the results of asynchronous calls wait to be fetched.
+        pool_type: the kind of ``results`` the server was asked for, as GetInfo reports it.
+        on_shutdown: ``on_shutdown(grace)`` stops the server (the Shutdown RPC).
+    """
+
+    def __init__(self, *, name: str, capacity: int, results: ResultStore, pool_type: str = "local",
                  on_shutdown: Callable[[float], None] | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -276,114 +72,79 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.port = 0
         self.token = ""  # set with host and port when the server listens (for proxies to its agents)
         self.capacity = capacity
-        self.pool = pool
+        self.results = results
         self.pool_type = pool_type
         self.started = time.time()
         self.shm: shm.ShmDir | None = None  # the private shared-memory directory, while serving
-        self._on_shutdown = on_shutdown
-        self._executor = _WorkerPool(capacity, "agentnb-worker")
-        self._agents: dict[str, _Agent] = {}
-        self._tasks: dict[str, _Task] = {}  # task id -> queued async task, for cancel
-        self._sessions: weakref.WeakSet[_Session] = weakref.WeakSet()  # open Session streams
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._busy = 0
-        self._replies: queue.SimpleQueue = queue.SimpleQueue()  # replies the replier thread sends
-        self._replier: threading.Thread | None = None
-        self._replier_stopped = False
-        self._local_pool = isinstance(pool, LocalResultStore)  # storing a result costs no round trip
-        self._queued = 0
-        self._completed = 0
         self.accepting = True
+        self._on_shutdown = on_shutdown
+        self._store_is_local = isinstance(results, LocalResultStore)  # storing a result costs no round trip
+        # One lock for the registry and the counts of calls: a call is looked up and counted at once.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as calls end while the server drains
+        self._agents = HostedAgents(self._lock, self)
+        self._queued = 0  # calls waiting in mailboxes
+        self._busy = 0  # calls running, or whose final reply is with the replier
+        self._completed = 0
+        self._tasks: dict[str, Task] = {}  # task id -> queued asynchronous call, for CANCEL
+        self._workers = WorkerThreads(capacity, "agentnb-worker")
+        self._replies = ReplyQueue(self._reply, self._finished)
+        self._sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # open Session streams
 
-    # -- the session stream ------------------------------------------------------------
+    # -- the Session stream: a call's way through the server ---------------------------------
 
     def Session(self, request_iterator: Iterator[tuple],
                 context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
-        """Frames come in as decoded by ``frames.decode_client_frame`` and go out
-        through ``frames.encode_frame`` (see :func:`agentnb.server.agent_server.service_handlers`)."""
-        session = _Session(self.shm)
+        """A client's calls in, their replies out. Frames come in as decoded by
+        ``frames.decode_client_frame`` and go out through ``frames.encode_frame``
+        (see :func:`agentnb.server.agent_server.service_handlers`)."""
+        session = ClientSession(self.shm)
         self._sessions.add(session)
         context.add_callback(session.close)
-        threading.Thread(target=self._read_session, args=(request_iterator, session),
-                         name="agentnb-session-reader", daemon=True).start()
-        return frames.from_outbox(session.outbox, _make_server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
+        session.start_reading(request_iterator, self._accept)
+        return session.replies()
 
-    def _read_session(self, request_iterator: Iterator[tuple], session: _Session) -> None:
-        incoming = frames.Reassembly(shm=self.shm)  # large calls whose chunks are on their way
-        try:
-            for calls, chunk in request_iterator:
-                for call, payload in incoming.receive(calls, chunk):
-                    if type(payload) is frames.PayloadError:  # too large, or chunks not adding up: refuse that one
-                        self._fail(_Task(call, b"", session), payload)
-                    else:
-                        self._accept(call, payload, session)
-        except grpc.RpcError:
-            session.close()  # the client went away
-        except Exception:
-            _LOGGER.exception("session reader failed")
-            session.close()
-        else:  # the client sent its last call: its replies still go out
-            session.drain()
-
-    def _accept(self, call: pb.Call, payload: codec.Encoded, session: _Session) -> None:
-        task = _Task(call, payload, session)
+    def _accept(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession) -> None:
+        """Take a call read from ``session``: answer it at once (a CANCEL, or a refusal),
+        or post it to its agent's mailbox."""
+        task = Task(call, payload, session)
+        if type(payload) is frames.PayloadError:  # too large, or chunks not adding up: refuse that one
+            self._fail(task, payload)
+            return
         if not self.accepting:
             self._fail(task, AgentServerError(f"the agent server {self.name} is shutting down"))
             return
-        kind = call.kind
-        if kind == pb.CANCEL:
+        if call.kind == pb.CANCEL:
             self._reply(task, pb.OK, codec.dumps(self._cancel(call.task_id)))
             return
         if call.task_id:
             try:
-                self.pool.add_pending(call.task_id)
-            except Exception as exc:  # the pool's store is lost: refuse the call, keep the session
+                self.results.add_pending(call.task_id)
+            except Exception as exc:  # the result store is lost (Redis): refuse the call, keep the session
                 self._reply(task, pb.ERROR, codec.encode_error(AgentServerError(
                     f"the agent server {self.name} cannot take asynchronous calls now: {exc}")), store=False)
                 return
-        with self._lock:
-            agent = self._agents.get(call.agent_id)
-            if kind == pb.CREATE:
-                if agent is not None:
-                    agent = None
-                    error: Exception = AgentServerError(f"an agent with id {call.agent_id} already exists")
-                else:
-                    agent = self._agents[call.agent_id] = _Agent(call.agent_id)
-            elif agent is None or agent.deleted:
-                agent = None
-                error = AgentNotFound(f"no agent with id {call.agent_id} on the agent server {self.name}")
-            elif call.agent_id in call.waiting_chain:
-                error = DeadlockError(
-                    f"deadlock: the synchronous call {agent.name or agent.class_name}.{call.method} can never run, "
-                    "because that agent is itself waiting synchronously on the caller (directly or through other "
-                    "agents); make one of the calls asynchronous (@async_func) or break the cycle")
-                agent = None
-            if agent is not None:
+        try:
+            with self._lock:
+                agent = dispatch.admit(self._agents, call)
                 self._queued += 1
                 if call.task_id:
                     self._tasks[call.task_id] = task
-        if agent is None:
+        except (AgentServerError, DeadlockError) as error:
             self._fail(task, error)
             return
         if call.watch:
             self._reply(task, pb.QUEUED, b"")
-        with agent.lock:
-            agent.mailbox.append(task)
-            if agent.running:
-                return
-            agent.running = True
-        self._executor.submit(self._drain, agent)
+        if agent.mailbox.post(task):
+            self._workers.submit(self._run_mailbox, agent)
 
-    # -- running tasks -----------------------------------------------------------------
-
-    def _drain(self, agent: _Agent) -> None:
+    def _run_mailbox(self, agent: HostedAgent) -> None:
+        """A worker's job: run the calls in ``agent``'s mailbox, one after another, until none is left."""
+        mailbox = agent.mailbox
         while True:
-            with agent.lock:
-                if not agent.mailbox:
-                    agent.running = False
-                    return
-                task = agent.mailbox.popleft()
+            task = mailbox.next()
+            if task is None:
+                return
             with self._lock:
                 self._queued -= 1
                 if task.call.task_id:
@@ -396,18 +157,19 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             handed_over = False
             try:
                 # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
-                if task.call.watch and not (agent.handed_over and self._hand_over(agent, task, pb.RUNNING, b"")):
+                if task.call.watch and not (mailbox.handed_over
+                                            and self._replies.hand_over(mailbox, task, pb.RUNNING, b"")):
                     self._reply(task, pb.RUNNING, b"")
-                status, payload = self._execute(agent, task)
-                if agent.handed_over or self._may_hand_over(task, payload):
-                    handed_over = self._hand_over(agent, task, status, payload)
+                status, payload = dispatch.execute(self._agents, agent, task)
+                if mailbox.handed_over or self._may_hand_over(task, payload):
+                    handed_over = self._replies.hand_over(mailbox, task, status, payload)
                 if not handed_over:
                     self._reply(task, status, payload)
             finally:
                 if not handed_over:
                     self._finished()
 
-    def _may_hand_over(self, task: _Task, payload: codec.Encoded) -> bool:
+    def _may_hand_over(self, task: Task, payload: codec.Encoded) -> bool:
         """Whether the replier should send this final reply: a small one, while other calls run.
 
         Not while the server stops (speed no longer matters), nor when storing the
@@ -415,115 +177,18 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         every caller wait for the round trips of the others, one after another.
         """
         return (self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES and self.accepting
-                and (self._local_pool or not task.call.task_id))
+                and (self._store_is_local or not task.call.task_id))
 
     def _finished(self) -> None:
+        """Count a call done, its final reply sent."""
         with self._lock:
             self._busy -= 1
             self._completed += 1
             if not self.accepting:  # drain() may be waiting
                 self._idle.notify_all()
 
-    def _hand_over(self, agent: _Agent, task: _Task, status: int, payload: codec.Encoded) -> bool:
-        """Leave a reply to the replier thread, which counts the task finished once its final
-        reply is sent. False when there is no replier to take it (the caller sends it itself)."""
-        if self._replier is None and not self._start_replier():
-            return False
-        if self._replier_stopped:
-            return False
-        with agent.lock:
-            agent.handed_over += 1
-        self._replies.put((agent, task, status, payload))
-        return True
-
-    def _start_replier(self) -> bool:
-        with self._lock:
-            if self._replier is None:
-                replier = threading.Thread(target=self._send_replies, name="agentnb-replier", daemon=True)
-                try:
-                    replier.start()
-                except RuntimeError as exc:  # no thread to be had: each worker sends its own replies
-                    _LOGGER.warning("the agent server %s sends replies without its replier thread: %s", self.name, exc)
-                    return False
-                self._replier = replier
-        return True
-
-    def _send_replies(self) -> None:
-        while True:
-            item = self._replies.get()
-            if item is _END:
-                return
-            agent, task, status, payload = item
-            try:
-                self._reply(task, status, payload)
-            except Exception:
-                _LOGGER.exception("a reply could not be sent")
-            finally:
-                with agent.lock:
-                    agent.handed_over -= 1
-                if is_final(status):
-                    self._finished()
-
-    def _execute(self, agent: _Agent, task: _Task) -> tuple[int, codec.Encoded]:
-        call = task.call
-        set_waiting_chain((*call.waiting_chain, agent.agent_id))
-        try:
-            value = self._run(agent, call, task.payload)
-            label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
-            return pb.OK, codec.dumps(value, f"the result of {label}")
-        except BaseException as exc:  # an agent's failure is its caller's, never the server's
-            where = f"(in {agent.name or agent.class_name or 'agent'} {agent.agent_id} on agent server {self.name})"
-            return pb.ERROR, codec.encode_error(exc, where)
-        finally:
-            set_waiting_chain(None)
-
-    def _run(self, agent: _Agent, call: pb.Call, payload: codec.Encoded) -> object:
-        kind = call.kind
-        if kind == pb.CREATE:
-            return self._create(agent, payload)
-        if agent.obj is None:
-            raise AgentNotFound(f"agent {agent.agent_id} failed to initialise on agent server {self.name}")
-        name = call.method
-        if kind == pb.CALL:
-            if name.startswith("_") and name != "__call__":
-                raise AttributeError(f"{name!r} is private: it cannot be called on a distributed object")
-            if name not in agent.methods:
-                raise AttributeError(f"{agent.class_name} has no public method {name!r}")
-            args, kwargs = codec.loads(payload, f"the arguments of {name}()")
-            return getattr(agent.obj, name)(*resolve_results(args), **resolve_results(kwargs))
-        if kind == pb.GETATTR:
-            if name.startswith("_"):
-                raise AttributeError(f"{name!r} is private: it cannot be read on a distributed object")
-            return getattr(agent.obj, name)
-        if kind == pb.DESCRIBE:
-            return agent.describe().SerializeToString()
-        if kind == pb.DELETE:
-            with self._lock:
-                agent.deleted = True
-                self._agents.pop(agent.agent_id, None)
-            _HOSTED.pop(id(agent.obj), None)
-            agent.obj = None
-            return True
-        raise AgentServerError(f"unknown call kind {kind}")
-
-    def _create(self, agent: _Agent, payload: codec.Encoded) -> dict:
-        try:
-            cls, args, kwargs = codec.loads(payload, "the class or its constructor arguments")
-            obj = cls(*resolve_results(args), **resolve_results(kwargs))
-        except BaseException:
-            with self._lock:
-                agent.deleted = True
-                self._agents.pop(agent.agent_id, None)
-            raise
-        agent.obj = obj
-        name = getattr(obj, "name", "")
-        agent.name = name if isinstance(name, str) else ""
-        agent.class_name = qualified_name(cls)
-        agent.methods = class_methods(cls)
-        _host(obj, self, agent)
-        return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
-
     def _cancel(self, task_id: str) -> bool:
+        """Cancel the queued call ``task_id``; False when it is not queued (running, done, or unknown)."""
         with self._lock:
             task = self._tasks.pop(task_id, None)
             if task is None:
@@ -532,30 +197,33 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._reply(task, pb.CANCELLED, b"")
         return True
 
-    def _fail(self, task: _Task, error: Exception) -> None:
+    def _fail(self, task: Task, error: Exception) -> None:
+        """Refuse ``task`` with ``error``."""
         self._reply(task, pb.ERROR, codec.encode_error(error))
 
-    def _reply(self, task: _Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
+    def _reply(self, task: Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
+        """Send a reply of ``task`` on its session; a final one of an asynchronous call
+        first goes to the result store (unless ``store`` is False)."""
         call = task.call
         now = time.time()
         task_id = call.task_id
         final = is_final(status)
         if store and task_id and final:
             try:
-                self.pool.put(task_id, StoredResult(status, payload, now))
+                self.results.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
-                _LOGGER.exception("the result pool could not keep the result of task %s", task_id)
+                _LOGGER.exception("the result store could not keep the result of task %s", task_id)
         task.session.send(frames.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
                                          status=status, task_id=task_id, timestamp=now),
                           final=final)
 
-    # -- requests of their own -------------------------------------------------------------
+    # -- the unary RPCs ------------------------------------------------------------------------
 
     def GetResult(self, request: pb.ResultRequest,
                   context: grpc.ServicerContext) -> Iterator[pb.ServerFrame | frames.Chunk]:
         """The frame of the stored Reply, then the chunks of its payload (written by ``frames.encode_frame``)."""
         try:
-            stored = self.pool.get(request.task_id, request.timeout or None)
+            stored = self.results.get(request.task_id, request.timeout or None)
         except TaskNotFound as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except TimeoutError as exc:
@@ -567,12 +235,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                               timestamp=stored.timestamp)
         if shm_dir is not None and type(item) is pb.Reply and item.shm_name:
             # The RPC may end before its client took the file: remove it a while later, if still there.
-            context.add_callback(lambda: _remove_later(shm_dir, item.shm_name))
-        return frames.of_item(item, _make_server_frame)
+            context.add_callback(lambda: remove_later(shm_dir, item.shm_name, UNCLAIMED_FILE_SECONDS))
+        return frames.of_item(item, server_frame)
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
-        import os
-
+        """The server's identity, capacity and load."""
         from agentnb import __version__
 
         with self._lock:
@@ -585,11 +252,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             )
 
     def ListAgents(self, request: pb.ListAgentsRequest, context: grpc.ServicerContext) -> pb.AgentList:
-        with self._lock:
-            agents = [a for a in self._agents.values() if a.obj is not None and not a.deleted]
-        return pb.AgentList(agents=[a.describe() for a in agents])
+        """The agents hosted here."""
+        return pb.AgentList(agents=[a.describe() for a in self._agents.listing()])
 
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownReply:
+        """Stop the server, letting running calls finish for up to ``request.grace`` s."""
         if self._on_shutdown is not None:
             grace = request.grace if request.grace > 0 else 0.0
             stopper = threading.Thread(target=self._on_shutdown, args=(grace,), daemon=True)
@@ -599,20 +266,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 stopper.start()
         return pb.ShutdownReply()
 
-    # -- stopping ------------------------------------------------------------------------
-
-    def stop_replier(self) -> None:
-        """End the replier thread after the replies already handed to it (the server has stopped)."""
-        self._replier_stopped = True
-        self._replies.put(_END)
-
-    def end_sessions(self) -> None:
-        """End every Session stream once the replies already made have gone out."""
-        for session in list(self._sessions):
-            session.end()
+    # -- stopping (see AgentServer.stop) ---------------------------------------------------------
 
     def drain(self, grace: float) -> bool:
-        """Refuse new work and wait up to ``grace`` s for accepted work to finish."""
+        """Refuse new calls and wait up to ``grace`` s for the calls taken to finish."""
         self.accepting = False
         deadline = time.monotonic() + grace
         with self._idle:
@@ -622,3 +279,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                     return False
                 self._idle.wait(remaining)
         return True
+
+    def end_sessions(self) -> None:
+        """End every Session stream once the replies already made have gone out."""
+        for session in list(self._sessions):
+            session.end()
+
+    def stop_replier(self) -> None:
+        """End the replier thread after the replies already handed to it (the server has stopped)."""
+        self._replies.stop()
