@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -17,11 +16,12 @@ from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, canonical_host, remove_record, write_record
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
-from agentnb.wire import frames
-from agentnb.wire.protocol import SERVICE, TOKEN_METADATA_KEY
+from agentnb.wire import frames, handshake
+from agentnb.wire.protocol import SERVICE
 from agentnb.wire.shm import ShmDir
 
 _LOGGER = logging.getLogger(__name__)
+HELLO_METHOD = f"/{SERVICE}/Hello"
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
@@ -34,11 +34,21 @@ SERVER_OPTIONS = [
 ]
 
 
-def service_handlers(servicer: AgentServicer) -> dict[str, grpc.RpcMethodHandler]:
+def service_handlers(servicer: AgentServicer, keys: handshake.ServerKeys) -> dict[str, grpc.RpcMethodHandler]:
     """The gRPC method handlers of the service (what the generated ``add_AgentServerServicer_to_server``
     makes), except that the two streaming methods read and write their frames with the codec,
-    which sends large payloads in chunks without a protobuf copy of their bytes."""
+    which sends large payloads in chunks without a protobuf copy of their bytes; and Hello,
+    the handshake, answered with ``keys``."""
+
+    def hello(request: pb.HelloRequest, context: grpc.ServicerContext) -> pb.HelloReply:
+        if len(request.client_nonce) != handshake.NONCE_BYTES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Hello needs a nonce of {handshake.NONCE_BYTES} bytes")
+        server_nonce, server_proof = keys.hello(request.client_nonce)
+        return pb.HelloReply(server_nonce=server_nonce, server_proof=server_proof)
+
     handlers = {
+        "Hello": grpc.unary_unary_rpc_method_handler(hello, request_deserializer=pb.HelloRequest.FromString,
+                                                     response_serializer=pb.HelloReply.SerializeToString),
         "Session": grpc.stream_stream_rpc_method_handler(
             servicer.Session, request_deserializer=frames.decode_client_frame,
             response_serializer=frames.encode_frame),
@@ -55,35 +65,31 @@ def service_handlers(servicer: AgentServicer) -> dict[str, grpc.RpcMethodHandler
     return handlers
 
 
-class _TokenCheck(grpc.ServerInterceptor):
-    """Refuses every call whose token is wrong, before its request is read."""
+class _ProofCheck(grpc.ServerInterceptor):
+    """Refuses every call but Hello that carries no valid proof of the token, before its request is read."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
+    def __init__(self, keys: handshake.ServerKeys) -> None:
+        self._keys = keys
 
         def deny_unary(request: bytes, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong agentnb token")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no valid proof of the agent server's token")
 
         def deny_stream(request_iterator: object, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong agentnb token")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no valid proof of the agent server's token")
 
         self._deny_unary = grpc.unary_unary_rpc_method_handler(deny_unary)
         self._deny_unary_stream = grpc.unary_stream_rpc_method_handler(deny_unary)
         self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
-        """The method's own handler when the call carries the token, else one that refuses it."""
-        sent = ""
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == TOKEN_METADATA_KEY:
-                sent = value
-                break
-        if hmac.compare_digest(sent.encode(), self._token):
+        """The method's own handler for Hello and for a call with a valid proof, else one that refuses it."""
+        method = handler_call_details.method
+        if method == HELLO_METHOD or self._keys.accepts(handler_call_details.invocation_metadata):
             return continuation(handler_call_details)
-        _LOGGER.warning("refused a call to %s: missing or wrong token", handler_call_details.method)
-        if handler_call_details.method.endswith("/Session"):
+        _LOGGER.warning("refused a call to %s: no valid proof of the token", method)
+        if method.endswith("/Session"):
             return self._deny_stream
-        if handler_call_details.method.endswith("/GetResult"):
+        if method.endswith("/GetResult"):
             return self._deny_unary_stream
         return self._deny_unary
 
@@ -141,12 +147,13 @@ class AgentServer:
 
     def start(self) -> AgentServer:
         """Bind and start serving. Raises AgentServerError if the port is taken."""
+        keys = handshake.ServerKeys(self.token)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64 + self.capacity, thread_name_prefix="agentnb-grpc"),
-            interceptors=[_TokenCheck(self.token)],
+            interceptors=[_ProofCheck(keys)],
             options=SERVER_OPTIONS,
         )
-        handlers = service_handlers(self.servicer)
+        handlers = service_handlers(self.servicer, keys)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_registered_method_handlers(SERVICE, handlers)
         bind_host = canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host

@@ -1,10 +1,11 @@
 """The agent protocol's constants: what a client and a server must agree on.
 
 The messages themselves are in ``protos/agentnb.proto``; this module holds the
-rest of the contract: the service name, how the token travels, how large a
-frame grows, and the one table from a reply's status to the state a user
-sees (:attr:`agentnb.AsyncResult.status`). How a server process is started
-and reports that it listens is :mod:`agentnb.launch.command`'s part.
+rest of the contract: the service name, how large a frame grows, and the one
+table from a reply's status to the state a user sees
+(:attr:`agentnb.AsyncResult.status`). How each side proves it holds the token
+is :mod:`agentnb.wire.handshake`'s part; how a server process is started and
+reports that it listens, :mod:`agentnb.launch.command`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 
 SERVICE = "agentnb.AgentServer"
-TOKEN_METADATA_KEY = "agentnb-token"
 ENV_TLS_CA = "AGENTNB_TLS_CA"
 
 # Small calls (or replies) share a frame; a large payload follows its message in chunk frames.

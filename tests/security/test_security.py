@@ -93,9 +93,13 @@ def test_token_is_not_on_the_command_line_nor_in_the_log(start_server, tmp_path)
     with open(f"/proc/{srv.process.pid}/cmdline", "rb") as f:
         assert srv.token.encode() not in f.read()
     bad = ServerConnection(srv.host, srv.port, "wrong-token-value")
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(AuthenticationError, match="could not prove"):  # the client stops at the handshake
         bad.info()
     bad.close()
+    with grpc.insecure_channel(f"{srv.host}:{srv.port}") as channel:  # a call without a proof
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary("/agentnb.AgentServer/GetInfo")(b"", timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     Counter("c", to_dist=srv.to_dist).bump()
     srv.connection().shutdown(grace=0)
     srv.process.wait(30)
