@@ -27,6 +27,10 @@ class TaskNotFound(AgentServerError, LookupError):
     """No result with that task id is held by the server (never created or expired)."""
 
 
+class IntegrityError(AgentServerError):
+    """A stored result failed its integrity check (it was changed outside agentnb); it was not unpickled."""
+
+
 class TaskCancelled(AgentnbError):
     """The task was cancelled before it ran."""
 

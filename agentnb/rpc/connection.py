@@ -26,6 +26,7 @@ from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import (
     AgentServerError,
     AuthenticationError,
+    IntegrityError,
     ServerUnavailable,
     TaskNotFound,
 )
@@ -68,6 +69,8 @@ def map_rpc_error(error: grpc.RpcError, address: str) -> AgentServerError | Time
         return ServerUnavailable(f"the agent server at {address} is unavailable: {details}")
     if code == grpc.StatusCode.NOT_FOUND:
         return TaskNotFound(details)
+    if code == grpc.StatusCode.DATA_LOSS:
+        return IntegrityError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(f"no answer from the agent server at {address} in time")
     return AgentServerError(f"the agent server at {address} failed: {code.name if code else '?'}: {details}")

@@ -138,7 +138,8 @@ class AgentServer:
         self.record = record
         self.record_kind = record_kind
         self.log_path = log_path
-        results = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url)
+        results = make_store(pool_type, max_len=max_len, max_expire_time=max_expire_time, redis_url=redis_url,
+                             integrity_key=handshake.derived_key(self.token, "result store"))
         self.servicer = AgentServicer(name=name or "agent-server", capacity=capacity, results=results,
                                       pool_type=pool_type, on_shutdown=self.stop)
         self._server: grpc.Server | None = None

@@ -10,6 +10,8 @@ A server's ``pool_type`` option (``--pool-type``) names the kind it uses.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from agentnb.errors import AgentServerError, TaskNotFound
+from agentnb.errors import AgentServerError, IntegrityError, TaskNotFound
 from agentnb.wire.codec import Encoded, Payload
 from agentnb.wire.ids import random_hex
 
@@ -183,6 +185,10 @@ class RedisResultStore(ResultStore):
         max_expire_time: seconds a result (or pending task) is kept.
         max_len: results held in memory at most while Redis is unreachable.
         socket_timeout: seconds a Redis command may take before Redis counts as lost.
+        integrity_key: the key of the MAC each stored result carries (servers that
+            read each other's results share it: agent servers derive it from their token).
+            A result whose MAC does not match is refused (:class:`agentnb.IntegrityError`),
+            unread: whoever can write to the Redis cannot make a reader unpickle anything.
     Raises:
         ValueError: the URL or namespace is malformed.
         ResultStoreUnavailable: Redis cannot be reached now.
@@ -196,7 +202,7 @@ class RedisResultStore(ResultStore):
     ORPHAN_CONFIRM = 3.0
 
     def __init__(self, redis_url: str, *, namespace: str | None = None, max_expire_time: float = 7200.0,
-                 max_len: int = 8192, socket_timeout: float = 5.0) -> None:
+                 max_len: int = 8192, socket_timeout: float = 5.0, integrity_key: bytes | None = None) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -212,6 +218,8 @@ class RedisResultStore(ResultStore):
         self.max_len = max(1, max_len)
         self.url = _masked(url)
         self.instance = random_hex()
+        # Results are MACed under this key (made up when not given: then only this store can read them back).
+        self._integrity_key = integrity_key or os.urandom(32)
         self._ttl_ms = max(1, int(max_expire_time * 1000))
         self._prefix = f"agentnb:{namespace}:"
         self._redis_errors = (redis.exceptions.RedisError, OSError)
@@ -279,7 +287,9 @@ class RedisResultStore(ResultStore):
         key, done = self._task_key(task_id), self._done_key(task_id)
 
         payload = result.payload
-        fields: dict[str, Any] = {"state": "done", "status": result.status, "timestamp": repr(result.timestamp)}
+        stamp = repr(result.timestamp)
+        fields: dict[str, Any] = {"state": "done", "status": result.status, "timestamp": stamp,
+                                  "mac": self._mac(task_id, result.status, stamp, payload)}
         if type(payload) is Payload:
             fields.update({"payload": payload.data, "buffers": len(payload.buffers)})
             fields.update({f"buffer:{i}": buffer for i, buffer in enumerate(payload.buffers)})
@@ -306,14 +316,12 @@ class RedisResultStore(ResultStore):
                 held = self._unsaved.get(task_id)
             if held is not None:
                 return held[1]
-            state, owner, status, payload, stamp, buffers = self._call(
+            state, owner, status, payload, stamp, buffers, mac = self._call(
                 f"read task {task_id}",
-                lambda r: r.hmget(key, "state", "owner", "status", "payload", "timestamp", "buffers"))
+                lambda r: r.hmget(key, "state", "owner", "status", "payload", "timestamp", "buffers", "mac"))
             now = time.monotonic()
             if state == b"done":
-                if buffers:
-                    payload = self._with_buffers(task_id, payload or b"", int(buffers))
-                return StoredResult(int(status), payload or b"", float(stamp or 0.0))
+                return self._checked(task_id, status, payload, stamp, buffers, mac)
             if state is None and now >= unknown_deadline:
                 raise TaskNotFound(f"no task {task_id} in the Redis result pool {self.namespace!r} "
                                    "(never sent, or its result expired)")
@@ -336,6 +344,36 @@ class RedisResultStore(ResultStore):
             # Redis reads a block timeout of 0 as "forever": never send one.
             block = max(0.01, min(waits))
             self._call(f"wait for task {task_id}", lambda r, block=block: r.brpoplpush(done, done, block))
+
+    def _mac(self, task_id: str, status: int, stamp: str, payload: Encoded) -> bytes:
+        """The MAC of a stored result: every field a reader uses, each part length-prefixed."""
+        mac = hmac.new(self._integrity_key, digestmod=hashlib.sha256)
+        parts = [payload.data, *payload.buffers] if type(payload) is Payload else [payload]
+        for part in (task_id.encode(), str(int(status)).encode(), stamp.encode(), *parts):
+            view = memoryview(part).cast("B")
+            mac.update(len(view).to_bytes(8, "big"))
+            mac.update(view)
+        return mac.digest()
+
+    def _checked(self, task_id: str, status: bytes | None, payload: bytes | None, stamp: bytes | None,
+                 buffers: bytes | None, mac: bytes | None) -> StoredResult:
+        """The stored result read back, once its MAC matches; IntegrityError (nothing unpickled) if not."""
+        try:
+            code, when = int(status or b""), (stamp or b"").decode()
+            value: Encoded = payload or b""
+            if buffers:
+                value = self._with_buffers(task_id, payload or b"", int(buffers))
+            intact = mac is not None and hmac.compare_digest(mac, self._mac(task_id, code, when, value))
+        except (ValueError, UnicodeDecodeError):
+            intact = False
+        if not intact:
+            _LOGGER.error("refused the result of task %s from Redis: its integrity check failed", task_id)
+            raise IntegrityError(
+                f"the result of task {task_id} in the Redis result store {self.url} (namespace "
+                f"{self.namespace!r}) failed its integrity check: it was not written by an agent server holding "
+                "this server's key; someone else can write to that Redis (give it a password), or servers "
+                "with different tokens share the namespace. It was not unpickled.")
+        return StoredResult(code, value, float(when or 0.0))
 
     def _with_buffers(self, task_id: str, data: bytes, count: int) -> Payload:
         """The Payload of a stored result with ``count`` out-of-band buffers."""
@@ -421,7 +459,8 @@ def _masked(url: str) -> str:
 
 
 def make_store(pool_type: str = "local", *, max_len: int = 8192, max_expire_time: float = 7200.0,
-              redis_url: str | None = None, namespace: str | None = None) -> ResultStore:
+               redis_url: str | None = None, namespace: str | None = None,
+               integrity_key: bytes | None = None) -> ResultStore:
     """The result store a server was asked for (``pool_type``: ``local`` or ``redis``).
 
     Raises:
@@ -433,5 +472,6 @@ def make_store(pool_type: str = "local", *, max_len: int = 8192, max_expire_time
     if pool_type == "redis":
         if not redis_url:
             raise ValueError("pool_type 'redis' needs a redis_url (--redis-url), e.g. redis://localhost:6379/0")
-        return RedisResultStore(redis_url, namespace=namespace, max_expire_time=max_expire_time, max_len=max_len)
+        return RedisResultStore(redis_url, namespace=namespace, max_expire_time=max_expire_time, max_len=max_len,
+                                integrity_key=integrity_key)
     raise ValueError(f"unknown pool_type {pool_type!r}; expected 'local' or 'redis'")

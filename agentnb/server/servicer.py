@@ -35,7 +35,7 @@ import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
-from agentnb.errors import AgentServerError, DeadlockError, TaskNotFound
+from agentnb.errors import AgentServerError, DeadlockError, IntegrityError, TaskNotFound
 from agentnb.server import dispatch
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.late_removals import remove_later
@@ -228,6 +228,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except TimeoutError as exc:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except IntegrityError as exc:
+            context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
         except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
         shm_dir = self.shm if request.shm_reply else None

@@ -40,6 +40,11 @@ def _mac(token: bytes, label: bytes, *parts: bytes) -> bytes:
     return hmac.new(token, label + b"".join(parts), hashlib.sha256).digest()
 
 
+def derived_key(token: str, purpose: str) -> bytes:
+    """A key for ``purpose`` that only holders of ``token`` can make (e.g. the MAC key of stored results)."""
+    return _mac(token.encode(), b"agentnb derived key\0", purpose.encode())
+
+
 def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
 

@@ -25,18 +25,23 @@ from redis_fixtures import RedisServer
 from agentnb import AgentServerError
 
 FORGE = textwrap.dedent("""
-    import pickle, sys
-    import redis
+    import pickle, socket, sys
 
     class Payload:
         def __reduce__(self):
             return (open, (sys.argv[3], "w"))
 
-    client = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+    def command(*args):  # Redis's wire protocol, by hand: any local user can do this
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        out = b"*%d\\r\\n" % len(parts) + b"".join(b"$%d\\r\\n%s\\r\\n" % (len(p), p) for p in parts)
+        conn.sendall(out)
+        return conn.recv(65536)
+
+    conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
     key = f"agentnb:default:task:{sys.argv[2]}"
-    assert client.hget(key, "state") == b"done"
-    client.hset(key, mapping={"payload": pickle.dumps(Payload()), "status": 1})
-    client.hdel(key, "buffers")
+    assert command("HGET", key, "state") == b"$4\\r\\ndone\\r\\n"
+    command("HSET", key, "payload", pickle.dumps(Payload()), "status", 1)
+    command("HDEL", key, "buffers")
 """)
 
 

@@ -38,6 +38,7 @@ def pool(redis_server: RedisServer):
     pools: list[RedisResultStore] = []
 
     def make(namespace: str = "t", **kwargs) -> RedisResultStore:
+        kwargs.setdefault("integrity_key", b"the key servers sharing a namespace share")
         made = RedisResultStore(redis_server.url, namespace=namespace, **kwargs)
         pools.append(made)
         return made
