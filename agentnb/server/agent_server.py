@@ -17,7 +17,7 @@ from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, canonical_host, re
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
 from agentnb.wire import frames, handshake
-from agentnb.wire.protocol import SERVICE
+from agentnb.wire.protocol import MAX_MESSAGE_BYTES, SERVICE
 from agentnb.wire.shm import ShmDir
 
 _LOGGER = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ HELLO_METHOD = f"/{SERVICE}/Hello"
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     # An explicit port that is taken must be an error, not a shared socket.
     ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),

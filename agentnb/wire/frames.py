@@ -338,6 +338,11 @@ class Reassembly:
         if total > self._max_bytes:
             raise PayloadError(f"a payload of {total} bytes is above the limit of {self._max_bytes} bytes "
                                "(MAX_PAYLOAD_BYTES) per call", message)
+        awaited = sum(sum(incoming.sizes) for incoming in self._open.values())
+        if awaited + total > self._max_bytes:  # a stream sends one payload's chunks at a time
+            raise PayloadError(f"a payload of {total} bytes announced while {awaited} bytes of others are still "
+                               f"awaited: above the limit of {self._max_bytes} bytes (MAX_PAYLOAD_BYTES) at once",
+                               message)
         if message.shm_name:
             return message, from_parts(message.payload, self._read_shm(message, sizes))
         incoming = _Incoming(message, sizes)

@@ -18,6 +18,10 @@ ENV_TLS_CA = "AGENTNB_TLS_CA"
 
 # Small calls (or replies) share a frame; a large payload follows its message in chunk frames.
 MAX_FRAME_BYTES = 4 * 2**20
+# The largest message a server reads: a frame of calls (MAX_FRAME_BYTES, plus the inline payload
+# of 1 MiB that may end it, and the calls' other fields), or a chunk. Anything larger is refused
+# by gRPC before it is read whole, with or without a proof of the token.
+MAX_MESSAGE_BYTES = 16 * 2**20
 
 # The one table from a reply's status to a task state (an unknown status is a failure).
 STATE_OF_STATUS = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING, pb.OK: DONE, pb.ERROR: FAILED, pb.CANCELLED: CANCELLED}
