@@ -24,6 +24,9 @@ from agentnb.wire import codec
 from agentnb.wire.ids import random_hex
 
 _OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool")
+# How long the first creation on a connection waits for the server to say it queued it (a server
+# that answers its handshake and pings but nothing else is as good as gone).
+FIRST_ANSWER_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,10 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
     except ServerUnavailable as exc:
         raise _ReplicaGone(exc) from None
     if not proven:  # a wrong address or token is the caller's mistake: say so here, not at first use
-        _wait_answered(future)
+        if not _wait_answered(future, FIRST_ANSWER_TIMEOUT):
+            raise _ReplicaGone(ServerUnavailable(
+                f"the agent server at {conn.address} took the creation of {cls.__name__} but did not say within "
+                f"{FIRST_ANSWER_TIMEOUT:.0f} s that it queued it"))
         if isinstance(future.error, ServerUnavailable):
             raise _ReplicaGone(future.error)
         if future.error is not None:
@@ -210,12 +216,11 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
     return proxy
 
 
-def _wait_answered(future: CallFuture) -> None:
-    """Wait for the first reply of a call: its QUEUED state, or its end."""
+def _wait_answered(future: CallFuture, timeout: float) -> bool:
+    """Wait for the first reply of a call: its QUEUED state, or its end; whether it came in time."""
     answered = threading.Event()
     future.add_callback(lambda _future: answered.set())
-    if QUEUED not in future.times and not future.done():
-        answered.wait()
+    return QUEUED in future.times or future.done() or answered.wait(timeout)
 
 
 def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
 import secrets
 import threading
 import time
@@ -23,6 +25,8 @@ from agentnb.wire.shm import ShmDir
 _LOGGER = logging.getLogger(__name__)
 HELLO_METHOD = f"/{SERVICE}/Hello"
 
+MAX_STREAMS = 2048  # RPCs served at once (each holds a thread while it lasts)
+
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -31,7 +35,17 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
+    # One connection may not take every thread: a client needs a session, some GetResults, a few unary calls.
+    ("grpc.max_concurrent_streams", 128),
 ]
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's soft limit of open files to its hard limit: each connection takes one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def service_handlers(servicer: AgentServicer, keys: handshake.ServerKeys) -> dict[str, grpc.RpcMethodHandler]:
@@ -149,10 +163,16 @@ class AgentServer:
     def start(self) -> AgentServer:
         """Bind and start serving. Raises AgentServerError if the port is taken."""
         keys = handshake.ServerKeys(self.token)
+        raise_fd_limit()
+        # A stream being served holds one of these threads for its whole life (an idle session,
+        # a GetResult waiting for a long task): plenty of them, made only when needed, so that
+        # such streams do not keep the server from other callers; RPCs beyond the bound are
+        # refused at once (RESOURCE_EXHAUSTED), not queued behind them.
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64 + self.capacity, thread_name_prefix="agentnb-grpc"),
+            futures.ThreadPoolExecutor(max_workers=MAX_STREAMS + self.capacity, thread_name_prefix="agentnb-grpc"),
             interceptors=[_ProofCheck(keys)],
             options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=MAX_STREAMS + self.capacity,
         )
         handlers = service_handlers(self.servicer, keys)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
