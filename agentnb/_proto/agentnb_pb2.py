@@ -24,47 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ragentnb.proto\x12\x07\x61gentnb\"\xee\x01\n\x04\x43\x61ll\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1f\n\x04kind\x18\x02 \x01(\x0e\x32\x11.agentnb.CallKind\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x0f\n\x07task_id\x18\x06 \x01(\t\x12\r\n\x05watch\x18\x07 \x01(\x08\x12\x15\n\rwaiting_chain\x18\x08 \x03(\t\x12\x12\n\npart_sizes\x18\t \x03(\x04\x12\x15\n\rpart_writable\x18\n \x03(\x08\x12\x10\n\x08shm_name\x18\x0b \x01(\t\x12\x11\n\tshm_reply\x18\x0c \x01(\x08\"\"\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"J\n\x0b\x43lientFrame\x12\x1c\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\r.agentnb.Call\x12\x1d\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.agentnb.Chunk\"\xac\x01\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.agentnb.ReplyStatus\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x12\n\npart_sizes\x18\x06 \x03(\x04\x12\x15\n\rpart_writable\x18\x07 \x03(\x08\x12\x10\n\x08shm_name\x18\x08 \x01(\t\"M\n\x0bServerFrame\x12\x1f\n\x07replies\x18\x01 \x03(\x0b\x32\x0e.agentnb.Reply\x12\x1d\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.agentnb.Chunk\"D\n\rResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\x12\x11\n\tshm_reply\x18\x03 \x01(\x08\"$\n\x0cHelloRequest\x12\x14\n\x0c\x63lient_nonce\x18\x01 \x01(\x0c\"8\n\nHelloReply\x12\x14\n\x0cserver_nonce\x18\x01 \x01(\x0c\x12\x14\n\x0cserver_proof\x18\x02 \x01(\x0c\"\r\n\x0bInfoRequest\"\xed\x01\n\nServerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x0f\n\x07started\x18\x05 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x05\x12\x0e\n\x06queued\x18\x08 \x01(\x05\x12\x0e\n\x06\x61gents\x18\t \x01(\x05\x12\x11\n\tpool_type\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x11\n\tcompleted\x18\x0c \x01(\x04\x12\x0f\n\x07host_id\x18\r \x01(\t\x12\x0f\n\x07shm_dir\x18\x0e \x01(\t\"\x13\n\x11ListAgentsRequest\"\x95\x01\n\x10\x41gentDescription\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x14\n\x0csync_methods\x18\x04 \x03(\t\x12\x15\n\rasync_methods\x18\x05 \x03(\t\x12\x0f\n\x07pending\x18\x06 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x01\"6\n\tAgentList\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.agentnb.AgentDescription\" \n\x0fShutdownRequest\x12\r\n\x05grace\x18\x01 \x01(\x01\"\x0f\n\rShutdownReply*n\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\x08\n\x04\x43\x41LL\x10\x02\x12\x0b\n\x07GETATTR\x10\x03\x12\n\n\x06\x44\x45LETE\x10\x04\x12\n\n\x06\x43\x41NCEL\x10\x05\x12\x0c\n\x08\x44\x45SCRIBE\x10\x06*f\n\x0bReplyStatus\x12\x1c\n\x18REPLY_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05\x45RROR\x10\x02\x12\n\n\x06QUEUED\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\xec\x02\n\x0b\x41gentServer\x12\x33\n\x05Hello\x12\x15.agentnb.HelloRequest\x1a\x13.agentnb.HelloReply\x12\x39\n\x07Session\x12\x14.agentnb.ClientFrame\x1a\x14.agentnb.ServerFrame(\x01\x30\x01\x12;\n\tGetResult\x12\x16.agentnb.ResultRequest\x1a\x14.agentnb.ServerFrame0\x01\x12\x34\n\x07GetInfo\x12\x14.agentnb.InfoRequest\x1a\x13.agentnb.ServerInfo\x12<\n\nListAgents\x12\x1a.agentnb.ListAgentsRequest\x1a\x12.agentnb.AgentList\x12<\n\x08Shutdown\x12\x18.agentnb.ShutdownRequest\x1a\x16.agentnb.ShutdownReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ragentnb.proto\x12\x07\x61gentnb\"\xfd\x01\n\x04\x43\x61ll\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1f\n\x04kind\x18\x02 \x01(\x0e\x32\x11.agentnb.CallKind\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x0f\n\x07task_id\x18\x06 \x01(\t\x12\r\n\x05watch\x18\x07 \x01(\x08\x12\x15\n\rwaiting_chain\x18\x08 \x03(\t\x12\x12\n\npart_sizes\x18\t \x03(\x04\x12\x15\n\rpart_writable\x18\n \x03(\x08\x12\x10\n\x08shm_name\x18\x0b \x01(\t\x12\x11\n\tshm_reply\x18\x0c \x01(\x08\x12\r\n\x05owned\x18\r \x01(\x08\"\"\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"J\n\x0b\x43lientFrame\x12\x1c\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\r.agentnb.Call\x12\x1d\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.agentnb.Chunk\"\xac\x01\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.agentnb.ReplyStatus\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x12\n\npart_sizes\x18\x06 \x03(\x04\x12\x15\n\rpart_writable\x18\x07 \x03(\x08\x12\x10\n\x08shm_name\x18\x08 \x01(\t\"M\n\x0bServerFrame\x12\x1f\n\x07replies\x18\x01 \x03(\x0b\x32\x0e.agentnb.Reply\x12\x1d\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.agentnb.Chunk\"D\n\rResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\x12\x11\n\tshm_reply\x18\x03 \x01(\x08\"$\n\x0cHelloRequest\x12\x14\n\x0c\x63lient_nonce\x18\x01 \x01(\x0c\"8\n\nHelloReply\x12\x14\n\x0cserver_nonce\x18\x01 \x01(\x0c\x12\x14\n\x0cserver_proof\x18\x02 \x01(\x0c\"\r\n\x0bInfoRequest\"\xed\x01\n\nServerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x0f\n\x07started\x18\x05 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x05\x12\x0e\n\x06queued\x18\x08 \x01(\x05\x12\x0e\n\x06\x61gents\x18\t \x01(\x05\x12\x11\n\tpool_type\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x11\n\tcompleted\x18\x0c \x01(\x04\x12\x0f\n\x07host_id\x18\r \x01(\t\x12\x0f\n\x07shm_dir\x18\x0e \x01(\t\"\x13\n\x11ListAgentsRequest\"\x95\x01\n\x10\x41gentDescription\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x14\n\x0csync_methods\x18\x04 \x03(\t\x12\x15\n\rasync_methods\x18\x05 \x03(\t\x12\x0f\n\x07pending\x18\x06 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x01\"6\n\tAgentList\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.agentnb.AgentDescription\" \n\x0fShutdownRequest\x12\r\n\x05grace\x18\x01 \x01(\x01\"\x0f\n\rShutdownReply*n\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\x08\n\x04\x43\x41LL\x10\x02\x12\x0b\n\x07GETATTR\x10\x03\x12\n\n\x06\x44\x45LETE\x10\x04\x12\n\n\x06\x43\x41NCEL\x10\x05\x12\x0c\n\x08\x44\x45SCRIBE\x10\x06*f\n\x0bReplyStatus\x12\x1c\n\x18REPLY_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05\x45RROR\x10\x02\x12\n\n\x06QUEUED\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\xec\x02\n\x0b\x41gentServer\x12\x33\n\x05Hello\x12\x15.agentnb.HelloRequest\x1a\x13.agentnb.HelloReply\x12\x39\n\x07Session\x12\x14.agentnb.ClientFrame\x1a\x14.agentnb.ServerFrame(\x01\x30\x01\x12;\n\tGetResult\x12\x16.agentnb.ResultRequest\x1a\x14.agentnb.ServerFrame0\x01\x12\x34\n\x07GetInfo\x12\x14.agentnb.InfoRequest\x1a\x13.agentnb.ServerInfo\x12<\n\nListAgents\x12\x1a.agentnb.ListAgentsRequest\x1a\x12.agentnb.AgentList\x12<\n\x08Shutdown\x12\x18.agentnb.ShutdownRequest\x1a\x16.agentnb.ShutdownReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentnb_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLKIND']._serialized_start=1334
-  _globals['_CALLKIND']._serialized_end=1444
-  _globals['_REPLYSTATUS']._serialized_start=1446
-  _globals['_REPLYSTATUS']._serialized_end=1548
+  _globals['_CALLKIND']._serialized_start=1349
+  _globals['_CALLKIND']._serialized_end=1459
+  _globals['_REPLYSTATUS']._serialized_start=1461
+  _globals['_REPLYSTATUS']._serialized_end=1563
   _globals['_CALL']._serialized_start=27
-  _globals['_CALL']._serialized_end=265
-  _globals['_CHUNK']._serialized_start=267
-  _globals['_CHUNK']._serialized_end=301
-  _globals['_CLIENTFRAME']._serialized_start=303
-  _globals['_CLIENTFRAME']._serialized_end=377
-  _globals['_REPLY']._serialized_start=380
-  _globals['_REPLY']._serialized_end=552
-  _globals['_SERVERFRAME']._serialized_start=554
-  _globals['_SERVERFRAME']._serialized_end=631
-  _globals['_RESULTREQUEST']._serialized_start=633
-  _globals['_RESULTREQUEST']._serialized_end=701
-  _globals['_HELLOREQUEST']._serialized_start=703
-  _globals['_HELLOREQUEST']._serialized_end=739
-  _globals['_HELLOREPLY']._serialized_start=741
-  _globals['_HELLOREPLY']._serialized_end=797
-  _globals['_INFOREQUEST']._serialized_start=799
-  _globals['_INFOREQUEST']._serialized_end=812
-  _globals['_SERVERINFO']._serialized_start=815
-  _globals['_SERVERINFO']._serialized_end=1052
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1054
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1073
-  _globals['_AGENTDESCRIPTION']._serialized_start=1076
-  _globals['_AGENTDESCRIPTION']._serialized_end=1225
-  _globals['_AGENTLIST']._serialized_start=1227
-  _globals['_AGENTLIST']._serialized_end=1281
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1283
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1315
-  _globals['_SHUTDOWNREPLY']._serialized_start=1317
-  _globals['_SHUTDOWNREPLY']._serialized_end=1332
-  _globals['_AGENTSERVER']._serialized_start=1551
-  _globals['_AGENTSERVER']._serialized_end=1915
+  _globals['_CALL']._serialized_end=280
+  _globals['_CHUNK']._serialized_start=282
+  _globals['_CHUNK']._serialized_end=316
+  _globals['_CLIENTFRAME']._serialized_start=318
+  _globals['_CLIENTFRAME']._serialized_end=392
+  _globals['_REPLY']._serialized_start=395
+  _globals['_REPLY']._serialized_end=567
+  _globals['_SERVERFRAME']._serialized_start=569
+  _globals['_SERVERFRAME']._serialized_end=646
+  _globals['_RESULTREQUEST']._serialized_start=648
+  _globals['_RESULTREQUEST']._serialized_end=716
+  _globals['_HELLOREQUEST']._serialized_start=718
+  _globals['_HELLOREQUEST']._serialized_end=754
+  _globals['_HELLOREPLY']._serialized_start=756
+  _globals['_HELLOREPLY']._serialized_end=812
+  _globals['_INFOREQUEST']._serialized_start=814
+  _globals['_INFOREQUEST']._serialized_end=827
+  _globals['_SERVERINFO']._serialized_start=830
+  _globals['_SERVERINFO']._serialized_end=1067
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1069
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1088
+  _globals['_AGENTDESCRIPTION']._serialized_start=1091
+  _globals['_AGENTDESCRIPTION']._serialized_end=1240
+  _globals['_AGENTLIST']._serialized_start=1242
+  _globals['_AGENTLIST']._serialized_end=1296
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1298
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1330
+  _globals['_SHUTDOWNREPLY']._serialized_start=1332
+  _globals['_SHUTDOWNREPLY']._serialized_end=1347
+  _globals['_AGENTSERVER']._serialized_start=1566
+  _globals['_AGENTSERVER']._serialized_end=1930
 # @@protoc_insertion_point(module_scope)

@@ -40,7 +40,7 @@ RUNNING: ReplyStatus
 CANCELLED: ReplyStatus
 
 class Call(_message.Message):
-    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain", "part_sizes", "part_writable", "shm_name", "shm_reply")
+    __slots__ = ("seq", "kind", "agent_id", "method", "payload", "task_id", "watch", "waiting_chain", "part_sizes", "part_writable", "shm_name", "shm_reply", "owned")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class Call(_message.Message):
     PART_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SHM_REPLY_FIELD_NUMBER: _ClassVar[int]
+    OWNED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: CallKind
     agent_id: str
@@ -65,7 +66,8 @@ class Call(_message.Message):
     part_writable: _containers.RepeatedScalarFieldContainer[bool]
     shm_name: str
     shm_reply: bool
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ..., shm_name: _Optional[str] = ..., shm_reply: _Optional[bool] = ...) -> None: ...
+    owned: bool
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[CallKind, str]] = ..., agent_id: _Optional[str] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ..., task_id: _Optional[str] = ..., watch: _Optional[bool] = ..., waiting_chain: _Optional[_Iterable[str]] = ..., part_sizes: _Optional[_Iterable[int]] = ..., part_writable: _Optional[_Iterable[bool]] = ..., shm_name: _Optional[str] = ..., shm_reply: _Optional[bool] = ..., owned: _Optional[bool] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("seq", "data")

@@ -235,12 +235,13 @@ class ServerConnection:
 
     def submit(self, kind: int, agent_id: str, method: str = "", payload: codec.Encoded = b"",
                task_id: str = "", watch: bool = False, waiting_chain: tuple[str, ...] = (),
-               nudge: bool = False) -> CallFuture:
+               nudge: bool = False, owned: bool = False) -> CallFuture:
         """Send one call; return the future its reply will complete.
 
         ``payload`` is what :func:`codec.dumps` made; a large one follows its
         call in chunks. ``nudge``: the caller goes on without waiting (an async
         call), so hand the GIL to the sending thread if the stream was idle.
+        ``owned`` (a CREATE): the object ends with this process's session.
         """
         future = CallFuture()
         if not self._shm_probed:
@@ -255,7 +256,7 @@ class ServerConnection:
             session.pending[seq] = future
             item = frames.outgoing(pb.Call, payload, session.shm_dir, seq=seq, kind=kind, agent_id=agent_id,
                                  method=method, task_id=task_id, watch=watch, waiting_chain=waiting_chain,
-                                 shm_reply=session.shm_dir is not None)
+                                 shm_reply=session.shm_dir is not None, owned=owned)
             if type(item) is pb.Call and item.shm_name:
                 session.shm_files[seq] = item.shm_name
             idle = session.outbox.empty()

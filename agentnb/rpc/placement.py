@@ -198,7 +198,7 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
     proven = conn.answering()
     try:
         # Not proven: ask the server to say when it queued the creation (before __init__ runs).
-        future = conn.submit(pb.CREATE, agent_id, payload=payload, watch=not proven)
+        future = conn.submit(pb.CREATE, agent_id, payload=payload, watch=not proven, owned=owner)
     except ServerUnavailable as exc:
         raise _ReplicaGone(exc) from None
     if not proven:  # a wrong address or token is the caller's mistake: say so here, not at first use

@@ -16,6 +16,7 @@ import grpc
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, canonical_host, remove_record, write_record
+from agentnb.server.late_removals import sweep_stale_files
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
 from agentnb.wire import frames, handshake
@@ -201,6 +202,8 @@ class AgentServer:
         self.servicer.host, self.servicer.port, self.servicer.token = self.host, port, self.token
         if not self.tls:  # TLS clients stream: their payloads stay encrypted
             self.servicer.shm = ShmDir.create()
+            if self.servicer.shm is not None:
+                sweep_stale_files(self.servicer.shm, self._stopped)
         server.start()
         self._server = server
         if self.record:

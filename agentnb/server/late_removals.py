@@ -2,17 +2,22 @@
 
 A GetResult reply whose payload went into a shared-memory file may end before
 its client took the file; the servicer has the file removed a while later, if
-it is still there (a reader takes the file by removing it).
+it is still there (a reader takes the file by removing it). And a file nobody
+announced (its writer was killed while writing it) is removed once it has not
+been written to for :data:`STALE_FILE_SECONDS` (:func:`sweep_stale_files`).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 
 from agentnb.wire import shm
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class LateRemovals:
@@ -43,6 +48,21 @@ class LateRemovals:
 
 
 _LATE_REMOVALS = LateRemovals()
+
+
+STALE_FILE_SECONDS = 120.0
+SWEEP_INTERVAL = 10.0
+
+
+def sweep_stale_files(shm_dir: shm.ShmDir, stopped: threading.Event) -> None:
+    """Until ``stopped``, remove the files of ``shm_dir`` left unannounced (on a thread of its own)."""
+
+    def sweep() -> None:
+        while not stopped.wait(SWEEP_INTERVAL):
+            for name in shm_dir.remove_stale(STALE_FILE_SECONDS):
+                _LOGGER.info("removed the shared-memory file %s: nobody announced it (its writer died?)", name)
+
+    threading.Thread(target=sweep, name="agentnb-stale-file-sweeper", daemon=True).start()
 
 
 def remove_later(shm_dir: shm.ShmDir, name: str, delay: float) -> None:

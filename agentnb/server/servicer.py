@@ -101,6 +101,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         session = ClientSession(self.shm)
         self._sessions.add(session)
         context.add_callback(session.close)
+        context.add_callback(lambda: self._release(session))
         session.start_reading(request_iterator, self._accept)
         return session.replies()
 
@@ -133,10 +134,36 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         except (AgentServerError, DeadlockError) as error:
             self._fail(task, error)
             return
+        if call.owned and call.kind == pb.CREATE:
+            session.owned.append(agent)
         if call.watch:
             self._reply(task, pb.QUEUED, b"")
         if agent.mailbox.post(task):
             self._workers.submit(self._run_mailbox, agent)
+
+    def _release(self, session: ClientSession) -> None:
+        """The session ended (its client exited or died): cancel the calls queued for the agents
+        it owned and delete those agents once their running call, if any, ends."""
+        owned = [agent for agent in session.owned if not agent.deleted]
+        session.owned.clear()
+        if not owned or not self.accepting:
+            return
+        for agent in owned:
+            with agent.mailbox.lock:
+                queued = [task for task in agent.mailbox.calls if not task.cancelled]
+            for task in queued:
+                with self._lock:
+                    if task.call.task_id:
+                        self._tasks.pop(task.call.task_id, None)
+                    task.cancelled = True
+                self._reply(task, pb.CANCELLED, b"")
+            delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session)
+            with self._lock:
+                self._queued += 1
+            if agent.mailbox.post(delete):
+                self._workers.submit(self._run_mailbox, agent)
+        _LOGGER.info("a client's session ended: released its %d agent(s), %s", len(owned),
+                     ", ".join(a.name or a.agent_id for a in owned))
 
     def _run_mailbox(self, agent: HostedAgent) -> None:
         """A worker's job: run the calls in ``agent``'s mailbox, one after another, until none is left."""

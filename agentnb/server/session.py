@@ -47,7 +47,7 @@ class ClientSession:
     reply leaves nothing behind).
     """
 
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "__weakref__")
+    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "owned", "__weakref__")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -57,6 +57,7 @@ class ClientSession:
         self.lock = threading.Lock()
         self.pending = 0  # calls taken whose final reply is not sent yet
         self.draining = False  # the client sent its last call
+        self.owned: list = []  # the agents its client created as its own (HostedAgent), released at its end
 
     # -- calls in --------------------------------------------------------------------------
 

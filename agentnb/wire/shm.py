@@ -31,6 +31,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from functools import cache
 
@@ -194,6 +195,21 @@ class ShmDir:
         if _FILE_NAME.match(name):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.path, name))
+
+    def remove_stale(self, age: float) -> list[str]:
+        """Remove the payload files not written to for ``age`` seconds; return their names.
+
+        A file is read (and removed) as soon as its message arrives: one left this
+        long was never announced, as when its writer was killed while writing it.
+        """
+        cutoff = time.time() - age
+        stale = []
+        for name in self.files():
+            with contextlib.suppress(OSError):
+                if os.lstat(os.path.join(self.path, name)).st_mtime < cutoff:
+                    self.remove(name)
+                    stale.append(name)
+        return stale
 
     def files(self) -> list[str]:
         """The payload files in the directory now."""
