@@ -34,7 +34,7 @@ from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import canonical_host
 from agentnb.wire import codec, frames, handshake, shm
 from agentnb.wire.ids import random_hex
-from agentnb.wire.protocol import ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
+from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class ServerConnection:
         session = _Session(self._shm)
         responses = self._session_rpc(
             frames.from_outbox(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
-            metadata=self._proof())
+            metadata=(*self._proof(), (CLIENT_METADATA_KEY, f"{self.client_id} {shm.host_id()} {os.getpid()}")))
         thread = threading.Thread(target=self._read, args=(session, responses),
                                   name=f"agentnb-reader-{self.address}", daemon=True)
         thread.start()

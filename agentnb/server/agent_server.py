@@ -36,8 +36,8 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
-    # One connection may not take every thread: a client needs a session, some GetResults, a few unary calls.
-    ("grpc.max_concurrent_streams", 128),
+    # One connection may not take every thread (a client needs a session, GetResults, a few unary calls).
+    ("grpc.max_concurrent_streams", 1024),
 ]
 
 

@@ -39,6 +39,7 @@ from agentnb.errors import AgentServerError, DeadlockError, IntegrityError, Task
 from agentnb.server import dispatch
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.late_removals import remove_later
+from agentnb.server.ownership import Client, Owners
 from agentnb.server.replier import HAND_OVER_BYTES, ReplyQueue
 from agentnb.server.result_store import LocalResultStore, ResultStore, StoredResult
 from agentnb.server.session import ClientSession, Task, server_frame
@@ -90,6 +91,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._workers = WorkerThreads(capacity, "agentnb-worker")
         self._replies = ReplyQueue(self._reply, self._finished)
         self._sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # open Session streams
+        self._owners = Owners(self._release)  # agents of clients whose session ended
 
     # -- the Session stream: a call's way through the server ---------------------------------
 
@@ -100,8 +102,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         (see :func:`agentnb.server.agent_server.service_handlers`)."""
         session = ClientSession(self.shm)
         self._sessions.add(session)
+        client = Client.of(context.invocation_metadata())
+        self._owners.reclaim(client, session)
         context.add_callback(session.close)
-        context.add_callback(lambda: self._release(session))
+        context.add_callback(lambda: self.accepting and self._owners.ended(session, client))
         session.start_reading(request_iterator, self._accept)
         return session.replies()
 
@@ -141,13 +145,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         if agent.mailbox.post(task):
             self._workers.submit(self._run_mailbox, agent)
 
-    def _release(self, session: ClientSession) -> None:
-        """The session ended (its client exited or died): cancel the calls queued for the agents
-        it owned and delete those agents once their running call, if any, ends."""
-        owned = [agent for agent in session.owned if not agent.deleted]
-        session.owned.clear()
-        if not owned or not self.accepting:
-            return
+    def _release(self, session: ClientSession, owned: list[HostedAgent]) -> None:
+        """A client is gone: cancel the calls queued for the agents it owned and delete those
+        agents once their running call, if any, ends (see :mod:`agentnb.server.ownership`)."""
         for agent in owned:
             with agent.mailbox.lock:
                 queued = [task for task in agent.mailbox.calls if not task.cancelled]
@@ -162,7 +162,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._queued += 1
             if agent.mailbox.post(delete):
                 self._workers.submit(self._run_mailbox, agent)
-        _LOGGER.info("a client's session ended: released its %d agent(s), %s", len(owned),
+        _LOGGER.info("a client is gone: released its %d agent(s), %s", len(owned),
                      ", ".join(a.name or a.agent_id for a in owned))
 
     def _run_mailbox(self, agent: HostedAgent) -> None:

@@ -14,6 +14,8 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 
 SERVICE = "agentnb.AgentServer"
+# A Session's metadata names its client process: "<client id> <host id> <pid>" (see agentnb.server.ownership).
+CLIENT_METADATA_KEY = "agentnb-client"
 ENV_TLS_CA = "AGENTNB_TLS_CA"
 
 # Small calls (or replies) share a frame; a large payload follows its message in chunk frames.
