@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--replicas", type=_positive_int, default=1,
                        help="server processes acting as one pool (default: 1); agents go to the least loaded")
     start.add_argument("--pool-type", choices=DaemonOptions.POOL_TYPES, default="local",
-                       help="result pool (default: local)")
+                       help="where results are kept: local or redis (default: local)")
     start.add_argument("--redis-url", help="Redis URL, with --pool-type redis")
     start.add_argument("--max-expire-time", type=_positive_seconds, help="seconds results are kept")
     start.add_argument("--max-len", type=_positive_int, help="results kept at most (local pool)")

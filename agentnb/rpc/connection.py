@@ -30,6 +30,7 @@ from agentnb.errors import (
     ServerUnavailable,
     TaskNotFound,
 )
+from agentnb.rpc.creations import CreationLedger
 from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import canonical_host
 from agentnb.wire import codec, frames, handshake, shm
@@ -175,9 +176,9 @@ class ServerConnection:
             cls._instances = {}
         deadline = time.monotonic() + settle
         for conn in conns:
-            conn.wait_creations(deadline, detached_only=True)  # an owned object goes with its owner
+            conn.creations.wait(deadline, detached_only=True)  # an owned object goes with its owner
         for conn in conns:
-            conn.report_unseen_failures()
+            conn.creations.report_unseen()
             conn.close()
 
     def __init__(self, host: str, port: int, token: str, tls_ca: str | None = None) -> None:
@@ -215,10 +216,7 @@ class ServerConnection:
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._janitor_started = False  # started with the first owning proxy: most connections need none
         self._nudged_at = 0.0  # time.monotonic() of the last nudge of the sending thread (see submit)
-        # CREATE calls of this process not answered yet (the value: whether the object is detached),
-        # and those that failed without anyone seeing why yet (the value: what was created).
-        self._creations: dict[CallFuture, bool] = {}
-        self._unseen_failures: dict[CallFuture, str] = {}
+        self.creations = CreationLedger(self.address)  # this process's CREATE calls to the server
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.address}>"
@@ -419,52 +417,12 @@ class ServerConnection:
             self._learn_shm(info)
         return info
 
-    def track_creation(self, future: CallFuture, label: str, detached: bool) -> None:
-        """Follow a CREATE call: until it is answered (see :meth:`list_agents`, :meth:`close_all`),
-        and, if it fails, until someone sees why (see :meth:`creation_seen`)."""
-        with self._lock:
-            self._creations[future] = detached
-        future.add_callback(lambda answered: self._creation_answered(answered, label))
-
-    def _creation_answered(self, future: CallFuture, label: str) -> None:
-        if not future.done():
-            return
-        with self._lock:
-            self._creations.pop(future, None)
-            if future.failed:
-                self._unseen_failures[future] = label
-
-    def creation_seen(self, future: CallFuture) -> bool:
-        """Someone is told why a creation failed; whether nobody was before."""
-        with self._lock:
-            return self._unseen_failures.pop(future, None) is not None
-
-    def report_unseen_failures(self, futures: Sequence[CallFuture] | None = None) -> None:
-        """Log the failed creations (of ``futures``, or all) that nobody was told about:
-        an object created and never used must not fail in silence."""
-        with self._lock:
-            keys = list(self._unseen_failures) if futures is None else [f for f in futures
-                                                                           if f in self._unseen_failures]
-            taken = [(future, self._unseen_failures.pop(future)) for future in keys]
-        for future, label in taken:
-            error = future.error or codec.decode_error(future.payload, self.address)
-            _LOGGER.warning("%s was not created on the agent server at %s, and nothing used it: %s: %s",
-                            label, self.address, type(error).__name__, error)
-
     def list_agents(self, timeout: float | None = 30.0) -> list[pb.AgentDescription]:
         """The server's objects, including every one this process sent it to create
         (those still being created are waited for first: a list right after
         ``to_dist()`` shows its object)."""
-        self.wait_creations(None if timeout is None else time.monotonic() + timeout)
+        self.creations.wait(None if timeout is None else time.monotonic() + timeout)
         return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
-
-    def wait_creations(self, deadline: float | None = None, detached_only: bool = False) -> None:
-        """Wait until the server answered every creation this process sent it so far
-        (or only those of detached objects; or until ``deadline``, a ``time.monotonic()`` time)."""
-        with self._lock:
-            creations = [future for future, detached in self._creations.items() if detached or not detached_only]
-        for future in creations:
-            future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, grace: float = 5.0) -> None:
         self._unary("Shutdown", pb.ShutdownRequest(grace=grace), grace + 10.0)

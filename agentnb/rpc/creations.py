@@ -7,18 +7,78 @@ first use. So that a failure nobody runs into is not silent:
 - a notebook (``%load_ext agentnb``) turns :func:`watch_creations` on, and
   reports after each cell the failures of the objects that cell created
   (:func:`failed_creations`);
-- elsewhere the connection logs a failed creation nothing used when the
-  proxy goes or at exit (:meth:`agentnb.rpc.connection.ServerConnection.report_unseen_failures`).
+- elsewhere a failed creation nothing used is logged when the proxy goes or
+  at exit (:meth:`CreationLedger.report_unseen`).
+
+Each connection keeps a :class:`CreationLedger` of the creations it sent:
+which are not answered yet (a process at exit, and ``list_agents``, wait for
+them) and which failed without anyone being told why.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentnb.rpc.future import CallFuture
     from agentnb.rpc.rpc_object import RpcObject
+
+_LOGGER = logging.getLogger(__name__)
+
+class CreationLedger:
+    """The CREATE calls one connection sent: unanswered ones, and failed ones nobody was told of."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._lock = threading.Lock()
+        self._unanswered: dict[CallFuture, bool] = {}  # the value: whether the object is detached
+        self._unseen_failures: dict[CallFuture, str] = {}  # the value: what was created
+
+    def track(self, future: CallFuture, label: str, detached: bool) -> None:
+        """Follow a CREATE call until it is answered and, if it fails, until someone sees why."""
+        with self._lock:
+            self._unanswered[future] = detached
+        future.add_callback(lambda answered: self._answered(answered, label))
+
+    def _answered(self, future: CallFuture, label: str) -> None:
+        if not future.done():
+            return
+        with self._lock:
+            self._unanswered.pop(future, None)
+            if future.failed:
+                self._unseen_failures[future] = label
+
+    def seen(self, future: CallFuture) -> bool:
+        """Someone is told why a creation failed; whether nobody was before."""
+        with self._lock:
+            return self._unseen_failures.pop(future, None) is not None
+
+    def report_unseen(self, futures: Sequence[CallFuture] | None = None) -> None:
+        """Log the failed creations (of ``futures``, or all) that nobody was told about:
+        an object created and never used must not fail in silence."""
+        with self._lock:
+            keys = list(self._unseen_failures) if futures is None else [f for f in futures
+                                                                           if f in self._unseen_failures]
+            taken = [(future, self._unseen_failures.pop(future)) for future in keys]
+        for future, label in taken:
+            try:
+                future.outcome(self.address, label)
+            except Exception as error:
+                _LOGGER.warning("%s was not created on the agent server at %s, and nothing used it: %s: %s",
+                                label, self.address, type(error).__name__, error)
+
+    def wait(self, deadline: float | None = None, detached_only: bool = False) -> None:
+        """Wait until the server answered every creation sent so far (or only those of
+        detached objects; or until ``deadline``, a ``time.monotonic()`` time)."""
+        with self._lock:
+            futures = [future for future, detached in self._unanswered.items() if detached or not detached_only]
+        for future in futures:
+            future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
 
 # Proxies created since the last take (a kernel reports the failed ones at the end
 # of each cell); None where nobody watches (scripts).
@@ -83,7 +143,7 @@ def unseen_failures(proxies: Iterable[RpcObject]) -> Iterator[tuple[str, BaseExc
     for proxy in proxies:
         creating = proxy._creating
         error = None
-        if creating is not None and creating.wait() and proxy._conn.creation_seen(creating):
+        if creating is not None and creating.wait() and proxy._conn.creations.seen(creating):
             try:
                 proxy._created()
             except Exception as exc:

@@ -210,7 +210,7 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
             raise _ReplicaGone(future.error)
         if future.error is not None:
             raise future.error
-    conn.track_creation(future, f"{cls.__name__} {agent_id}", detached=not owner)
+    conn.creations.track(future, f"{cls.__name__} {agent_id}", detached=not owner)
     proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future)
     creations.note(proxy)
     return proxy

@@ -93,7 +93,7 @@ class RpcObject:
             raise TimeoutError(f"{self._short_class()} {self._agent_id} was not created "
                                f"on {self._conn.address} within {timeout} s")
         if creating.failed:
-            self._conn.creation_seen(creating)
+            self._conn.creations.seen(creating)
             if creating.error is not None:  # the transport's: the object may exist; the next use asks again
                 raise creating.error
             try:
@@ -174,7 +174,7 @@ class RpcObject:
             self._conn.drop_agent(self._agent_id)
         creating = getattr(self, "_creating", None)
         if creating is not None and creating.done():  # (a pending one is told at exit, if it fails)
-            self._conn.report_unseen_failures([creating])
+            self._conn.creations.report_unseen([creating])
 
     def _short_class(self) -> str:
         return self._class_name.rsplit(".", 1)[-1]
@@ -191,7 +191,7 @@ class RpcObject:
             raise AgentNotFound(f"{self._short_class()} {self._agent_id} cannot be passed on: it does not exist, "
                                 f"its creation on {self._conn.address} raised {type(exc).__name__}: {exc}") from exc
         conn = self._conn
-        return (_rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
+        return (rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
                                       self._methods, self._name, conn.tls_ca))
 
     def __repr__(self) -> str:
@@ -242,6 +242,9 @@ class _RemoteMethod:
         return f"<remote {self._kind} method {self._name} of {self._obj!r}>"
 
 
-def _rebuild_rpc_object(host: str, port: int, token: str, agent_id: str, class_name: str,
+def rebuild_rpc_object(host: str, port: int, token: str, agent_id: str, class_name: str,
                         methods: dict[str, str], name: str | None, tls_ca: str | None = None) -> RpcObject:
+    """A proxy (not owning its object) to agent ``agent_id`` on the server at ``host:port``:
+    what a pickled proxy becomes where it is unpickled, and how a server hands over one of
+    its own agents (see :mod:`agentnb.server.hosted`)."""
     return RpcObject(ServerConnection.get(host, port, token, tls_ca), agent_id, class_name, methods, name)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
-from agentnb.rpc.rpc_object import _rebuild_rpc_object
+from agentnb.rpc.rpc_object import rebuild_rpc_object
 from agentnb.server.mailbox import Mailbox
 from agentnb.wire import codec
 
@@ -129,5 +129,5 @@ def _proxy_reduction(obj: object) -> tuple | None:
         return None
     # A server bound to every interface is reached by its host name from elsewhere.
     host = socket.gethostname() if server.host in _WILDCARD_HOSTS else server.host
-    return (_rebuild_rpc_object, (host, server.port, server.token, agent.agent_id, agent.class_name,
+    return (rebuild_rpc_object, (host, server.port, server.token, agent.agent_id, agent.class_name,
                                   agent.methods, agent.name or None, None))

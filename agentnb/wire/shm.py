@@ -30,7 +30,6 @@ import secrets
 import shutil
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from functools import cache
@@ -48,23 +47,6 @@ _IO_BYTES = 2**30
 
 class ShmError(OSError):
     """A shared-memory payload that cannot be read: a bad name, a missing or wrong-sized file."""
-
-
-class Stats:
-    """How many payloads this process sent and received through shared memory (for tests and tuning)."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.received = 0
-        self._lock = threading.Lock()
-
-    def count(self, sent: int = 0, received: int = 0) -> None:
-        with self._lock:
-            self.sent += sent
-            self.received += received
-
-
-stats = Stats()
 
 
 def enabled() -> bool:
@@ -161,7 +143,6 @@ class ShmDir:
             raise
         finally:
             os.close(fd)
-        stats.count(sent=1)
         return name
 
     def read(self, name: str, sizes: list[int], blank: Callable[[int, int], tuple[object, int]]) -> list:
@@ -187,7 +168,6 @@ class ShmDir:
                 parts.append(target)
         finally:
             os.close(fd)
-        stats.count(received=1)
         return parts
 
     def remove(self, name: str) -> None:
