@@ -19,30 +19,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ENV_DIR = "AGENTNB_RUNTIME_DIR"
+from agentnb.runtime_home import ENV_DIR, is_unix, runtime_dir, server_address
+
+__all__ = ["ENV_DIR", "LOOPBACK_HOSTS", "ServerRecord", "canonical_host", "find_token", "is_unix", "iter_records",
+           "mark_replica", "pid_alive", "process_started", "read_record", "recorded_pools", "remove_record",
+           "replica_name", "runtime_dir", "server_address", "write_record"]
 
 # The names of this machine's loopback address: the hosts a local-mode server and a daemon may bind.
 # Here, not in the server package, so the kernel side checks a host without importing the server.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 # In ServerRecord.extra of a pool's replica: the pool's name, its index, how many replicas.
 POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"
-
-
-def runtime_dir() -> pathlib.Path:
-    """Return (and create, mode 0700) the folder holding this user's server records.
-
-    ``$AGENTNB_RUNTIME_DIR`` wins; then ``$XDG_RUNTIME_DIR/agentnb``; then
-    ``~/.cache/agentnb/runtime``.
-    """
-    if os.environ.get(ENV_DIR):
-        path = pathlib.Path(os.environ[ENV_DIR])
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        path = pathlib.Path(os.environ["XDG_RUNTIME_DIR"]) / "agentnb"
-    else:
-        path = pathlib.Path.home() / ".cache" / "agentnb" / "runtime"
-    (path / "servers").mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
 
 
 @dataclass
@@ -65,7 +52,7 @@ class ServerRecord:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return server_address(self.host, self.port)
 
     @property
     def pool(self) -> str | None:

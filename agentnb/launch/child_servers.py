@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from agentnb import config
 from agentnb.launch.command import ask_to_stop, await_server, kill, launch_server, server_argv, wait_or_kill
+from agentnb.runtime_home import remove_socket, server_address, socket_host
 
 DEFAULT_CHILD_CAPACITY = 32
 
@@ -52,7 +53,7 @@ class ChildServer:
         self.placed = placed  # agents this process placed on it
 
     def __repr__(self) -> str:
-        return f"ChildServer(pid={self.process.pid}, {self.host}:{self.port}, placed={self.placed})"
+        return f"ChildServer(pid={self.process.pid}, {server_address(self.host, self.port)}, placed={self.placed})"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -62,6 +63,7 @@ class _Launch(NamedTuple):
     """A child server started but not yet waited for (see :func:`prestart_child_server`)."""
 
     process: subprocess.Popen
+    host: str
     ready_read: int
     token: str
     model_configs: str
@@ -151,9 +153,11 @@ def _needs_new_child(usable: list[ChildServer]) -> bool:
 def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
     token = _new_token()
     digest = config.configs_digest()
-    process, ready_read = launch_server(server_argv(host="127.0.0.1", capacity=capacity, child=True), token,
+    # A socket in the runtime directory where there can be one: no other user can reach it.
+    host = socket_host(f"child-{os.getpid()}-{_new_token()[:12]}") or "127.0.0.1"
+    process, ready_read = launch_server(server_argv(host=host, capacity=capacity, child=True), token,
                                         extra_env=config.server_environment())
-    return _Launch(process, ready_read, token, digest)
+    return _Launch(process, host, ready_read, token, digest)
 
 
 def _new_token() -> str:
@@ -163,12 +167,13 @@ def _new_token() -> str:
 
 def _await_child(launch: _Launch) -> ChildServer:
     port = await_server(launch.process, launch.ready_read)
-    return ChildServer(launch.process, "127.0.0.1", port, launch.token, launch.model_configs)
+    return ChildServer(launch.process, launch.host, port, launch.token, launch.model_configs)
 
 
 def _abandon(launch: _Launch) -> None:
     os.close(launch.ready_read)
     kill(launch.process)
+    remove_socket(launch.host)
 
 
 def stop_child_servers(grace: float = 0.3) -> None:
@@ -185,6 +190,7 @@ def stop_child_servers(grace: float = 0.3) -> None:
     deadline = time.monotonic() + grace  # one grace for all: they stop at the same time
     for child in children:
         wait_or_kill(child.process, max(0.0, deadline - time.monotonic()))
+        remove_socket(child.host)  # (a server killed before it could remove it)
 
 
 atexit.register(stop_child_servers)

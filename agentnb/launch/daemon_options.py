@@ -10,6 +10,7 @@ from typing import ClassVar
 from agentnb.errors import DaemonError
 from agentnb.launch.command import server_argv
 from agentnb.runtime_dir import LOOPBACK_HOSTS
+from agentnb.runtime_home import socket_host
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 POOL_TYPES = ("local", "redis")
@@ -35,7 +36,8 @@ class DaemonOptions:
 
     Attributes:
         name: the daemon's name; made up (``daemon-1``, ...) when None.
-        host: the loopback interface the server binds.
+        host: the loopback interface the server binds; by default (and no ``port``), a
+            Unix socket in the runtime directory instead (see :meth:`listen_host`).
         port: the port; 0 picks a free one.
         capacity: agent calls the server runs at once.
         pool_type: where results are kept: ``local`` or ``redis``.
@@ -98,9 +100,16 @@ class DaemonOptions:
                 raise DaemonError(f"--model-config-path {self.model_config_path!r} is not a file")
         return replace(self, model_config_path=model_config_path)
 
-    def server_args(self, name: str, log_path: str) -> list[str]:
-        """The command line of ``python -m agentnb.server`` for a daemon called ``name``."""
-        return server_argv(host=self.host, port=self.port, capacity=self.capacity, pool_type=self.pool_type,
+    def listen_host(self, name: str) -> str:
+        """Where daemon ``name`` listens: a Unix socket in the runtime directory (no other user can
+        reach it) unless a port was asked for, or the socket cannot be had; else ``host``."""
+        if self.port == 0 and self.host == DEFAULT_HOST:
+            return socket_host(name) or self.host
+        return self.host
+
+    def server_args(self, name: str, log_path: str, host: str | None = None) -> list[str]:
+        """The command line of ``python -m agentnb.server`` for a daemon called ``name`` listening on ``host``."""
+        return server_argv(host=host or self.host, port=self.port, capacity=self.capacity, pool_type=self.pool_type,
                            name=name, redis_url=self.redis_url, max_len=self.max_len,
                            max_expire_time=self.max_expire_time, model_config_path=self.model_config_path,
                            record_kind="daemon", log_path=log_path, log_level="INFO")

@@ -159,7 +159,8 @@ class DaemonProcesses:
         with os.fdopen(fd, "wb") as log:
             try:
                 # The caller's model configs (agentnb.init) reach the daemon through its environment.
-                process, port = spawn_server(options.server_args(name, str(log_path)), token,
+                host = options.listen_host(name)
+                process, port = spawn_server(options.server_args(name, str(log_path), host), token,
                                              extra_env=server_environment(), stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT)
             except AgentServerError as exc:
@@ -168,7 +169,7 @@ class DaemonProcesses:
                 raise DaemonError(f"the agent server {name!r} did not start: {exc}{detail}") from None
         self._processes[process.pid] = process
         return read_record(name) or ServerRecord(
-            name=name, host=options.host, port=port, pid=process.pid, token=token, kind=DAEMON_KIND,
+            name=name, host=host, port=port, pid=process.pid, token=token, kind=DAEMON_KIND,
             log_path=str(log_path), started=time.time(), capacity=options.capacity)
 
     def terminate(self, records: list[ServerRecord], grace: float) -> list[str]:

@@ -32,7 +32,7 @@ from agentnb.errors import (
 )
 from agentnb.rpc.creations import CreationLedger
 from agentnb.rpc.future import CallFuture
-from agentnb.runtime_dir import canonical_host
+from agentnb.runtime_dir import canonical_host, is_unix, server_address
 from agentnb.wire import codec, frames, handshake, shm
 from agentnb.wire.ids import random_hex
 from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
@@ -186,7 +186,7 @@ class ServerConnection:
         self.port = port
         self.token = token
         self.tls_ca = tls_ca
-        self.address = f"{host}:{port}"
+        self.address = server_address(host, port)
         self.client_id = random_hex(12)
         # The proof this client sends with every RPC, once the server proved itself (see _proof).
         self._metadata: tuple[tuple[str, str], ...] | None = None
@@ -286,7 +286,7 @@ class ServerConnection:
 
     def _shm_possible(self) -> bool:
         """Shared memory is for a loopback server without TLS, when it is not turned off."""
-        return not self.tls_ca and shm.enabled() and canonical_host(self.host) == "127.0.0.1"
+        return not self.tls_ca and shm.enabled() and (canonical_host(self.host) == "127.0.0.1" or is_unix(self.host))
 
     def _learn_shm(self, info: pb.ServerInfo) -> None:
         """Take the server's shared-memory directory from its info, unless this session knows it already."""

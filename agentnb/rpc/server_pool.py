@@ -34,7 +34,7 @@ from agentnb.errors import AgentNotFound, AgentServerError, ServerUnavailable
 from agentnb.launch.command import ENV_TOKEN
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.runtime_dir import ServerRecord, find_token, recorded_pools
+from agentnb.runtime_dir import ServerRecord, find_token, recorded_pools, server_address
 
 LOOK_INTERVAL = 2.0
 INFO_TIMEOUT = 5.0
@@ -80,7 +80,7 @@ class Replica:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return server_address(self.host, self.port)
 
     @property
     def load(self) -> tuple[int, int]:

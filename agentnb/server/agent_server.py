@@ -15,7 +15,15 @@ import grpc
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
-from agentnb.runtime_dir import LOOPBACK_HOSTS, ServerRecord, canonical_host, remove_record, write_record
+from agentnb.runtime_dir import (
+    LOOPBACK_HOSTS,
+    ServerRecord,
+    canonical_host,
+    is_unix,
+    remove_record,
+    server_address,
+    write_record,
+)
 from agentnb.server.late_removals import sweep_stale_files
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
@@ -136,7 +144,7 @@ class AgentServer:
                  record: bool = True, record_kind: str = "server", log_path: str = "",
                  local_mode: bool = True, tls_cert: str | None = None, tls_key: str | None = None,
                  tls_client_ca: str | None = None) -> None:
-        if local_mode and host not in LOOPBACK_HOSTS:
+        if local_mode and host not in LOOPBACK_HOSTS and not is_unix(host):
             raise AgentServerError(f"host {host!r} is not a loopback address; pass local_mode=False "
                                    "(--no-local-mode) to serve other machines")
         if bool(tls_cert) != bool(tls_key):
@@ -178,10 +186,13 @@ class AgentServer:
         handlers = service_handlers(self.servicer, keys)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_registered_method_handlers(SERVICE, handlers)
-        bind_host = canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
-        if ":" in bind_host and not bind_host.startswith("["):
-            bind_host = f"[{bind_host}]"
-        address = f"{bind_host}:{self.requested_port}"
+        if is_unix(self.host):  # a socket in the runtime directory: only this user can connect
+            address = self.host
+        else:
+            bind_host = canonical_host(self.host) if self.host in LOOPBACK_HOSTS else self.host
+            if ":" in bind_host and not bind_host.startswith("["):
+                bind_host = f"[{bind_host}]"
+            address = f"{bind_host}:{self.requested_port}"
         credentials = self._credentials() if self.tls else None
         try:
             if credentials is not None:
@@ -194,10 +205,12 @@ class AgentServer:
         else:
             cause = None
         if not port:
-            raise AgentServerError(f"cannot listen on {self.host}:{self.requested_port}: "
+            raise AgentServerError(f"cannot listen on {server_address(self.host, self.requested_port)}: "
                                    "the port is taken or the address is not available") from cause
+        if is_unix(self.host):
+            port = 0  # the socket's path is the whole address
         self.port = port
-        self.name = self.name or f"server-{port}"
+        self.name = self.name or f"server-{port or os.getpid()}"
         self.servicer.name = self.name
         self.servicer.host, self.servicer.port, self.servicer.token = self.host, port, self.token
         if not self.tls:  # TLS clients stream: their payloads stay encrypted
@@ -211,7 +224,8 @@ class AgentServer:
                 name=self.name, host=self.host, port=port, pid=os.getpid(), token=self.token,
                 kind=self.record_kind, log_path=self.log_path, started=time.time(), capacity=self.capacity,
             ))
-        _LOGGER.info("agent server %s listening on %s:%d (capacity %d)", self.name, self.host, port, self.capacity)
+        _LOGGER.info("agent server %s listening on %s (capacity %d)", self.name, server_address(self.host, port),
+                     self.capacity)
         return self
 
     def _credentials(self) -> grpc.ServerCredentials:

@@ -15,6 +15,7 @@ import threading
 
 from agentnb.errors import AgentServerError
 from agentnb.launch.command import ENV_TOKEN, START_ERROR_PREFIX
+from agentnb.runtime_home import server_address
 
 
 def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
@@ -93,7 +94,7 @@ def serve(args: argparse.Namespace) -> int:
         os.close(args.ready_fd)
         args.ready_fd = None  # closed: its number may be reused by another file from now on
     if not args.child:
-        print(f"agentnb agent server {server.name} listening on {args.host}:{server.port} "
+        print(f"agentnb agent server {server.name} listening on {server_address(args.host, server.port)} "
               f"(capacity {args.capacity}, pid {os.getpid()})", flush=True)
     threading.Thread(target=lambda: (server.wait(), stop_requested.set()), daemon=True).start()
     while not stop_requested.wait(1.0):

@@ -21,6 +21,7 @@ from typing import Protocol
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
 from agentnb.rpc.rpc_object import rebuild_rpc_object
+from agentnb.runtime_home import is_unix
 from agentnb.server.mailbox import Mailbox
 from agentnb.wire import codec
 
@@ -125,7 +126,7 @@ def _proxy_reduction(obj: object) -> tuple | None:
     if entry is None:
         return None
     server, agent = entry
-    if agent.obj is not obj or agent.deleted or not server.port:
+    if agent.obj is not obj or agent.deleted or not (server.port or is_unix(server.host)):
         return None
     # A server bound to every interface is reached by its host name from elsewhere.
     host = socket.gethostname() if server.host in _WILDCARD_HOSTS else server.host

@@ -54,7 +54,7 @@ def test_daemon_survives_restart_and_agents_reattach(start_kernel, runtime_dir: 
     kernel = start_kernel()
     kernel.run(LOAD)
     started = kernel.run("%agent_server start --name lab --capacity 4").stdout
-    assert "'lab' running at localhost:" in started and "now go to it" in started
+    assert "'lab' running at unix:" in started and "now go to it" in started  # a socket only this user reaches
 
     record = read_record("lab")
     assert record is not None and record.kind == "daemon" and record.capacity == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from helpers_runtime import free_port
 
 from agentnb import DaemonError, DaemonOptions, DaemonRegistry
 from agentnb.rpc.placement import default_server
@@ -24,7 +25,7 @@ def test_names_are_made_up_and_unique_across_concurrent_starts(registry: DaemonR
 
 
 def test_a_failed_start_says_why_and_leaves_nothing(registry: DaemonRegistry) -> None:
-    first = registry.start(DaemonOptions(name="first"))
+    first = registry.start(DaemonOptions(name="first", port=free_port()))  # on a port: "second" wants it too
     assert default_server() is not None and default_server()[1] == first.port
     with pytest.raises(DaemonError, match="did not start") as failure:
         registry.start(DaemonOptions(name="second", port=first.port))
