@@ -109,6 +109,14 @@ def _info(record: ServerRecord) -> pb.ServerInfo:
     return ServerConnection.get(record.host, record.port, record.token).info(timeout=INFO_TIMEOUT)
 
 
+def _check_answers(record: ServerRecord, failure: str) -> None:
+    """DaemonError ``the agent server NAME <failure>: why`` unless ``record``'s server answers GetInfo."""
+    try:
+        _info(record)
+    except (AgentServerError, TimeoutError) as exc:
+        raise DaemonError(f"the agent server {record.name!r} {failure}: {exc}") from None
+
+
 class DaemonRegistry:
     """Starts, finds, describes, selects and stops this user's agent-server daemons.
 
@@ -171,14 +179,7 @@ class DaemonRegistry:
     def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord]) -> list[ServerRecord]:
         """Start the daemons and check that each answers; if one does not, none is left running."""
         records = self._processes.start(options, names, running)
-
-        def check(record: ServerRecord) -> None:
-            try:
-                _info(record)
-            except (AgentServerError, TimeoutError) as exc:
-                raise DaemonError(f"the agent server {record.name!r} started but does not answer: {exc}") from None
-
-        errors = run_together([lambda r=record: check(r) for record in records])
+        errors = run_together([lambda r=record: _check_answers(r, "started but does not answer") for record in records])
         failure = next((e for e in errors if e is not None), None)
         if failure is not None:
             self._processes.terminate(records, grace=1.0)
@@ -274,14 +275,8 @@ class DaemonRegistry:
             clear_default_server()
             return []
         records = self.members(name)
-
-        def check(record: ServerRecord) -> None:
-            try:
-                _info(record)
-            except (AgentServerError, TimeoutError) as exc:
-                raise DaemonError(f"the agent server {record.name!r} is recorded but does not answer: {exc}") from None
-
-        gather([lambda r=record: check(r) for record in records])  # a pool's replicas at once
+        # A pool's replicas at once.
+        gather([lambda r=record: _check_answers(r, "is recorded but does not answer") for record in records])
         self._set_default(ServerPool.from_records(records, name))
         return records
 
