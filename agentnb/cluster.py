@@ -31,7 +31,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.concurrently import gather, run_together
 from agentnb.config import server_environment
 from agentnb.errors import AgentServerError, DaemonError
-from agentnb.launch.command import ServerProcess, server_argv, spawn_server
+from agentnb.launch.command import ServerProcess, start_server_process
 from agentnb.launch.daemon_options import DaemonOptions, check_name
 from agentnb.launch.daemons import (
     DAEMON_KIND,
@@ -461,17 +461,15 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     if taken:
         raise AgentServerError(f"agent server(s) named {', '.join(taken)} already run: choose another pool name")
     token = token or secrets.token_urlsafe(32)
-    modules = [cls.__module__ for cls in custom_agent_classes if cls.__module__ != "__main__"]
     started: list[ServerProcess | None] = [None] * count
 
     def launch(i: int) -> None:
-        args = server_argv(host=host, capacity=capacity, pool_type=pool_type, name=names[i], redis_url=redis_url,
-                           max_len=max_len, max_expire_time=max_expire_time, agent_dir=agent_dir,
-                           agent_modules=modules, model_config_path=model_config_path, local_mode=local_mode,
-                           exit_with_parent=True)
         # This process's model configurations (agentnb.init) reach the servers through their environment.
-        process, port = spawn_server(args, token, extra_env=server_environment())
-        started[i] = ServerProcess(process, host, port, names[i])
+        started[i] = start_server_process(
+            token, host=host, name=names[i], agent_classes=custom_agent_classes, extra_env=server_environment(),
+            capacity=capacity, pool_type=pool_type, redis_url=redis_url, max_len=max_len,
+            max_expire_time=max_expire_time, agent_dir=agent_dir, model_config_path=model_config_path,
+            local_mode=local_mode)
 
     errors = run_together([lambda i=i: launch(i) for i in range(count)])
     failed = [(i, e) for i, e in enumerate(errors) if e is not None]

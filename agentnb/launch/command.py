@@ -214,3 +214,18 @@ class ServerProcess:
         """Stop it, letting running calls finish for up to ``grace`` s."""
         # Its stdin stays open: closing it (--exit-with-parent) would end the server without the grace.
         stop_process(self.process, grace + 5.0, close_stdin=False)
+
+
+def start_server_process(token: str, *, host: str = "localhost", port: int = 0, name: str | None = None,
+                         agent_classes: Sequence[type] = (), extra_env: dict[str, str] | None = None,
+                         **options: Any) -> ServerProcess:
+    """Start a server that ends with this process (``--exit-with-parent``) and wait until it listens.
+
+    ``options`` are those of :func:`server_argv` (capacity, pool_type, redis_url, ...);
+    ``agent_classes`` are classes the server imports at start (those of ``__main__``
+    travel by value instead). ``extra_env``: as for :func:`spawn_server`.
+    """
+    modules = [cls.__module__ for cls in agent_classes if cls.__module__ != "__main__"]
+    args = server_argv(host=host, port=port, name=name, agent_modules=modules, exit_with_parent=True, **options)
+    process, real_port = spawn_server(args, token, extra_env=extra_env)
+    return ServerProcess(process, host, real_port, name or f"server-{real_port}")

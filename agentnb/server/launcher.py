@@ -12,7 +12,7 @@ from typing import Any
 
 from agentnb.config import init, server_environment
 from agentnb.errors import AgentServerError
-from agentnb.launch.command import server_argv, spawn_server, stop_process
+from agentnb.launch.command import ServerProcess, start_server_process
 from agentnb.server.agent_server import AgentServer
 from agentnb.server.cli import import_agent_dir
 
@@ -74,6 +74,7 @@ class RpcAgentServerLauncher:
         self.token = token or secrets.token_urlsafe(32)
         self.server: AgentServer | None = None
         self.process: subprocess.Popen | None = None
+        self._started: ServerProcess | None = None
 
     def launch(self, in_subprocess: bool = True) -> None:
         """Start the server; return once it accepts calls (its port is then :attr:`port`).
@@ -102,15 +103,13 @@ class RpcAgentServerLauncher:
         _stop_at_exit(self.server)
 
     def _launch_subprocess(self) -> None:
-        args = server_argv(
-            host=self.host, port=self.port or 0, capacity=self.capacity, pool_type=self.pool_type,
-            name=self.name, redis_url=self.redis_url, max_len=self.max_len, max_expire_time=self.max_expire_time,
-            agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode,
-            agent_modules=[cls.__module__ for cls in self.custom_agent_classes if cls.__module__ != "__main__"],
-            exit_with_parent=True)
         # This process's model configurations (agentnb.init) reach the server through its environment.
-        self.process, self.port = spawn_server(args, self.token, extra_env=server_environment())
-        self.name = self.name or f"server-{self.port}"
+        self._started = start_server_process(
+            self.token, host=self.host, port=self.port or 0, name=self.name, agent_classes=self.custom_agent_classes,
+            extra_env=server_environment(), capacity=self.capacity, pool_type=self.pool_type,
+            redis_url=self.redis_url, max_len=self.max_len, max_expire_time=self.max_expire_time,
+            agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode)
+        self.process, self.port, self.name = self._started.process, self._started.port, self._started.name
 
     def wait_until_terminate(self) -> None:
         """Block until the server stops (SIGINT or SIGTERM stops it gracefully)."""
@@ -127,6 +126,5 @@ class RpcAgentServerLauncher:
         """Stop the server, letting running calls finish for up to ``grace`` s."""
         if self.server is not None:
             self.server.stop(grace)
-        if self.process is not None:
-            # Its stdin stays open: closing it (--exit-with-parent) would end the server without the grace.
-            stop_process(self.process, grace + 5.0, close_stdin=False)
+        if self._started is not None:
+            self._started.shutdown(grace)

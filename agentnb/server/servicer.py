@@ -152,11 +152,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             with agent.mailbox.lock:
                 queued = [task for task in agent.mailbox.calls if not task.cancelled]
             for task in queued:
-                with self._lock:
-                    if task.call.task_id:
-                        self._tasks.pop(task.call.task_id, None)
-                    task.cancelled = True
-                self._reply(task, pb.CANCELLED, b"")
+                self._cancel_task(task)
             delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session)
             with self._lock:
                 self._queued += 1
@@ -180,6 +176,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                     if not self.accepting:  # drain() may be waiting
                         self._idle.notify_all()
                     continue
+                task.started = True
                 self._busy += 1
             handed_over = False
             try:
@@ -217,9 +214,16 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def _cancel(self, task_id: str) -> bool:
         """Cancel the queued call ``task_id``; False when it is not queued (running, done, or unknown)."""
         with self._lock:
-            task = self._tasks.pop(task_id, None)
-            if task is None:
+            task = self._tasks.get(task_id)
+        return task is not None and self._cancel_task(task)
+
+    def _cancel_task(self, task: Task) -> bool:
+        """Cancel ``task`` if it is still queued (its worker then skips it), replying so; whether it was."""
+        with self._lock:
+            if task.started or task.cancelled:
                 return False
+            if task.call.task_id:
+                self._tasks.pop(task.call.task_id, None)
             task.cancelled = True
         self._reply(task, pb.CANCELLED, b"")
         return True

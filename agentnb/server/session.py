@@ -152,11 +152,12 @@ class ClientSession:
 class Task:
     """A call taken from a session, until its final reply is sent there."""
 
-    __slots__ = ("call", "payload", "session", "cancelled")
+    __slots__ = ("call", "payload", "session", "cancelled", "started")
 
     def __init__(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession) -> None:
         self.call = call
         self.payload = payload  # the call's payload, with its parts when it came in chunks
         self.session = session
         self.cancelled = False  # a CANCEL took it out of its mailbox before it ran
+        self.started = False  # a worker took it to run (then it can no longer be cancelled)
         session.opened()
