@@ -311,7 +311,8 @@ class DaemonRegistry:
         current = default_pool()
         if current is not None and len(current) == 1 and _in_pool(record, current):
             clear_default_server()
-        ServerConnection.get(record.host, record.port, record.token).close()
+        ServerConnection.close_to(record.host, record.port, f"agent server {record.name!r} at {record.address} "
+                                  "was stopped (by stop_server or %agent_server stop)")
 
     def _drop_dead_default(self, stopped: list[ServerRecord]) -> None:
         """Back to child servers once every replica of the default pool is stopped."""

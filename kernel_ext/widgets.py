@@ -79,20 +79,18 @@ class ResultView:
         return not self._final
 
     def _draw_outcome(self) -> None:
-        try:
-            value = self.result.result(timeout=0)
-        except Exception as exc:
-            self._draw_error(exc)
+        error = self.result.exception(timeout=0)
+        if error is not None:
+            self._draw_error(error)
             return
-        text = repr(value)
+        text = repr(self.result.result(timeout=0))
         if len(text) > PREVIEW_CHARS:
             text = text[:PREVIEW_CHARS] + "…"
         self.outcome.value = f"<pre style='margin:0'>{html.escape(text)}</pre>"
 
     def _draw_error(self, exc: BaseException) -> None:
-        # format_exception_only: the error and its notes (the remote traceback),
-        # without the local frames of result() that re-raised it here.
-        lines = traceback.format_exception_only(exc)
+        # The agent's frames (the traceback exception() gives), the error and its notes.
+        lines = traceback.format_exception(exc)
         self.outcome.value = f"<b>{html.escape(type(exc).__name__)}</b>: {html.escape(str(exc))}"
         self.traceback.value = f"<pre style='margin:0'>{html.escape(''.join(lines))}</pre>"
         self.details.layout.display = None

@@ -8,6 +8,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Generator
+from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
@@ -19,6 +20,7 @@ from agentnb.rpc.future import CallFuture, decode_final
 from agentnb.wire import codec
 from agentnb.wire.protocol import state_of
 from agentnb.wire.states import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED
+from agentnb.wire.tracebacks import user_part
 
 T = TypeVar("T")
 
@@ -57,6 +59,7 @@ class AsyncResult(Generic[T]):
         self._method = method
         self._value: Any = _UNSET
         self._error: BaseException | None = None
+        self._error_tb: TracebackType | None = None  # the remote part of its traceback
 
     # -- the value -------------------------------------------------------------------------
 
@@ -72,13 +75,37 @@ class AsyncResult(Generic[T]):
             Exception: whatever the remote method raised, as its own type where
                 possible, with the remote traceback attached.
         """
+        __tracebackhide__ = True  # (IPython and pytest show the caller's frame and the agent's, not agentnb's)
         if self._value is _UNSET and self._error is None:
             self._settle(timeout)
         if self._error is not None:
-            raise self._error
+            # Raised again with the traceback it came with (the agent's frames): the
+            # same short trace each time, not one that grows with every raise.
+            raise self._error.with_traceback(self._error_tb)
         return self._value
 
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the call to end; return the exception :meth:`result` would raise, or None if it has a value.
+
+        The exception's ``__traceback__`` is the agent's part (its frames on the
+        server), as :meth:`result` raises it.
+
+        Raises:
+            TimeoutError: the call did not finish within ``timeout``.
+        """
+        if self._value is _UNSET and self._error is None:
+            try:
+                self._settle(timeout)
+            except TimeoutError:
+                raise
+            except AgentnbError as exc:  # the server was lost before the call ended
+                return exc
+        if self._error is None:
+            return None
+        return self._error.with_traceback(self._error_tb)
+
     def _settle(self, timeout: float | None) -> None:
+        __tracebackhide__ = True
         future = self._future
         if future is None:  # a reference that travelled here: ask the server that holds it
             reply = self._conn.get_result(self._task_id, timeout)
@@ -110,6 +137,7 @@ class AsyncResult(Generic[T]):
             self._value = decode_final(state, payload, self._conn.address, self._describe())
         except BaseException as exc:  # the call's own error, kept to be raised by result()
             self._error = exc
+            self._error_tb = user_part(exc.__traceback__)
 
     def done(self) -> bool:
         """Whether the call has finished (successfully or not)."""
@@ -186,6 +214,7 @@ class AsyncResult(Generic[T]):
         In a notebook the status is a live widget; elsewhere a text line on
         stderr. Raises what :meth:`result` raises.
         """
+        __tracebackhide__ = True
         return wait_for_results(self, show=True, timeout=timeout)
 
     def _settle_reference(self) -> None:
@@ -209,6 +238,7 @@ class AsyncResult(Generic[T]):
     # -- await -------------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, T]:
+        __tracebackhide__ = True
         if not self.done() and self._future is not None:
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
@@ -226,11 +256,13 @@ class AsyncResult(Generic[T]):
     # -- the value's own items and attributes -----------------------------------------
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.result(), name)
 
     def __getitem__(self, key: Any) -> Any:
+        __tracebackhide__ = True
         return self.result()[key]
 
     # -- travel and display --------------------------------------------------------------

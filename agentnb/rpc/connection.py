@@ -181,6 +181,16 @@ class ServerConnection:
             conn.creations.report_unseen()
             conn.close()
 
+    @classmethod
+    def close_to(cls, host: str, port: int, reason: str) -> None:
+        """Close this process's connection to ``host:port``, if it has one: every later use
+        of it (a proxy, an AsyncResult) raises ServerUnavailable saying ``reason``."""
+        key = (canonical_host(host), int(port))
+        with cls._instances_lock:
+            conn = cls._instances.pop(key, None) if cls._instances_pid == os.getpid() else None
+        if conn is not None:
+            conn.close(reason)
+
     def __init__(self, host: str, port: int, token: str, tls_ca: str | None = None) -> None:
         self.host = host
         self.port = port
@@ -210,6 +220,7 @@ class ServerConnection:
         self._lock = threading.Lock()
         self._session: _Session | None = None
         self._closed = False
+        self._closed_reason = ""  # why it was closed, for the errors of its later uses
         self._shm: shm.ShmDir | None = None  # the server's shared-memory directory, if it shares our host
         self._shm_probed = False
         self._probe_lock = threading.Lock()
@@ -242,11 +253,13 @@ class ServerConnection:
         ``owned`` (a CREATE): the object ends with this process's session.
         """
         future = CallFuture()
+        if self._closed:
+            raise self._closed_error()
         if not self._shm_probed:
             self._probe_shm()
         with self._lock:
             if self._closed:
-                raise ServerUnavailable(f"the connection to {self.address} is closed")
+                raise self._closed_error()
             session = self._session
             if session is None or session.dead:
                 session = self._open_session()
@@ -348,6 +361,8 @@ class ServerConnection:
             error = map_rpc_error(exc, self.address)
         except Exception as exc:  # never leave callers waiting on a dead reader
             error = ServerUnavailable(f"the connection to {self.address} failed: {exc!r}")
+        if self._closed:  # closed on purpose (its server was stopped): say so
+            error = self._closed_error()
         with self._lock:
             session.dead = True
             if self._session is session:
@@ -374,6 +389,8 @@ class ServerConnection:
             ServerUnavailable: the server cannot be reached.
         """
         metadata = self._metadata
+        if self._closed:
+            raise self._closed_error()
         if metadata is None:
             with self._hello_lock:
                 if self._metadata is None:
@@ -392,6 +409,10 @@ class ServerConnection:
             return getattr(self._stub, method)(request, metadata=self._proof(), timeout=timeout)
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, self.address) from None
+        except ValueError:  # "Cannot invoke RPC on closed channel!": closed meanwhile
+            if self._closed:
+                raise self._closed_error() from None
+            raise
 
     def get_result(self, task_id: str, timeout: float | None = None) -> StoredReply:
         """Wait for the stored result of ``task_id`` (``timeout`` in seconds)."""
@@ -409,6 +430,10 @@ class ServerConnection:
                     return StoredReply(reply.status, payload, task_id, reply.timestamp)
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, self.address) from None
+        except ValueError:  # the channel was closed meanwhile
+            if self._closed:
+                raise self._closed_error() from None
+            raise
         raise AgentServerError(f"the agent server at {self.address} sent no complete result for task {task_id}")
 
     def info(self, timeout: float | None = 10.0) -> pb.ServerInfo:
@@ -427,17 +452,24 @@ class ServerConnection:
     def shutdown(self, grace: float = 5.0) -> None:
         self._unary("Shutdown", pb.ShutdownRequest(grace=grace), grace + 10.0)
 
-    def close(self) -> None:
-        """Close the stream and the channel; pending calls fail with ServerUnavailable."""
+    def close(self, reason: str = "") -> None:
+        """Close the stream and the channel; pending calls, and any later use, fail with
+        ServerUnavailable (saying ``reason``, e.g. that the server was stopped)."""
         with self._lock:
             if self._closed:
                 return
+            self._closed_reason = reason
             self._closed = True
             session = self._session
         if session is not None:
             session.outbox.put(_CLOSE)
         self._dropped.put("")
         self._channel.close()
+
+
+    def _closed_error(self) -> ServerUnavailable:
+        return ServerUnavailable(self._closed_reason or f"the connection to the agent server at {self.address} "
+                                 "was closed")
 
 
 # Seconds a process at exit waits for the creations it sent (see close_all).

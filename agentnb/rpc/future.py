@@ -21,6 +21,7 @@ def decode_final(state: str, payload: codec.Encoded, address: str, what: str) ->
     from GetResult. ``what`` names the call in errors (``"Counter.add()"``);
     ``address`` is its server's.
     """
+    __tracebackhide__ = True
     if state == DONE:
         return codec.loads(payload, f"the result of {what}")
     if state == CANCELLED:
@@ -96,6 +97,7 @@ class CallFuture:
 
     def outcome(self, address: str, what: str) -> Any:
         """The value of this ended call, or raise its error (a local one first); see :func:`decode_final`."""
+        __tracebackhide__ = True
         if self.error is not None:
             raise self.error
         return decode_final(self.state, self.payload, address, what)

@@ -44,6 +44,7 @@ def set_watch(enabled: bool = True) -> bool:
 
 def wait_value(future: CallFuture, connection: ServerConnection, what: str) -> Any:
     """Wait for a call's reply and return its value (or raise its error)."""
+    __tracebackhide__ = True
     future.wait()
     return future.outcome(connection.address, what)
 
@@ -86,6 +87,7 @@ class RpcObject:
 
     def _created(self, timeout: float | None = None) -> None:
         """Wait until the object exists on its server; raise what its creation raised."""
+        __tracebackhide__ = True
         creating = self._creating
         if creating is None:
             return
@@ -113,6 +115,7 @@ class RpcObject:
         return creating is not None and creating.failed and creating.error is None
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if name.startswith("_"):
             raise AttributeError(
                 f"{name!r} is private: only public methods and attributes of {self._short_class()} "
@@ -129,12 +132,14 @@ class RpcObject:
         raise AttributeError(f"cannot set {name!r} on a distributed {self._short_class()}: call one of its methods")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         kind = self._methods.get("__call__")
         if kind is None:
             raise TypeError(f"distributed {self._short_class()} object is not callable")
         return _RemoteMethod(self, "__call__", kind)(*args, **kwargs)
 
     def _invoke(self, method: str, kind: str, args: tuple, kwargs: dict) -> Any:
+        __tracebackhide__ = True
         if self._creating is not None:
             self._created()
         label = f"{self._label()}.{method}"
@@ -236,6 +241,7 @@ class _RemoteMethod:
         self._kind = kind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         return self._obj._invoke(self._name, self._kind, args, kwargs)
 
     def __repr__(self) -> str:

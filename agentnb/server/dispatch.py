@@ -63,7 +63,7 @@ def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, 
         label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
         return pb.OK, codec.dumps(value, f"the result of {label}")
     except BaseException as exc:
-        who = agent.name or agent.class_name or "agent"
+        who = agent.name or agent.class_name.rsplit(".", 1)[-1] or "agent"
         where = f"(in {who} {agent.agent_id} on agent server {agents.server.name})"
         return pb.ERROR, codec.encode_error(exc, where)
     finally:
@@ -79,11 +79,14 @@ def _create(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: co
     The value tells the new proxy what it needs: class name, method kinds, name.
     A class or constructor that fails leaves no agent behind.
     """
+    cls = None
     try:
         cls, args, kwargs = codec.loads(payload, "the class or its constructor arguments")
         obj = cls(*resolve_results(args), **resolve_results(kwargs))
     except BaseException:
         agents.remove(agent)
+        if isinstance(cls, type):  # its error names the class it could not make
+            agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
         raise
     agents.host(agent, obj, cls)
     return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}

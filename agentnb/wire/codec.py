@@ -17,6 +17,7 @@ import io
 import operator
 import pickle
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle_internals
 
 from agentnb.errors import RemoteError, SerializationError
+from agentnb.wire import tracebacks
 
 PROTOCOL = 5
 # The most a call's argument or result may take, pickled (a limit of the seed's
@@ -176,10 +178,31 @@ def set_hosted_reducer(reducer: Callable[[object], Any] | None) -> None:
     _hosted_reducer = reducer
 
 
+# cloudpickle names the file of the code it pickles by value "<dynamic-code>".
+_ANONYMOUS_FILE = "<dynamic-code>"
+_reduce_code = getattr(_cloudpickle_internals, "_code_reduce", None)
+
+
+def _code_with_its_file(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of ``code``, keeping the name of the file it was defined in.
+
+    The server then reports a failure in it at its real place (a notebook cell's
+    file, a script), which the caller can show with its source (see
+    :mod:`agentnb.wire.tracebacks`).
+    """
+    rebuild, args = _reduce_code(code)  # type: ignore[misc]
+    if _ANONYMOUS_FILE in args:
+        args = list(args)
+        args[args.index(_ANONYMOUS_FILE)] = code.co_filename
+    return rebuild, tuple(args)
+
+
 class _HostPickler(cloudpickle.Pickler):
-    """cloudpickle, with the agents of this server replaced by proxies to them."""
+    """cloudpickle, keeping code's file names, and with the agents of this server replaced by proxies to them."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is types.CodeType and _reduce_code is not None:
+            return _code_with_its_file(obj)
         reducer = _hosted_reducer
         if reducer is not None:
             reduced = reducer(obj)
@@ -248,12 +271,15 @@ class RemoteErrorInfo:
 
     type_name: str
     message: str
-    traceback: str
+    traceback: str  # the server's whole traceback, as text
     pickled: bytes | None  # the exception itself, when it could be pickled
+    # The frames it went through outside agentnb (tracebacks.RemoteFrame tuples), outermost first.
+    frames: tuple = ()
+    where: str = ""  # which agent on which server raised it
 
 
 def encode_error(exc: BaseException, where: str = "") -> bytes:
-    """Pickle ``exc`` with its traceback text for the trip back to the caller."""
+    """Pickle ``exc`` with its traceback (as text and as frames) for the trip back to the caller."""
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         pickled: bytes | None = cloudpickle.dumps(exc, protocol=PROTOCOL)
@@ -261,15 +287,19 @@ def encode_error(exc: BaseException, where: str = "") -> bytes:
     except Exception:
         pickled = None
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    info = RemoteErrorInfo(type_name, str(exc), f"{where}\n{tb_text}" if where else tb_text, pickled)
+    frames = tuple(tuple(frame) for frame in tracebacks.remote_frames(exc.__traceback__))
+    info = RemoteErrorInfo(type_name, str(exc), f"{where}\n{tb_text}" if where else tb_text, pickled,
+                           frames, where)
     return pickle.dumps(info, protocol=PROTOCOL)
 
 
 def decode_error(payload: bytes, address: str) -> BaseException:
     """Rebuild the remote exception, as its own type where possible.
 
-    The remote traceback is attached as ``remote_traceback`` and as a note, so
-    that it appears under the local traceback when the exception is printed.
+    Its traceback holds the frames of the agent's code on the server
+    (agentnb's own left out), so that, raised here, it reads as a local error
+    would; a note says which agent and server raised it. The server's whole
+    traceback text is kept as the ``remote_traceback`` attribute.
     """
     try:
         info: RemoteErrorInfo = pickle.loads(payload)
@@ -287,5 +317,6 @@ def decode_error(payload: bytes, address: str) -> BaseException:
         exc_obj.remote_traceback = info.traceback  # type: ignore[attr-defined]
     except AttributeError:  # exceptions with __slots__
         pass
-    exc_obj.add_note(f"\n--- remote traceback (agent server {address}) ---\n{info.traceback.rstrip()}")
-    return exc_obj
+    where = getattr(info, "where", "").strip("()") or "on the agent server"
+    exc_obj.add_note(f"(raised {where} at {address})")
+    return exc_obj.with_traceback(tracebacks.rebuild(getattr(info, "frames", ())))

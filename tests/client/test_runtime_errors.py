@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 from agents_for_tests import Counter, CustomError, Worker
 from helpers_runtime import run_script, write_script
@@ -18,7 +20,8 @@ def test_sync_call_raises_the_remote_exception_type_with_its_traceback(server) -
     assert str(error) == "bad input" and error.code == 5
     assert "in fail" in error.remote_traceback  # the agent's own frame
     assert "raise CustomError" in error.remote_traceback
-    assert any("remote traceback" in note for note in error.__notes__)
+    assert any(note.startswith("(raised in W0 ") for note in error.__notes__)  # which agent, on which server
+    assert "raise CustomError" in "".join(traceback.format_exception(error))  # the agent's frame, as a frame
     assert worker.echo("still works") == "still works"
 
 

@@ -167,7 +167,7 @@ def test_failed_result_shows_the_error_and_its_remote_traceback(workers: Kernel)
                             lambda f: "failed" in f.texts(only(f.boxes("agentnb-result"))), "the result to fail")
     text = frontend.texts(only(frontend.boxes("agentnb-result")))
     assert "ValueError" in text and "call 7 fails" in text, text
-    assert "remote traceback" in text and "in work" in text, text  # the traceback, in the collapsed section
+    assert "Traceback" in text and "in work" in text, text  # the agent's frames, in the collapsed section
     accordion = only([m for m in frontend.models.values() if m["_model_name"] == "AccordionModel"])
     assert accordion["selected_index"] is None, "the traceback starts collapsed"
 

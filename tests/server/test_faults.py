@@ -135,7 +135,7 @@ def test_init_failure_is_raised_by_the_first_use(server):
     with pytest.raises(ValueError, match="cannot build B0") as err:
         boom.reply()
     notes = "\n".join(getattr(err.value, "__notes__", []))
-    assert "remote traceback" in notes and "created" in notes and "does not exist" in notes
+    assert "raised in Boom" in notes and "created" in notes and "does not exist" in notes
     assert "creation failed" in repr(boom)
     with pytest.raises(ValueError, match="cannot build B0"):  # every use says so, not only the first
         _ = boom.name
