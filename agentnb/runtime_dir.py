@@ -19,15 +19,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agentnb.runtime_home import ENV_DIR, is_unix, runtime_dir, server_address
+from agentnb.runtime_home import (
+    ENV_DIR,
+    LOOPBACK_HOSTS,
+    canonical_host,
+    is_unix,
+    runtime_dir,
+    server_address,
+    server_display,
+)
 
-__all__ = ["ENV_DIR", "LOOPBACK_HOSTS", "ServerRecord", "canonical_host", "find_token", "is_unix", "iter_records",
-           "mark_replica", "pid_alive", "process_started", "read_record", "recorded_pools", "remove_record",
-           "replica_name", "runtime_dir", "server_address", "write_record"]
+__all__ = ["ENV_DIR", "LOOPBACK_HOSTS", "ServerRecord", "canonical_host", "find_record", "find_token", "is_unix",
+           "iter_records", "mark_replica", "pid_alive", "process_started", "read_record", "recorded_pools",
+           "remove_record", "replica_name", "runtime_dir", "server_address", "write_record"]
 
-# The names of this machine's loopback address: the hosts a local-mode server and a daemon may bind.
-# Here, not in the server package, so the kernel side checks a host without importing the server.
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 # In ServerRecord.extra of a pool's replica: the pool's name, its index, how many replicas.
 POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"
 
@@ -52,7 +57,13 @@ class ServerRecord:
 
     @property
     def address(self) -> str:
+        """``unix:<path>`` or ``host:port`` (see :func:`agentnb.runtime_home.server_address`)."""
         return server_address(self.host, self.port)
+
+    @property
+    def display(self) -> str:
+        """How the server is shown: ``agent server 'lab' at unix:/…/lab.sock``."""
+        return server_display(self.address, self.name)
 
     @property
     def pool(self) -> str | None:
@@ -187,12 +198,15 @@ def iter_records() -> Iterator[ServerRecord]:
     yield from sorted(records, key=lambda r: (r.started, r.name))
 
 
+def find_record(host: str, port: int) -> ServerRecord | None:
+    """The live record of the server at ``host:port``, if it is recorded."""
+    return next((record for record in iter_records() if record.is_at(host, port)), None)
+
+
 def find_token(host: str, port: int) -> str | None:
     """The token of the live server recorded at ``host:port``, if any."""
-    for record in iter_records():
-        if record.is_at(host, port):
-            return record.token
-    return None
+    record = find_record(host, port)
+    return record.token if record is not None else None
 
 
 def replica_name(pool_name: str, index: int) -> str:
@@ -223,9 +237,3 @@ def recorded_pools(records: Iterable[ServerRecord] | None = None) -> dict[str, l
     for members in pools.values():
         members.sort(key=lambda r: r.replica)
     return pools
-
-
-def canonical_host(host: str) -> str:
-    """``host`` with every name of this machine's loopback interface as ``127.0.0.1``."""
-    # An empty host (none given) is taken as this machine too.
-    return "127.0.0.1" if host in LOOPBACK_HOSTS or host == "" else host

@@ -89,7 +89,7 @@ class AgentServerMagics(Magics):
             print("Agents distributed from this kernel now go to child servers of this kernel.")
         elif len(server) == 1:
             replica = server.replicas[0]
-            print(f"Agents distributed from this kernel now go to {replica.name!r} at {replica.address}.")
+            print(f"Agents distributed from this kernel now go to the {replica.display}.")
         else:
             print(f"Agents distributed from this kernel now go to pool {args.name!r}, each to the least loaded "
                   f"of {', '.join(r.name for r in server.replicas)}.")

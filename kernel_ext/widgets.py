@@ -46,8 +46,8 @@ def _elapsed(times: dict[str, float], status: str) -> float | None:
 
 
 class ResultView:
-    """One AsyncResult: status, agent.method, server, elapsed; then a preview of
-    the value, or the error with its traceback in a collapsed section."""
+    """One AsyncResult: status, agent.method, server (its name; the address in a tooltip),
+    elapsed; then a preview of the value, or the error with its traceback in a collapsed section."""
 
     def __init__(self, result: AsyncResult) -> None:
         self.result = result
@@ -72,7 +72,9 @@ class ResultView:
         info = self.result.call_info
         call = f"{info.agent}.{info.method}()" if info.method else f"task {info.task_id}"
         elapsed = _elapsed(self.result.times, status)
-        parts = [_badge(status), f"<code>{html.escape(call)}</code>", f"on {html.escape(info.address)}"]
+        server = info.server or info.address
+        parts = [_badge(status), f"<code>{html.escape(call)}</code>",
+                 f'on <span title="{html.escape(info.address)}">{html.escape(server)}</span>']
         if elapsed is not None:
             parts.append(f"{elapsed:.1f} s")
         self.header.value = " ".join(parts)

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from agentnb import config
 from agentnb.launch.command import ask_to_stop, await_server, kill, launch_server, server_argv, wait_or_kill
-from agentnb.runtime_home import remove_socket, server_address, socket_host
+from agentnb.runtime_home import child_socket_name, remove_socket, server_address, socket_host
 
 DEFAULT_CHILD_CAPACITY = 32
 
@@ -154,7 +154,7 @@ def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
     token = _new_token()
     digest = config.configs_digest()
     # A socket in the runtime directory where there can be one: no other user can reach it.
-    host = socket_host(f"child-{os.getpid()}-{_new_token()[:12]}") or "127.0.0.1"
+    host = socket_host(child_socket_name(_new_token()[:12])) or "127.0.0.1"
     process, ready_read = launch_server(server_argv(host=host, capacity=capacity, child=True), token,
                                         extra_env=config.server_environment())
     return _Launch(process, host, ready_read, token, digest)

@@ -34,8 +34,11 @@ class CallInfo(NamedTuple):
 
     agent: str  # the agent's name, or its class name
     method: str
-    address: str  # host:port of the agent server
+    address: str  # the agent server's address: unix:<path>, or host:port
     task_id: str
+    # What a person calls the server: the name given to it ("lab", "farm-1"),
+    # "child server of this kernel", or its address when it has no name.
+    server: str = ""
 
 
 class AsyncResult(Generic[T]):
@@ -169,8 +172,9 @@ class AsyncResult(Generic[T]):
 
     @property
     def call_info(self) -> CallInfo:
-        """The agent, method, server address and task id of the call."""
-        return CallInfo(self._agent, self._method, self._conn.address, self._task_id)
+        """The agent, method, server address, task id and server name of the call."""
+        conn = self._conn
+        return CallInfo(self._agent, self._method, conn.address, self._task_id, conn.label)
 
     @property
     def times(self) -> dict[str, float]:
@@ -284,7 +288,7 @@ class AsyncResult(Generic[T]):
         elif state == "failed" and self._error is not None:
             extra = f" error={type(self._error).__name__}"
         call = f"{self._agent}.{self._method}" if self._method else self._task_id
-        return f"<AsyncResult {call} {state}{extra} at {self._conn.address}>"
+        return f"<AsyncResult {call} {state}{extra} on {self._conn.display}>"
 
 
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,

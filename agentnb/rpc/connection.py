@@ -32,7 +32,8 @@ from agentnb.errors import (
 )
 from agentnb.rpc.creations import CreationLedger
 from agentnb.rpc.future import CallFuture
-from agentnb.runtime_dir import canonical_host, is_unix, server_address
+from agentnb.runtime_dir import canonical_host, find_record, is_unix, server_address
+from agentnb.runtime_home import server_display, server_label
 from agentnb.wire import codec, frames, handshake, shm
 from agentnb.wire.ids import random_hex
 from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
@@ -41,6 +42,7 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_CALLS_PER_FRAME = 512
 HELLO_TIMEOUT = 60.0  # seconds a server may take to answer the handshake
+NAME_TIMEOUT = 10.0  # seconds the GetInfo that learns an unrecorded server's name may take
 NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
 
 CHANNEL_OPTIONS = [
@@ -60,21 +62,25 @@ CHANNEL_OPTIONS = [
 _CLOSE = object()
 
 
-def map_rpc_error(error: grpc.RpcError, address: str) -> AgentServerError | TimeoutError:
-    """Turn a gRPC error into the agentnb error a user can act on."""
+def map_rpc_error(error: grpc.RpcError, server: str) -> AgentServerError | TimeoutError:
+    """Turn a gRPC error into the agentnb error a user can act on.
+
+    ``server`` names the server as :attr:`ServerConnection.display` does
+    (``agent server 'lab' at unix:/…/lab.sock``).
+    """
     code = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else str(error)
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AuthenticationError(f"the agent server at {address} refused the token: {details}")
+        return AuthenticationError(f"the {server} refused the token: {details}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return ServerUnavailable(f"the agent server at {address} is unavailable: {details}")
+        return ServerUnavailable(f"the {server} is unavailable: {details}")
     if code == grpc.StatusCode.NOT_FOUND:
         return TaskNotFound(details)
     if code == grpc.StatusCode.DATA_LOSS:
         return IntegrityError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return TimeoutError(f"no answer from the agent server at {address} in time")
-    return AgentServerError(f"the agent server at {address} failed: {code.name if code else '?'}: {details}")
+        return TimeoutError(f"no answer from the {server} in time")
+    return AgentServerError(f"the {server} failed: {code.name if code else '?'}: {details}")
 
 
 def _make_client_frame(calls: list) -> pb.ClientFrame:
@@ -228,9 +234,66 @@ class ServerConnection:
         self._janitor_started = False  # started with the first owning proxy: most connections need none
         self._nudged_at = 0.0  # time.monotonic() of the last nudge of the sending thread (see submit)
         self.creations = CreationLedger(self.address)  # this process's CREATE calls to the server
+        self._name: str | None = None  # the server's name, once looked up (see name)
+        self._name_asked = False  # a GetInfo was sent to learn it
 
     def __repr__(self) -> str:
-        return f"<ServerConnection {self.address}>"
+        return f"<ServerConnection {self.display}>"
+
+    # -- what the server is called ---------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given to the server (a daemon's ``lab``, a pool replica's ``farm-1``), or ``""``.
+
+        Looked up once, without a round trip: in this user's server records, or
+        in the server's GetInfo when this connection has it. A server that is
+        not recorded (on another machine) is asked for it once, in the
+        background, after its handshake: until it answers, the name is empty.
+        Never raises.
+        """
+        name = self._name
+        if name is None:
+            try:
+                record = find_record(self.host, self.port)
+            except Exception:  # an unreadable runtime directory: no name, no error
+                record = None
+            name = self._name = record.name if record is not None else ""
+        if not name and not self._name_asked:
+            self._ask_name()
+        return name
+
+    @property
+    def label(self) -> str:
+        """What a person calls the server, shortly: its name, ``child server of this kernel``, or
+        its address (see :func:`agentnb.runtime_home.server_label`). Never raises."""
+        return server_label(self.address, self.name)
+
+    @property
+    def display(self) -> str:
+        """The server as errors and reprs show it: ``agent server 'lab' at unix:/…/lab.sock``
+        (see :func:`agentnb.runtime_home.server_display`). Cheap, never raises."""
+        return server_display(self.address, self.name)
+
+    def _ask_name(self) -> None:
+        """Ask the server for its name with a GetInfo in the background, once, if it proved itself already."""
+        metadata = self._metadata
+        if metadata is None or self._closed or server_label(self.address) != self.address:
+            return  # not proven yet, closed, or a child server (its label says whose it is)
+        self._name_asked = True
+        try:
+            call = self._stub.GetInfo.future(pb.InfoRequest(), metadata=metadata, timeout=NAME_TIMEOUT)
+            call.add_done_callback(self._take_name)
+        except Exception:  # a closed channel: the name stays unknown
+            pass
+
+    def _take_name(self, call: grpc.Future) -> None:
+        try:
+            name = call.result().name
+        except Exception:  # unanswered: the name stays unknown
+            return
+        if not self._name:
+            self._name = name
 
     # -- calls on the session stream -------------------------------------------------
 
@@ -356,9 +419,9 @@ class ServerConnection:
             for replies, chunk in responses:
                 session.answered = True
                 session.deliver(replies, chunk)
-            error = ServerUnavailable(f"the agent server at {self.address} closed the connection")
+            error = ServerUnavailable(f"the {self.display} closed the connection")
         except grpc.RpcError as exc:
-            error = map_rpc_error(exc, self.address)
+            error = map_rpc_error(exc, self.display)
         except Exception as exc:  # never leave callers waiting on a dead reader
             error = ServerUnavailable(f"the connection to {self.address} failed: {exc!r}")
         if self._closed:  # closed on purpose (its server was stopped): say so
@@ -398,7 +461,7 @@ class ServerConnection:
                         self._metadata = handshake.authenticate(self._channel, self.token, self.address,
                                                                 timeout=HELLO_TIMEOUT)
                     except grpc.RpcError as exc:
-                        raise map_rpc_error(exc, self.address) from None
+                        raise map_rpc_error(exc, self.display) from None
                 metadata = self._metadata
         return metadata
 
@@ -408,7 +471,7 @@ class ServerConnection:
         try:
             return getattr(self._stub, method)(request, metadata=self._proof(), timeout=timeout)
         except grpc.RpcError as exc:
-            raise map_rpc_error(exc, self.address) from None
+            raise map_rpc_error(exc, self.display) from None
         except ValueError:  # "Cannot invoke RPC on closed channel!": closed meanwhile
             if self._closed:
                 raise self._closed_error() from None
@@ -429,17 +492,20 @@ class ServerConnection:
                         raise payload
                     return StoredReply(reply.status, payload, task_id, reply.timestamp)
         except grpc.RpcError as exc:
-            raise map_rpc_error(exc, self.address) from None
+            raise map_rpc_error(exc, self.display) from None
         except ValueError:  # the channel was closed meanwhile
             if self._closed:
                 raise self._closed_error() from None
             raise
-        raise AgentServerError(f"the agent server at {self.address} sent no complete result for task {task_id}")
+        raise AgentServerError(f"the {self.display} sent no complete result for task {task_id}")
 
     def info(self, timeout: float | None = 10.0) -> pb.ServerInfo:
+        """The server's live figures and who it is (one GetInfo)."""
         info = self._unary("GetInfo", pb.InfoRequest(), timeout)
         if not self._shm_probed:
             self._learn_shm(info)
+        if not self._name:
+            self._name = info.name
         return info
 
     def list_agents(self, timeout: float | None = 30.0) -> list[pb.AgentDescription]:
@@ -468,8 +534,7 @@ class ServerConnection:
 
 
     def _closed_error(self) -> ServerUnavailable:
-        return ServerUnavailable(self._closed_reason or f"the connection to the agent server at {self.address} "
-                                 "was closed")
+        return ServerUnavailable(self._closed_reason or f"the connection to the {self.display} was closed")
 
 
 # Seconds a process at exit waits for the creations it sent (see close_all).

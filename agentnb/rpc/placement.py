@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.errors import AgentServerError, ServerUnavailable
+from agentnb.concurrently import gather
+from agentnb.errors import AgentNotFound, AgentServerError, ServerUnavailable
 from agentnb.rpc import creations
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import QUEUED, CallFuture
 from agentnb.rpc.methods import class_methods, qualified_name
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.rpc.server_pool import ServerPool, resolve_token
+from agentnb.rpc.server_pool import ServerPool, agent_proxy, pick_agent, resolve_token
+from agentnb.runtime_dir import ServerRecord, iter_records, read_record, recorded_pools
 from agentnb.wire import codec
 from agentnb.wire.ids import random_hex
 
@@ -27,6 +29,8 @@ _OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool")
 # How long the first creation on a connection waits for the server to say it queued it (a server
 # that answers its handshake and pings but nothing else is as good as gone).
 FIRST_ANSWER_TIMEOUT = 60.0
+# How long get_agent and list_agents wait for each of your servers' agents when no server is given.
+LOOKUP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -223,23 +227,111 @@ def _wait_answered(future: CallFuture, timeout: float) -> bool:
     return QUEUED in future.times or future.done() or answered.wait(timeout)
 
 
-def list_agents(host: str | None = None, port: int | None = None, token: str | None = None) -> list[RpcObject]:
-    """Proxies to every object on a server (default: this process's default server or
-    every replica of its default pool)."""
-    return _pool_or_default(host, port, token).list_agents()
+def list_agents(host: str | None = None, port: int | None = None, token: str | None = None, *,
+                server: str | None = None) -> list[RpcObject]:
+    """Proxies to every object on a server.
+
+    Which server: the one at ``host`` and ``port``; else the daemon or pool
+    named ``server``; else this process's default server (every replica of its
+    default pool); else, with no default set, every server of yours running on
+    this machine (those that answer).
+
+    Raises:
+        AgentServerError: no server given, no default set and none of yours runs;
+            or no server named ``server`` runs.
+    """
+    target = _given_or_default(host, port, token, server)
+    if target is not None:
+        return target.list_agents()
+    found, _, _ = _agents_on_your_servers()
+    return [agent_proxy(conn, desc) for _, conn, desc in found]
 
 
 def get_agent(name_or_id: str, host: str | None = None, port: int | None = None,
-              token: str | None = None) -> RpcObject:
-    """A proxy to an object that already lives on a server (or on any replica of the
-    default pool), found by its ``name`` attribute or its id; e.g. after a kernel restart."""
-    return _pool_or_default(host, port, token).get_agent(name_or_id)
+              token: str | None = None, *, server: str | None = None) -> RpcObject:
+    """A proxy to an object that already lives on a server, found by its ``name``
+    attribute or its id; e.g. after a kernel restart.
+
+    Where it is looked for: on the server at ``host`` and ``port``; else on the
+    daemon or pool named ``server``; else on this process's default server (any
+    replica of its default pool); else, with no default set, on every server of
+    yours running on this machine, where it must be found once.
+
+    Raises:
+        AgentNotFound: no such object; several of that name (the message says
+            where: pass ``server=`` or an id); with no default set, the message
+            lists the running servers it was looked for on.
+        AgentServerError: no server given, no default set and none of yours runs.
+    """
+    target = _given_or_default(host, port, token, server)
+    if target is not None:
+        return target.get_agent(name_or_id)
+    found, answered, silent = _agents_on_your_servers()
+    matches = ([m for m in found if m[2].agent_id == name_or_id]
+               or [m for m in found if m[2].name == name_or_id])
+    if len(matches) == 1:
+        _, conn, desc = matches[0]
+        return agent_proxy(conn, desc)
+    hosts = list(dict.fromkeys(record.name for record, _, _ in matches))
+    if len(hosts) > 1:
+        raise AgentNotFound(f"{name_or_id!r} lives on {_listed(hosts)}; pass server=... "
+                            f"(agentnb.get_agent({name_or_id!r}, server={hosts[0]!r})), "
+                            "or choose one with %agent_server use NAME")
+    if matches:  # several of that name on one server: pick_agent asks for an id
+        return pick_agent([(conn, desc) for _, conn, desc in matches], name_or_id, f"the {matches[0][1].display}")
+    where = f"any of your running agent servers ({_listed(answered)})" if answered else "your running agent servers"
+    unanswered = f"; {_listed(silent)} did not answer" if silent else ""
+    raise AgentNotFound(f"no agent named or with id {name_or_id!r} on {where}{unanswered}")
 
 
-def _pool_or_default(host: str | None, port: int | None, token: str | None) -> ServerPool:
+def _listed(names: list[str]) -> str:
+    """``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'``."""
+    quoted = [repr(name) for name in names]
+    return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _given_or_default(host: str | None, port: int | None, token: str | None, server: str | None) -> ServerPool | None:
+    """The server given (by address or by name), else the default one; None when neither."""
     if host is not None and port is not None:
         return ServerPool.connect([(host, int(port))], token=token)
-    pool = default_pool()
-    if pool is None:
+    if server is not None:
+        return _recorded(server)
+    return default_pool()
+
+
+def _recorded(name: str) -> ServerPool:
+    """The pool, or the one server, called ``name`` in this user's runtime directory."""
+    members = recorded_pools().get(name)
+    if members:
+        return ServerPool.from_records(members, name)
+    record = read_record(name) if name and "/" not in name and not name.startswith(".") else None
+    if record is None:
+        running = ", ".join(r.name for r in iter_records()) or "none"
+        raise AgentServerError(f"no agent server named {name!r} is running (running: {running})")
+    return ServerPool.from_records([record], name)
+
+
+def _agents_on_your_servers() -> tuple[list[tuple[ServerRecord, ServerConnection, pb.AgentDescription]],
+                                       list[str], list[str]]:
+    """Every agent on every server recorded in this user's runtime directory (asked at once),
+    with its server; then the names of the servers that answered, and of those that did not.
+
+    Raises:
+        AgentServerError: none of this user's servers runs (the one case that suggests starting one).
+    """
+    records = list(iter_records())
+    if not records:
         raise AgentServerError("no agent server given and no default server set (start one with %agent_server start)")
-    return pool
+
+    def ask(record: ServerRecord) -> list[pb.AgentDescription] | None:
+        try:
+            return ServerConnection.get(record.host, record.port, record.token).list_agents(timeout=LOOKUP_TIMEOUT)
+        except (AgentServerError, TimeoutError):
+            return None
+
+    answers = gather([lambda r=record: ask(r) for record in records])
+    found = [(record, ServerConnection.get(record.host, record.port, record.token), desc)
+             for record, answer in zip(records, answers, strict=True) for desc in answer or ()]
+    answered = [record.name for record, answer in zip(records, answers, strict=True) if answer is not None]
+    silent = [record.name for record, answer in zip(records, answers, strict=True) if answer is None]
+    return found, answered, silent

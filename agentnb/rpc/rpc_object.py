@@ -208,7 +208,7 @@ class RpcObject:
         name = f" name={self._name!r}" if self._name else ""
         if creating is not None:
             name += " (creation failed: using it raises why)" if creating.failed else " (being created)"
-        return f"<RpcObject {self._short_class()}{name} id={self._agent_id} at {self._conn.address}>"
+        return f"<RpcObject {self._short_class()}{name} id={self._agent_id} on {self._conn.display}>"
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._methods))

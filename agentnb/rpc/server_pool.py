@@ -35,6 +35,7 @@ from agentnb.launch.command import ENV_TOKEN
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.rpc_object import RpcObject
 from agentnb.runtime_dir import ServerRecord, find_token, recorded_pools, server_address
+from agentnb.runtime_home import server_display
 
 LOOK_INTERVAL = 2.0
 INFO_TIMEOUT = 5.0
@@ -81,6 +82,11 @@ class Replica:
     @property
     def address(self) -> str:
         return server_address(self.host, self.port)
+
+    @property
+    def display(self) -> str:
+        """How the replica is shown: ``agent server 'farm-1' at unix:/…/farm-1.sock``."""
+        return server_display(self.address, self.name)
 
     @property
     def load(self) -> tuple[int, int]:
@@ -267,7 +273,7 @@ class ServerPool:
         Raises:
             AgentNotFound: no such agent, or several of that name (use an id).
         """
-        where = f"the agent server at {self.addresses[0]}" if len(self) == 1 else f"the replicas of {self!r}"
+        where = f"the {self._replicas[0].connection().display}" if len(self) == 1 else f"the replicas of {self!r}"
         return pick_agent(self._descriptions(), name_or_id, where)
 
     # -- stopping --------------------------------------------------------------------------------

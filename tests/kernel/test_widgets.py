@@ -156,7 +156,7 @@ def test_async_result_renders_as_a_live_widget_with_a_text_repr(workers: Kernel)
     box = only(frontend.boxes("agentnb-result"))
     assert output[WIDGET_MIME]["model_id"] in frontend.models
     text = frontend.texts(box)
-    assert text.startswith("done w0.work() on unix:") and text.endswith(" s | 9"), text  # a child's socket
+    assert text.startswith("done w0.work() on child server of this kernel") and text.endswith(" s | 9"), text
     # Watching was turned on by the extension: the call reported each state, with its time.
     history = workers.run("print([state for state, _ in res.history], res.status)").stdout
     assert history.strip() == "['submitted', 'queued', 'running', 'done'] done"

@@ -34,7 +34,7 @@ def test_as_server_start_serves_until_sigterm() -> None:
     script = Script(AS_SERVER, "start", "--host", "localhost", "--port", "0", "--capacity", "2")
     try:
         line = script.readline()  # the server says where it listens
-        match = re.search(r"listening on localhost:(\d+) \(capacity 2", line)
+        match = re.search(r"listening on 127.0.0.1:(\d+) \(capacity 2", line)  # loopback: one form
         assert match, line
         port = int(match.group(1))
         assert find_token("localhost", port)  # recorded: host and port are enough to connect
@@ -74,7 +74,7 @@ def test_taken_port_is_a_clear_error() -> None:
         done = subprocess.run([sys.executable, "-m", "agentnb.server", "--port", str(port)], capture_output=True,
                               text=True, timeout=60, env=script_env(), stdin=subprocess.DEVNULL)
     assert done.returncode == 2
-    assert f"cannot listen on localhost:{port}" in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
 def _agent_dir(tmp_path) -> tuple[str, str]:
