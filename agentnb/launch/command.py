@@ -31,6 +31,17 @@ from agentnb.errors import AgentServerError
 ENV_TOKEN = "AGENTNB_TOKEN"
 START_ERROR_PREFIX = "error "
 START_TIMEOUT = 60.0
+# The levels of a server's log (``--log-level``), most detailed first; INFO unless told.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+def check_log_level(level: str) -> str:
+    """``level`` as ``--log-level`` takes it (upper case); ValueError naming the accepted ones if it is none of them."""
+    name = level.upper() if isinstance(level, str) else level
+    if name not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return name
 
 
 def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, pool_type: str = "local",
@@ -42,8 +53,11 @@ def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, p
     """The options of ``python -m agentnb.server`` that :func:`build_parser` reads back as these settings.
 
     An option left None (or empty) is not passed: the server takes its default.
-    ``--ready-fd`` is not among them: :func:`launch_server` adds it.
+    ``--ready-fd`` is not among them: :func:`launch_server` adds it. A ``log_level``
+    not in :data:`LOG_LEVELS` is a ValueError.
     """
+    if log_level:
+        log_level = check_log_level(log_level)
     args = ["--host", host, "--port", str(port), "--capacity", str(capacity), "--pool-type", pool_type]
     for option, text in (("--name", name), ("--redis-url", redis_url), ("--agent-dir", agent_dir),
                          ("--model-config-path", model_config_path), ("--record-kind", record_kind),
