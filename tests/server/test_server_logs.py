@@ -7,6 +7,7 @@ stop and its reason; no line per successful call. At DEBUG: those too.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -127,3 +128,18 @@ def test_a_launched_subprocess_server_logs_at_the_launchers_level(capfd: pytest.
         launcher.shutdown(grace=1)
     out = capfd.readouterr().out  # the subprocess writes its log on the standard output it inherited
     assert re.search(f"DEBUG W0\\.echo done in {DURATION}", out), out
+
+
+def test_an_in_process_server_logs_at_the_launchers_level(caplog: pytest.LogCaptureFixture) -> None:
+    server_logger = logging.getLogger("agentnb.server")
+    level = server_logger.level
+    launcher = RpcAgentServerLauncher(host="127.0.0.1", port=None, capacity=2, log_level="DEBUG")
+    try:
+        launcher.launch(in_subprocess=False)
+        assert Worker("W0", to_dist={"host": "127.0.0.1", "port": launcher.port}).echo(5) == 5
+    finally:
+        launcher.shutdown(grace=1)
+        server_logger.setLevel(level)
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("agentnb.server")]
+    assert any(re.fullmatch(f"W0\\.echo done in {DURATION} \\[.*\\]", m) for m in messages), messages
+    assert any(m.startswith(f"agent server {launcher.name} listening on 127.0.0.1:{launcher.port}") for m in messages)
