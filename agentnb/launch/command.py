@@ -232,14 +232,16 @@ class ServerProcess:
 
 def start_server_process(token: str, *, host: str = "localhost", port: int = 0, name: str | None = None,
                          agent_classes: Sequence[type] = (), extra_env: dict[str, str] | None = None,
-                         **options: Any) -> ServerProcess:
+                         log_level: str = "WARNING", **options: Any) -> ServerProcess:
     """Start a server that ends with this process (``--exit-with-parent``) and wait until it listens.
 
     ``options`` are those of :func:`server_argv` (capacity, pool_type, redis_url, ...);
     ``agent_classes`` are classes the server imports at start (those of ``__main__``
-    travel by value instead). ``extra_env``: as for :func:`spawn_server`.
+    travel by value instead). ``extra_env``: as for :func:`spawn_server`. The server's
+    log is this process's standard output: at ``log_level``, only problems unless told.
     """
     modules = [cls.__module__ for cls in agent_classes if cls.__module__ != "__main__"]
-    args = server_argv(host=host, port=port, name=name, agent_modules=modules, exit_with_parent=True, **options)
+    args = server_argv(host=host, port=port, name=name, agent_modules=modules, exit_with_parent=True,
+                       log_level=log_level, **options)
     process, real_port = spawn_server(args, token, extra_env=extra_env)
     return ServerProcess(process, host, real_port, name or f"server-{real_port}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from agentnb.config import init, server_environment
 from agentnb.errors import AgentServerError
-from agentnb.launch.command import ServerProcess, check_log_level, start_server_process
+from agentnb.launch.command import DEFAULT_LOG_LEVEL, ServerProcess, check_log_level, start_server_process
 from agentnb.server.agent_server import AgentServer
 from agentnb.server.cli import import_agent_dir
 from agentnb.server.server_log import configure_server_log
@@ -120,7 +120,7 @@ class RpcAgentServerLauncher:
             extra_env=server_environment(), capacity=self.capacity, pool_type=self.pool_type,
             redis_url=self.redis_url, max_len=self.max_len, max_expire_time=self.max_expire_time,
             agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode,
-            log_level=self.log_level)
+            log_level=self.log_level or DEFAULT_LOG_LEVEL)
         self.process, self.port, self.name = self._started.process, self._started.port, self._started.name
 
     def wait_until_terminate(self) -> None:
