@@ -338,7 +338,8 @@ def registry() -> DaemonRegistry:
 def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 32, host: str = "localhost",
                  port: int = 0, pool_type: str = "local", redis_url: str | None = None,
                  max_expire_time: float | None = None, max_len: int | None = None,
-                 model_config_path: str | None = None, use: bool | None = None) -> ServerPool:
+                 model_config_path: str | None = None, use: bool | None = None,
+                 log_level: str = "INFO") -> ServerPool:
     """Start a daemon (or, with ``replicas`` > 1, a pool of daemons) that outlives this process.
 
     The same as ``%agent_server start``: the servers run in their own session,
@@ -354,6 +355,10 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
         model_config_path: a JSON file of model configurations for the servers.
         use: place this process's later ``to_dist()`` objects on it; None (the
             default) does so when no default server is set yet.
+        log_level: what its log file (:func:`server_logs`) records: ``INFO`` has its
+            start and stop, clients, agents created and deleted, and every failed or
+            cancelled call; ``DEBUG`` adds every successful call with its duration;
+            ``WARNING`` or ``ERROR`` keep only problems.
 
     Returns:
         The server (a pool of one) or pool, usable as ``to_dist=``.
@@ -364,7 +369,7 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
     """
     options = DaemonOptions(name=name, host=host, port=port, capacity=capacity, pool_type=pool_type,
                             redis_url=redis_url, max_expire_time=max_expire_time, max_len=max_len,
-                            model_config_path=model_config_path, replicas=replicas)
+                            model_config_path=model_config_path, replicas=replicas, log_level=log_level)
     if replicas > 1:
         records = registry().start_pool(options, make_default=use)
         return ServerPool.from_records(records, records[0].pool or "")

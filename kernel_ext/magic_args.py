@@ -24,6 +24,7 @@ use several cores; NAME stands for all of them in use, status, logs and stop.
 EPILOG = """\
 examples:
   %agent_server start --name lab --capacity 8
+  %agent_server start --name dbg --log-level DEBUG
   %agent_server start --name farm --replicas 4
   %agent_server list
   %agent_server status lab
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-expire-time", type=_positive_seconds, help="seconds results are kept")
     start.add_argument("--max-len", type=_positive_int, help="results kept at most (local pool)")
     start.add_argument("--model-config-path", help="JSON file of model configurations")
+    start.add_argument("--log-level", type=str.upper, choices=DaemonOptions.LOG_LEVELS, default="INFO",
+                       help="what its log records: INFO (default) has its start and stop, clients, agents "
+                            "created and deleted, failed and cancelled calls; DEBUG adds every call; "
+                            "WARNING or ERROR only problems")
     start.add_argument("--no-default", action="store_true",
                        help="do not make it this kernel's default even if there is none yet")
 

@@ -38,7 +38,7 @@ class AgentServerMagics(Magics):
             args.name, replicas=args.replicas, host=args.host, port=args.port, capacity=args.capacity,
             pool_type=args.pool_type, redis_url=args.redis_url, max_expire_time=args.max_expire_time,
             max_len=args.max_len, model_config_path=args.model_config_path,
-            use=False if args.no_default else None,
+            use=False if args.no_default else None, log_level=args.log_level,
         )
         statuses = agentnb.describe_server(server.name)
         records = [status.record for status in statuses]

@@ -155,8 +155,9 @@ def _launch_child(capacity: int = DEFAULT_CHILD_CAPACITY) -> _Launch:
     digest = config.configs_digest()
     # A socket in the runtime directory where there can be one: no other user can reach it.
     host = socket_host(child_socket_name(_new_token()[:12])) or "127.0.0.1"
-    process, ready_read = launch_server(server_argv(host=host, capacity=capacity, child=True), token,
-                                        extra_env=config.server_environment())
+    # Its output is this process's own (a script's terminal): only its problems, not its every client and agent.
+    process, ready_read = launch_server(server_argv(host=host, capacity=capacity, child=True, log_level="WARNING"),
+                                        token, extra_env=config.server_environment())
     return _Launch(process, host, ready_read, token, digest)
 
 

@@ -31,6 +31,17 @@ from agentnb.errors import AgentServerError
 ENV_TOKEN = "AGENTNB_TOKEN"
 START_ERROR_PREFIX = "error "
 START_TIMEOUT = 60.0
+# The levels of a server's log (``--log-level``), most detailed first; INFO unless told.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+def check_log_level(level: str) -> str:
+    """``level`` as ``--log-level`` takes it (upper case); ValueError naming the accepted ones if it is none of them."""
+    name = level.upper() if isinstance(level, str) else level
+    if name not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return name
 
 
 def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, pool_type: str = "local",
@@ -42,8 +53,11 @@ def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, p
     """The options of ``python -m agentnb.server`` that :func:`build_parser` reads back as these settings.
 
     An option left None (or empty) is not passed: the server takes its default.
-    ``--ready-fd`` is not among them: :func:`launch_server` adds it.
+    ``--ready-fd`` is not among them: :func:`launch_server` adds it. A ``log_level``
+    not in :data:`LOG_LEVELS` is a ValueError.
     """
+    if log_level:
+        log_level = check_log_level(log_level)
     args = ["--host", host, "--port", str(port), "--capacity", str(capacity), "--pool-type", pool_type]
     for option, text in (("--name", name), ("--redis-url", redis_url), ("--agent-dir", agent_dir),
                          ("--model-config-path", model_config_path), ("--record-kind", record_kind),
@@ -218,14 +232,16 @@ class ServerProcess:
 
 def start_server_process(token: str, *, host: str = "localhost", port: int = 0, name: str | None = None,
                          agent_classes: Sequence[type] = (), extra_env: dict[str, str] | None = None,
-                         **options: Any) -> ServerProcess:
+                         log_level: str = "WARNING", **options: Any) -> ServerProcess:
     """Start a server that ends with this process (``--exit-with-parent``) and wait until it listens.
 
     ``options`` are those of :func:`server_argv` (capacity, pool_type, redis_url, ...);
     ``agent_classes`` are classes the server imports at start (those of ``__main__``
-    travel by value instead). ``extra_env``: as for :func:`spawn_server`.
+    travel by value instead). ``extra_env``: as for :func:`spawn_server`. The server's
+    log is this process's standard output: at ``log_level``, only problems unless told.
     """
     modules = [cls.__module__ for cls in agent_classes if cls.__module__ != "__main__"]
-    args = server_argv(host=host, port=port, name=name, agent_modules=modules, exit_with_parent=True, **options)
+    args = server_argv(host=host, port=port, name=name, agent_modules=modules, exit_with_parent=True,
+                       log_level=log_level, **options)
     process, real_port = spawn_server(args, token, extra_env=extra_env)
     return ServerProcess(process, host, real_port, name or f"server-{real_port}")

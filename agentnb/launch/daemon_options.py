@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from agentnb.errors import DaemonError
-from agentnb.launch.command import server_argv
+from agentnb.launch.command import DEFAULT_LOG_LEVEL, LOG_LEVELS, check_log_level, server_argv
 from agentnb.runtime_dir import LOOPBACK_HOSTS
 from agentnb.runtime_home import socket_host
 
@@ -47,9 +47,14 @@ class DaemonOptions:
         model_config_path: a JSON file of model configurations for the server.
         replicas: how many servers; above 1 they form a pool that acts as one
             target (see :meth:`agentnb.DaemonRegistry.start_pool`).
+        log_level: what the server's log file records: ``INFO`` (the default) has
+            its start and stop, clients, agents created and deleted, and every
+            failed or cancelled call; ``DEBUG`` adds every successful call;
+            ``WARNING`` and ``ERROR`` keep only problems.
     """
 
     POOL_TYPES: ClassVar[tuple[str, ...]] = POOL_TYPES
+    LOG_LEVELS: ClassVar[tuple[str, ...]] = LOG_LEVELS
     DEFAULT_STOP_GRACE: ClassVar[float] = DEFAULT_STOP_GRACE
 
     name: str | None = None
@@ -62,6 +67,7 @@ class DaemonOptions:
     max_len: int | None = None
     model_config_path: str | None = None
     replicas: int = 1
+    log_level: str = DEFAULT_LOG_LEVEL
 
     def checked(self) -> DaemonOptions:
         """These options with paths made absolute; DaemonError names the first wrong one."""
@@ -93,12 +99,16 @@ class DaemonOptions:
             raise DaemonError(f"--max-len must be at least 1, got {self.max_len}")
         if self.max_len is not None and self.pool_type != "local":
             raise DaemonError("--max-len only applies to --pool-type local (Redis results expire by time)")
+        try:
+            log_level = check_log_level(self.log_level)
+        except ValueError:
+            raise DaemonError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}") from None
         model_config_path = self.model_config_path
         if model_config_path is not None:
             model_config_path = os.path.abspath(os.path.expanduser(model_config_path))
             if not os.path.isfile(model_config_path):
                 raise DaemonError(f"--model-config-path {self.model_config_path!r} is not a file")
-        return replace(self, model_config_path=model_config_path)
+        return replace(self, model_config_path=model_config_path, log_level=log_level)
 
     def listen_host(self, name: str) -> str:
         """Where daemon ``name`` listens: a Unix socket in the runtime directory (no other user can
@@ -112,4 +122,4 @@ class DaemonOptions:
         return server_argv(host=host or self.host, port=self.port, capacity=self.capacity, pool_type=self.pool_type,
                            name=name, redis_url=self.redis_url, max_len=self.max_len,
                            max_expire_time=self.max_expire_time, model_config_path=self.model_config_path,
-                           record_kind="daemon", log_path=log_path, log_level="INFO")
+                           record_kind="daemon", log_path=log_path, log_level=self.log_level)

@@ -224,8 +224,8 @@ class AgentServer:
                 name=self.name, host=self.host, port=port, pid=os.getpid(), token=self.token,
                 kind=self.record_kind, log_path=self.log_path, started=time.time(), capacity=self.capacity,
             ))
-        _LOGGER.info("agent server %s listening on %s (capacity %d)", self.name, server_address(self.host, port),
-                     self.capacity)
+        _LOGGER.info("agent server %s listening on %s (capacity %d, pid %d)", self.name,
+                     server_address(self.host, port), self.capacity, os.getpid())
         return self
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -249,8 +249,11 @@ class AgentServer:
         with self._stop_lock:
             if self._stopped.is_set():
                 return
+            _LOGGER.info("agent server %s stopping (running calls get a grace of %g s)", self.name, grace)
             if grace > 0:
-                self.servicer.drain(grace)
+                if not self.servicer.drain(grace):
+                    _LOGGER.warning("agent server %s: calls still running after %g s are abandoned",
+                                    self.name, grace)
             else:
                 self.servicer.accepting = False
             if self.record and self.name:
@@ -266,6 +269,7 @@ class AgentServer:
             if self.servicer.shm is not None:
                 self.servicer.shm.close()
             self._stopped.set()
+            _LOGGER.info("agent server %s stopped", self.name)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server has stopped (or ``timeout`` passed)."""

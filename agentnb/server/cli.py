@@ -14,8 +14,10 @@ import sys
 import threading
 
 from agentnb.errors import AgentServerError
-from agentnb.launch.command import ENV_TOKEN, START_ERROR_PREFIX
-from agentnb.runtime_home import server_address
+from agentnb.launch.command import DEFAULT_LOG_LEVEL, ENV_TOKEN, LOG_LEVELS, START_ERROR_PREFIX
+from agentnb.server.server_log import configure_process_log
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
@@ -38,7 +40,10 @@ def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
     parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", default=None, help="PEM CA: require client certificates it signed")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds running calls get on SIGTERM")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL,
+                        help="what the log (standard output) records: INFO has the start and stop, clients, "
+                             "agents created and deleted, and failed or cancelled calls; DEBUG adds every "
+                             f"call; WARNING and ERROR only problems (default: {DEFAULT_LOG_LEVEL})")
     # For agentnb's own launchers.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -65,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
     from agentnb.config import init, init_from_environment
     from agentnb.server.agent_server import AgentServer
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_process_log(args.log_level)
     if args.capacity < 1:
         raise AgentServerError("--capacity must be at least 1")
     # Those handed over by the process that started us first; the file's override them by name.
@@ -85,20 +90,25 @@ def serve(args: argparse.Namespace) -> int:
     ).start()
 
     stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+    signals: list[int] = []  # those received: logged by the main loop (a handler must not take logging's locks)
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals.append(signum)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     if args.child or args.exit_with_parent:
         threading.Thread(target=_exit_when_stdin_closes, args=(server,), daemon=True).start()
     if args.ready_fd is not None:
         os.write(args.ready_fd, f"{server.port}\n".encode())
         os.close(args.ready_fd)
         args.ready_fd = None  # closed: its number may be reused by another file from now on
-    if not args.child:
-        print(f"agentnb agent server {server.name} listening on {server_address(args.host, server.port)} "
-              f"(capacity {args.capacity}, pid {os.getpid()})", flush=True)
     threading.Thread(target=lambda: (server.wait(), stop_requested.set()), daemon=True).start()
     while not stop_requested.wait(1.0):
         pass
+    if signals:
+        _LOGGER.info("agent server %s received %s", server.name, signal.Signals(signals[0]).name)
     server.stop(args.grace)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -115,6 +125,7 @@ def _exit_when_stdin_closes(server: object) -> None:
     from agentnb.runtime_dir import remove_record
 
     name = getattr(server, "name", None)
+    _LOGGER.info("agent server %s exits at once: the process that started it ended (or closed its stdin)", name)
     if getattr(server, "record", False) and name:
         remove_record(name, os.getpid())
     os._exit(0)

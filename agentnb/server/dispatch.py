@@ -18,6 +18,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
+from agentnb.rpc.methods import qualified_name
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.session import Task
 from agentnb.wire import codec
@@ -79,14 +80,12 @@ def _create(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: co
     The value tells the new proxy what it needs: class name, method kinds, name.
     A class or constructor that fails leaves no agent behind.
     """
-    cls = None
     try:
         cls, args, kwargs = codec.loads(payload, "the class or its constructor arguments")
+        agent.class_name = qualified_name(cls)  # named in the log even if its constructor fails
         obj = cls(*resolve_results(args), **resolve_results(kwargs))
     except BaseException:
         agents.remove(agent)
-        if isinstance(cls, type):  # its error names the class it could not make
-            agent.class_name = f"{cls.__module__}.{cls.__qualname__}"
         raise
     agents.host(agent, obj, cls)
     return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}

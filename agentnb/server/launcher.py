@@ -12,9 +12,10 @@ from typing import Any
 
 from agentnb.config import init, server_environment
 from agentnb.errors import AgentServerError
-from agentnb.launch.command import ServerProcess, start_server_process
+from agentnb.launch.command import DEFAULT_LOG_LEVEL, ServerProcess, check_log_level, start_server_process
 from agentnb.server.agent_server import AgentServer
 from agentnb.server.cli import import_agent_dir
+from agentnb.server.server_log import configure_server_log
 
 
 def _stop_at_exit(server: AgentServer) -> None:
@@ -51,6 +52,13 @@ class RpcAgentServerLauncher:
         name: the server's name in the runtime directory.
         token: the token callers must send; made up when not given, and recorded
             in this user's runtime directory so that ``to_dist(host=, port=)`` finds it.
+        log_level: what the server logs (``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``).
+            In a subprocess its log is the subprocess's standard output, at INFO
+            unless told. In this process it sets the level of the ``agentnb.server``
+            loggers (None leaves this process's logging alone).
+
+    Raises:
+        ValueError: ``log_level`` is not one of those levels.
     """
 
     def __init__(self, host: str = "localhost", port: int | None = None,
@@ -58,7 +66,7 @@ class RpcAgentServerLauncher:
                  pool_type: str = "local", redis_url: str | None = None, max_len: int = 8192,
                  max_expire_time: float = 7200.0, local_mode: bool = True, agent_dir: str | None = None,
                  model_config_path: str | None = None, name: str | None = None, token: str | None = None,
-                 **_seed_options: Any) -> None:
+                 log_level: str | None = None, **_seed_options: Any) -> None:
         self.host = host
         self.port = int(port) if port else None
         self.custom_agent_classes = list(custom_agent_classes or [])
@@ -72,6 +80,7 @@ class RpcAgentServerLauncher:
         self.model_config_path = model_config_path
         self.name = name
         self.token = token or secrets.token_urlsafe(32)
+        self.log_level = check_log_level(log_level) if log_level is not None else None
         self.server: AgentServer | None = None
         self.process: subprocess.Popen | None = None
         self._started: ServerProcess | None = None
@@ -93,6 +102,8 @@ class RpcAgentServerLauncher:
             init(model_configs=self.model_config_path)
         if self.agent_dir:
             import_agent_dir(self.agent_dir)
+        if self.log_level is not None:
+            configure_server_log(self.log_level)
         self.server = AgentServer(
             self.host, self.port, name=self.name, token=self.token, capacity=self.capacity,
             pool_type=self.pool_type, redis_url=self.redis_url, max_len=self.max_len,
@@ -108,7 +119,8 @@ class RpcAgentServerLauncher:
             self.token, host=self.host, port=self.port or 0, name=self.name, agent_classes=self.custom_agent_classes,
             extra_env=server_environment(), capacity=self.capacity, pool_type=self.pool_type,
             redis_url=self.redis_url, max_len=self.max_len, max_expire_time=self.max_expire_time,
-            agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode)
+            agent_dir=self.agent_dir, model_config_path=self.model_config_path, local_mode=self.local_mode,
+            log_level=self.log_level or DEFAULT_LOG_LEVEL)
         self.process, self.port, self.name = self._started.process, self._started.port, self._started.name
 
     def wait_until_terminate(self) -> None:

@@ -36,7 +36,7 @@ import grpc
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import AgentServerError, DeadlockError, IntegrityError, TaskNotFound
-from agentnb.server import dispatch
+from agentnb.server import call_events, dispatch
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.late_removals import remove_later
 from agentnb.server.ownership import Client, Owners
@@ -103,8 +103,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         session = ClientSession(self.shm)
         self._sessions.add(session)
         client = Client.of(context.invocation_metadata())
+        who = _describe_client(client, context.peer())
+        _LOGGER.info("client connected: %s", who)
         self._owners.reclaim(client, session)
         context.add_callback(session.close)
+        context.add_callback(lambda: _LOGGER.info("client left: %s", who))
         context.add_callback(lambda: self.accepting and self._owners.ended(session, client))
         session.start_reading(request_iterator, self._accept)
         return session.replies()
@@ -126,8 +129,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             try:
                 self.results.add_pending(call.task_id)
             except Exception as exc:  # the result store is lost (Redis): refuse the call, keep the session
-                self._reply(task, pb.ERROR, codec.encode_error(AgentServerError(
-                    f"the agent server {self.name} cannot take asynchronous calls now: {exc}")), store=False)
+                error = AgentServerError(f"the agent server {self.name} cannot take asynchronous calls now: {exc}")
+                call_events.call_refused(None, call, error)
+                self._reply(task, pb.ERROR, codec.encode_error(error), store=False)
                 return
         try:
             with self._lock:
@@ -152,7 +156,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             with agent.mailbox.lock:
                 queued = [task for task in agent.mailbox.calls if not task.cancelled]
             for task in queued:
-                self._cancel_task(task)
+                self._cancel_task(task, agent, "its client is gone")
             delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session)
             with self._lock:
                 self._queued += 1
@@ -184,11 +188,13 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 if task.call.watch and not (mailbox.handed_over
                                             and self._replies.hand_over(mailbox, task, pb.RUNNING, b"")):
                     self._reply(task, pb.RUNNING, b"")
+                started = time.perf_counter()
                 status, payload = dispatch.execute(self._agents, agent, task)
                 if mailbox.handed_over or self._may_hand_over(task, payload):
                     handed_over = self._replies.hand_over(mailbox, task, status, payload)
                 if not handed_over:
                     self._reply(task, status, payload)
+                call_events.call_ended(agent, task.call, status, payload, started)
             finally:
                 if not handed_over:
                     self._finished()
@@ -215,10 +221,15 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         """Cancel the queued call ``task_id``; False when it is not queued (running, done, or unknown)."""
         with self._lock:
             task = self._tasks.get(task_id)
-        return task is not None and self._cancel_task(task)
+            agent = self._agents.get(task.call.agent_id) if task is not None else None
+        if task is None:
+            _LOGGER.info("cancel of task %s: not queued (running, done or unknown), nothing to cancel", task_id)
+            return False
+        return self._cancel_task(task, agent, "by its caller")
 
-    def _cancel_task(self, task: Task) -> bool:
-        """Cancel ``task`` if it is still queued (its worker then skips it), replying so; whether it was."""
+    def _cancel_task(self, task: Task, agent: HostedAgent | None, why: str) -> bool:
+        """Cancel ``task`` (a call for ``agent``) if it is still queued (its worker then skips it),
+        replying so; whether it was. ``why`` is for the log."""
         with self._lock:
             if task.started or task.cancelled:
                 return False
@@ -226,10 +237,14 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._tasks.pop(task.call.task_id, None)
             task.cancelled = True
         self._reply(task, pb.CANCELLED, b"")
+        call_events.call_cancelled(agent, task.call, why)
         return True
 
     def _fail(self, task: Task, error: Exception) -> None:
         """Refuse ``task`` with ``error``."""
+        with self._lock:
+            agent = self._agents.get(task.call.agent_id)
+        call_events.call_refused(agent, task.call, error)
         self._reply(task, pb.ERROR, codec.encode_error(error))
 
     def _reply(self, task: Task, status: int, payload: codec.Encoded, store: bool = True) -> None:
@@ -292,6 +307,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         """Stop the server, letting running calls finish for up to ``request.grace`` s."""
         if self._on_shutdown is not None:
             grace = request.grace if request.grace > 0 else 0.0
+            _LOGGER.info("shutdown asked by a client (Shutdown RPC, grace %g s)", grace)
             stopper = threading.Thread(target=self._on_shutdown, args=(grace,), daemon=True)
             # Stop once this reply has gone out: a stop(0) racing the reply would cancel it,
             # and the caller would see its own successful shutdown as a dead server.
@@ -321,3 +337,12 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def stop_replier(self) -> None:
         """End the replier thread after the replies already handed to it (the server has stopped)."""
         self._replies.stop()
+
+
+def _describe_client(client: Client | None, peer: str) -> str:
+    """A client in the log: its process and where it connects from."""
+    where = "" if peer.startswith("unix:") else f" from {peer}"
+    if client is None:
+        return f"a client without an id{where or ' (on a Unix socket)'}"
+    host = "" if not client.host_id or client.host_id == shm.host_id() else " on another host"
+    return f"pid {client.pid}{host} (client {client.client_id}){where}"
