@@ -91,11 +91,21 @@ class ResultView:
         self.outcome.value = f"<pre style='margin:0'>{html.escape(text)}</pre>"
 
     def _draw_error(self, exc: BaseException) -> None:
-        # The agent's frames (the traceback exception() gives), the error and its notes.
-        lines = traceback.format_exception(exc)
         self.outcome.value = f"<b>{html.escape(type(exc).__name__)}</b>: {html.escape(str(exc))}"
-        self.traceback.value = f"<pre style='margin:0'>{html.escape(''.join(lines))}</pre>"
+        self.traceback.value = f"<pre style='margin:0'>{html.escape(format_error(exc))}</pre>"
         self.details.layout.display = None
+
+
+def format_error(exc: BaseException) -> str:
+    """The agent's frames (the traceback ``exception()`` gives), the error and its notes, as
+    IPython would show them in a cell (``Cell In[7], line 13``), in plain text."""
+    try:
+        from IPython.core.ultratb import VerboseTB
+
+        return "\n".join(VerboseTB(theme_name="nocolor", include_vars=False).structured_traceback(
+            type(exc), exc, exc.__traceback__, context=3))
+    except Exception:  # another IPython: Python's own format
+        return "".join(traceback.format_exception(exc))
 
 
 class ProgressView:
