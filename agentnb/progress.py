@@ -256,6 +256,13 @@ class Progress:
         return dict(zip(self._keys, values, strict=True)) if self._keys is not None else values
 
 
+def as_results(results: Any) -> list[AsyncResult]:
+    """The AsyncResults of ``results``: one, an iterable, a dict's values or a Progress's (checked)."""
+    if isinstance(results, Progress):
+        return results.results
+    return _flatten(results)[1]
+
+
 def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     """The keys (for a mapping) and the AsyncResults of ``results``, checked."""
     if _is_result(results):
