@@ -193,8 +193,9 @@ class AsyncResult(Generic[T]):
     def wait_interactive(self, timeout: float | None = None) -> T:
         """Wait for the value while showing the call's status, and return the value.
 
-        In a notebook the status is a live widget; elsewhere a text line on
-        stderr. Raises what :meth:`result` raises.
+        In a notebook the status is a live widget (state, call, server, elapsed
+        time) and the value appears once, as what the cell returns; elsewhere
+        the status is a text line on stderr. Raises what :meth:`result` raises.
         """
         return wait_for_results(self, show=True, timeout=timeout)
 
