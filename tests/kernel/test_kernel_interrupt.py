@@ -86,3 +86,34 @@ def test_other_interrupts_keep_ipythons_traceback(lab: Kernel, tmp_path: pathlib
     shown = re.sub(r"\x1b\[[0-9;]*m", "", interrupted.traceback)  # without its colours
     assert "----> 4 time.sleep(60)" in shown and "Interrupted:" not in shown, shown
     assert interrupted.stdout.strip() == "1"
+
+
+def test_interrupt_with_only_running_calls_on_a_child_server(kernel: Kernel, tmp_path: pathlib.Path) -> None:
+    kernel.run(SETUP)  # no daemon: the agent goes to a child server of the kernel
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    cell = kernel.submit(f"g = Gated('g', to_dist=True)\nawait g.hold({str(started)!r}, {str(gate)!r}, 'late')")
+    wait_for(started.exists, 60, "the call to run")
+    kernel.manager.interrupt_kernel()
+    interrupted = kernel.collect(cell, timeout=60)
+
+    assert interrupted.ename == "CancelledError"
+    assert re.fullmatch(r"Interrupted: 1 call of this cell still running on unix:\S+ \(g\.hold\) and will finish "
+                        r"there -- stopping that server \(a child server: restarting the kernel\) stops it\.",
+                        interrupted.traceback), interrupted.traceback
+    gate.touch()
+    assert kernel.run(f"print(g.hold({str(started)!r}, {str(gate)!r}, 'next').result(timeout=60))").stdout.strip() \
+        == "next", "the running call ended and the agent takes calls again"
+
+
+def test_a_custom_exception_handler_of_the_user_is_kept(kernel: Kernel) -> None:
+    kernel.run(textwrap.dedent("""
+        def mine(shell, etype, value, tb, tb_offset=None):
+            print("my handler saw", etype.__name__)
+
+        get_ipython().set_custom_exc((ValueError,), mine)
+    """))
+    kernel.run("%load_ext agentnb\n%reload_ext agentnb")
+    assert kernel.run("raise ValueError('x')", expect_error=True).stdout.strip() == "my handler saw ValueError"
+    kernel.run("%unload_ext agentnb")
+    assert kernel.run("raise ValueError('y')", expect_error=True).stdout.strip() == "my handler saw ValueError"
+    assert kernel.run("print(get_ipython().custom_exceptions)").stdout.strip() == "(<class 'ValueError'>,)"
