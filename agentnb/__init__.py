@@ -45,6 +45,9 @@ _LAZY = {
     "ModelsExtraMissing": "agentnb.models",
     "load_model": "agentnb.models",
     "AsyncResult": "agentnb.rpc.async_result",
+    "cancel": "agentnb.rpc.async_result",
+    "new_results": "agentnb.rpc.async_result",
+    "watch_results": "agentnb.rpc.async_result",
     "RpcMeta": "agentnb.rpc.rpc_meta",
     "async_func": "agentnb.rpc.methods",
     "sync_func": "agentnb.rpc.methods",
@@ -124,6 +127,7 @@ __all__ = [
     "Ticker",
     "__version__",
     "async_func",
+    "cancel",
     "clear_default_server",
     "default_server_name",
     "describe_server",
@@ -135,6 +139,7 @@ __all__ = [
     "list_servers",
     "load_ipython_extension",
     "load_model",
+    "new_results",
     "progress",
     "server_logs",
     "set_default_pool",
@@ -149,6 +154,7 @@ __all__ = [
     "wait",
     "wait_created",
     "watch_creations",
+    "watch_results",
 ]
 
 

@@ -139,6 +139,7 @@ class Progress:
 
     def __init__(self, results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult]) -> None:
         self._keys, self._results = _flatten(results)
+        self._single = _is_result(results)
         self._lock = threading.Lock()
         self._states = [res.status for res in self._results]
         self._counts = Counter(self._states)
@@ -181,6 +182,12 @@ class Progress:
         return len(self._results)
 
     @property
+    def single(self) -> bool:
+        """Whether it watches one AsyncResult given alone (not in a list): it is shown
+        as that call's status, and :meth:`values` is its value."""
+        return self._single
+
+    @property
     def finished(self) -> int:
         """Results in a final state (done, failed or cancelled)."""
         return self._finished
@@ -193,6 +200,11 @@ class Progress:
     @property
     def failed(self) -> int:
         return self.count(FAILED)
+
+    @property
+    def percent(self) -> int:
+        """The finished share, in whole percent (rounded down, as tqdm does: 100 only when all are)."""
+        return 100 * self._finished // self.total if self.total else 100
 
     @property
     def elapsed(self) -> float:
@@ -210,21 +222,26 @@ class Progress:
         """Whether every result is final."""
         return self._all_final.is_set()
 
-    def summary(self) -> str:
-        """``25/50 done, 2 failed, 3.1 s, 8.0/s`` (and running, cancelled counts when there are some)."""
+    def summary_parts(self) -> list[tuple[str, str]]:
+        """The parts of :meth:`summary`, each with what it counts: ``[("done", "25/50 done"),
+        ("failed", "2 failed"), ("elapsed", "3.1 s"), ("rate", "8.0/s")]`` (a display colours them)."""
         with self._lock:
             counts = dict(self._counts)
-        parts = [f"{self._finished}/{self.total} done"]
-        parts += [f"{counts[state]} {state}" for state in (FAILED, CANCELLED, RUNNING) if counts.get(state)]
-        parts.append(f"{self.elapsed:.1f} s")
+        parts = [("done", f"{self._finished}/{self.total} done")]
+        parts += [(state, f"{counts[state]} {state}") for state in (FAILED, CANCELLED, RUNNING) if counts.get(state)]
+        parts.append(("elapsed", f"{self.elapsed:.1f} s"))
         if self.total > 1:
-            parts.append(f"{self.rate:.1f}/s")
-        return ", ".join(parts)
+            parts.append(("rate", f"{self.rate:.1f}/s"))
+        return parts
+
+    def summary(self) -> str:
+        """``25/50 done, 2 failed, 3.1 s, 8.0/s`` (and running, cancelled counts when there are some)."""
+        return ", ".join(text for _, text in self.summary_parts())
 
     def bar(self, width: int = BAR_WIDTH) -> str:
-        """``[#####...............]``: the finished share as a text bar."""
+        """`` 50%|##########..........|``: the finished share in percent and as a text bar, as tqdm shows it."""
         filled = width * self._finished // self.total if self.total else width
-        return "[" + "#" * filled + "." * (width - filled) + "]"
+        return f"{self.percent:3d}%|" + "#" * filled + "." * (width - filled) + "|"
 
     def __repr__(self) -> str:
         return f"<Progress {self.summary()}>"
@@ -256,6 +273,13 @@ class Progress:
         return dict(zip(self._keys, values, strict=True)) if self._keys is not None else values
 
 
+def as_results(results: Any) -> list[AsyncResult]:
+    """The AsyncResults of ``results``: one, an iterable, a dict's values or a Progress's (checked)."""
+    if isinstance(results, Progress):
+        return results.results
+    return _flatten(results)[1]
+
+
 def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
     """The keys (for a mapping) and the AsyncResults of ``results``, checked."""
     if _is_result(results):
@@ -279,7 +303,7 @@ def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
 
 
 class TextProgressLine:
-    """A progress line on a text stream: ``[#####...] 25/50 done, 2 failed, 3.1 s, 8.0/s``.
+    """A progress line on a text stream: `` 50%|#####.....| 25/50 done, 2 failed, 3.1 s, 8.0/s``.
 
     On a terminal the line is rewritten in place; on a pipe or a file a new
     line is written when the counts change, at most once per
@@ -355,18 +379,16 @@ def _has_printer(formatter: Any, cls: type) -> bool:
     return True
 
 
-def display_live(target: Progress | AsyncResult, label: str = "", progress: Progress | None = None) -> None:
-    """Show ``target`` live: a widget in a kernel, else a text line on stderr
-    (drawn from ``progress`` when the caller already tracks ``target`` with one)."""
+def display_live(progress: Progress, label: str = "") -> None:
+    """Show ``progress`` live: a widget in a kernel (the call's status for a
+    :attr:`Progress.single` result, else a bar), else a text line on stderr."""
     if _widget_shell() is not None:
         from IPython.display import display
 
-        display(target)
+        display(progress)
         return
-    if progress is None:
-        progress = target if isinstance(target, Progress) else Progress(target)
-    if _is_result(target) and not label:
-        info = target.call_info
+    if progress.single and not label:
+        info = progress.results[0].call_info
         label = f"{info.agent}.{info.method}" if info.method else info.task_id
     TICKER.add(TextProgressLine(progress, label=label))
 
@@ -374,9 +396,11 @@ def display_live(target: Progress | AsyncResult, label: str = "", progress: Prog
 def progress(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult]) -> Progress:
     """Show one live progress bar for many AsyncResults, without waiting for them.
 
-    In a notebook it is a widget (done/total, failed count, elapsed time,
-    rate) that fills as the results arrive; elsewhere a text line on stderr.
-    Failed calls are counted, never raised. Assign the returned object
+    In a notebook it is a widget (percentage, bar, done/total, failed count,
+    elapsed time, rate) that fills as the results arrive and turns red as
+    soon as a call fails; elsewhere a text line on stderr. One AsyncResult
+    given alone is shown as its call's status (state, call, server, elapsed
+    time). Failed calls are counted, never raised. Assign the returned object
     (``p = agentnb.progress(results)``): as a cell's value it would be shown
     a second time.
 
@@ -400,7 +424,8 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
         results: one AsyncResult (its value is returned), a dict of them (a
             dict of values is returned) or any other iterable (a list).
         show: display their progress while waiting (a widget in a notebook,
-            a text line elsewhere), as :func:`progress` does.
+            a text line elsewhere), as :func:`progress` does; for one
+            AsyncResult, its status: the value is what ``wait`` returns.
         timeout: seconds to wait for all of them; None waits as long as it takes.
         return_exceptions: return a failed call's exception in its place
             instead of raising it.
@@ -410,11 +435,11 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
     """
     tracker = Progress(results)
     if show:
-        display_live(results if _is_result(results) else tracker, progress=tracker)
+        display_live(tracker)
     finished = tracker.wait(timeout)
     TICKER.tick_now()  # live displays of these results (this one's, progress()'s) show the end at once
     if not finished:
         raise TimeoutError(f"only {tracker.finished} of {tracker.total} results were final after {timeout} s")
     values = tracker.values(return_exceptions=return_exceptions)
-    return values[0] if _is_result(results) else values
+    return values[0] if tracker.single else values
 

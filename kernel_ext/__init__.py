@@ -1,6 +1,6 @@
 """The IPython side of agentnb: the ``%agent_server`` magic, live widgets for
-AsyncResults, the report of failed creations after each cell, and prompt
-interrupts of cells that ``await``.
+AsyncResults, the report of failed creations after each cell, prompt
+interrupts of cells that ``await``, and what an interrupt does to a cell's calls.
 
 ``%load_ext agentnb`` (see :func:`agentnb.load_ipython_extension`) lands in
 :func:`load_ipython_extension` here. Everything here is a view over agentnb's
@@ -16,6 +16,7 @@ import traceback
 from typing import Any
 
 import agentnb
+from kernel_ext.interrupts import CellCalls
 from kernel_ext.loop_waker import LoopWaker
 
 __all__ = ["load_ipython_extension", "unload_ipython_extension"]
@@ -24,19 +25,23 @@ _LOGGER = logging.getLogger(__name__)
 _MAGIC_NAME = "agent_server"
 _KERNEL_SHELL = "ZMQInteractiveShell"  # ipykernel's: the one with a widget frontend
 _waker = LoopWaker()
+_cell_calls = CellCalls()
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register ``%agent_server``, make interrupts stop awaiting cells promptly,
-    have async calls report when they are queued and running
-    (:func:`agentnb.set_watch`), report at the end of a cell the objects it
-    created whose ``__init__`` failed, and, in a Jupyter kernel, show AsyncResults
-    and progress as live widgets (``%load_ext agentnb``; loading twice is harmless)."""
+    """Register ``%agent_server``, make interrupts stop awaiting cells promptly
+    (and cancel the calls of the interrupted cell not started yet), have async
+    calls report when they are queued and running (:func:`agentnb.set_watch`),
+    report at the end of a cell the objects it created whose ``__init__``
+    failed, and, in a Jupyter kernel, show AsyncResults and progress as live
+    widgets (``%load_ext agentnb``; loading twice is harmless)."""
     from kernel_ext.magics import AgentServerMagics
 
     ipython.register_magics(AgentServerMagics(ipython))
     _waker.unregister(ipython)
     _waker.register(ipython)
+    _cell_calls.unregister(ipython)
+    _cell_calls.register(ipython)
     agentnb.set_watch(True)
     agentnb.watch_creations(True)
     _unregister_event(ipython, "post_run_cell", report_failed_creations)
@@ -60,6 +65,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     manager.magics["line"].pop(_MAGIC_NAME, None)
     manager.registry.pop("AgentServerMagics", None)
     _waker.unregister(ipython)
+    _cell_calls.unregister(ipython)
     agentnb.set_watch(False)
     agentnb.watch_creations(False)
     _unregister_event(ipython, "post_run_cell", report_failed_creations)

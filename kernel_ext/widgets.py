@@ -2,7 +2,8 @@
 
 :func:`register` (called by ``%load_ext agentnb``) hooks them into IPython's
 display machinery: an :class:`~agentnb.AsyncResult` shown in a cell becomes a
-:class:`ResultView`, a :class:`~agentnb.Progress` a :class:`ProgressView`.
+:class:`ResultView`, a :class:`~agentnb.Progress` a :class:`ProgressView` (or,
+for one result given alone, a :class:`CallStatusView`).
 Their states come from the servers' pushes; the process's one ticker thread
 (:data:`agentnb.TICKER`) redraws them a few times a second while any
 of them is live, and each view leaves the ticker once all its results are final.
@@ -108,14 +109,26 @@ def format_error(exc: BaseException) -> str:
         return "".join(traceback.format_exception(exc))
 
 
+class CallStatusView(ResultView):
+    """One call's status alone (state, call, server, elapsed): what ``wait_interactive()``
+    and ``agentnb.wait(res, show=True)`` show while they wait. The value, or the error, is
+    theirs to show (the cell's value, or its traceback), so it is not drawn a second time."""
+
+    def _draw_outcome(self) -> None:
+        pass
+
+
 class ProgressView:
-    """Many AsyncResults as one bar: ``done/total``, failed count, elapsed time, rate."""
+    """Many AsyncResults as one bar, like tqdm's: ``42%``, the bar, then ``21/50 done``,
+    the failed count (in red), elapsed time and rate. The bar turns red as soon as a call
+    fails (orange for cancelled calls), and green once all are done without either."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
+        self.percent = widgets.HTML()
         self.bar = widgets.IntProgress(value=0, min=0, max=max(progress.total, 1))
         self.label = widgets.HTML()
-        self.widget = widgets.HBox([self.bar, self.label])
+        self.widget = widgets.HBox([self.percent, self.bar, self.label])
         self.widget.add_class(PROGRESS_CLASS)
         if self.tick():
             TICKER.add(self)
@@ -125,10 +138,25 @@ class ProgressView:
         progress = self.progress
         final = progress.done()  # read first: a final draw must not miss the last result
         self.bar.value = progress.finished if progress.total else 1
-        if final:
-            self.bar.bar_style = "warning" if progress.failed or progress.count(CANCELLED) else "success"
-        self.label.value = html.escape(progress.summary())  # last: the text says when the rest is drawn
-        return not final
+        self.bar.bar_style = bar_style(progress, final)
+        self.percent.value = f"{progress.percent}%"
+        self.label.value = ", ".join(_coloured(kind, text) for kind, text in progress.summary_parts())
+        return not final  # (the label last: its text says when the rest is drawn)
+
+
+def bar_style(progress: Progress, final: bool) -> str:
+    """The bar's colour: red once a call failed, orange once one was cancelled, green when all are done."""
+    if progress.failed:
+        return "danger"
+    if progress.count(CANCELLED):
+        return "warning"
+    return "success" if final else ""
+
+
+def _coloured(kind: str, text: str) -> str:
+    colour = STATUS_COLOURS.get(kind) if kind in (FAILED, CANCELLED) else None
+    text = html.escape(text)
+    return f'<b style="color:{colour}">{text}</b>' if colour else text
 
 
 # -- the display hooks --------------------------------------------------------------------------
@@ -154,7 +182,8 @@ def result_bundle(result: AsyncResult) -> dict[str, Any] | None:
 
 
 def display_progress(progress: Progress) -> None:
-    """Show a live :class:`ProgressView` of ``progress`` (once per cell)."""
+    """Show a live :class:`ProgressView` of ``progress`` (once per cell); for a
+    :attr:`~agentnb.Progress.single` result, the :class:`CallStatusView` of its call."""
     from IPython import get_ipython
     from IPython.display import display
 
@@ -164,7 +193,8 @@ def display_progress(progress: Progress) -> None:
         return
     _drawn[progress] = cell
     try:
-        bundle = _widget_bundle(ProgressView(progress).widget, repr(progress))
+        view = CallStatusView(progress.results[0]) if progress.single else ProgressView(progress)
+        bundle = _widget_bundle(view.widget, repr(progress))
     except Exception:
         _LOGGER.exception("agentnb: cannot draw the progress widget")
         bundle = {"text/plain": repr(progress)}

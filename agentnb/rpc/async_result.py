@@ -7,13 +7,13 @@ import collections
 import operator
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable
-from agentnb.progress import register_result_type
+from agentnb.progress import as_results, register_result_type
 from agentnb.progress import wait as wait_for_results
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import CallFuture, decode_final
@@ -27,6 +27,14 @@ T = TypeVar("T")
 _UNSET = object()
 # How long done() lets the server look for a result it does not hold yet, in seconds.
 _DONE_POLL_TIMEOUT = 0.01
+# Seconds cancel() waits for its servers to answer, at most.
+CANCEL_TIMEOUT = 10.0
+
+# The AsyncResults of the calls made since the last new_results(), while watch_results()
+# is on (a notebook: the calls of the cell that runs, which an interrupt cancels); None
+# otherwise, so that a script's calls pay one test for it.
+_made: list[AsyncResult] | None = None
+_made_lock = threading.Lock()
 
 
 class CallInfo(NamedTuple):
@@ -63,6 +71,8 @@ class AsyncResult(Generic[T]):
         self._value: Any = _UNSET
         self._error: BaseException | None = None
         self._error_tb: TracebackType | None = None  # the remote part of its traceback
+        if _made is not None and future is not None:
+            _note(self)
 
     # -- the value -------------------------------------------------------------------------
 
@@ -215,8 +225,9 @@ class AsyncResult(Generic[T]):
     def wait_interactive(self, timeout: float | None = None) -> T:
         """Wait for the value while showing the call's status, and return the value.
 
-        In a notebook the status is a live widget; elsewhere a text line on
-        stderr. Raises what :meth:`result` raises.
+        In a notebook the status is a live widget (state, call, server, elapsed
+        time) and the value appears once, as what the cell returns; elsewhere
+        the status is a text line on stderr. Raises what :meth:`result` raises.
         """
         __tracebackhide__ = True
         return wait_for_results(self, show=True, timeout=timeout)
@@ -233,11 +244,7 @@ class AsyncResult(Generic[T]):
 
     def cancel(self) -> bool:
         """Cancel the call if it has not started. Returns whether it was cancelled."""
-        if self.done():
-            return False
-        reply = self._conn.submit(pb.CANCEL, "", task_id=self._task_id)
-        reply.wait()
-        return reply.state == DONE and codec.loads(reply.payload) is True
+        return bool(cancel(self))
 
     # -- await -------------------------------------------------------------------------------
 
@@ -289,6 +296,58 @@ class AsyncResult(Generic[T]):
             extra = f" error={type(self._error).__name__}"
         call = f"{self._agent}.{self._method}" if self._method else self._task_id
         return f"<AsyncResult {call} {state}{extra} on {self._conn.display}>"
+
+
+def cancel(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult],
+           timeout: float = CANCEL_TIMEOUT) -> list[AsyncResult]:
+    """Cancel the calls of ``results`` that have not started yet, all at once.
+
+    The cancellations are sent together and answered in about one round trip
+    (not one per call). A call already running is not stopped: it finishes
+    on its server (stopping the server stops it).
+
+    Args:
+        results: AsyncResults: one, a list or any iterable, a dict (its values),
+            or a :class:`~agentnb.Progress`.
+        timeout: seconds to wait for the servers' answers.
+    Returns:
+        The results cancelled (their ``status`` is ``cancelled`` and their
+        ``result()`` raises TaskCancelled).
+    """
+    sent = [(res, res._conn.submit(pb.CANCEL, "", task_id=res._task_id))
+            for res in as_results(results) if not res.done()]
+    deadline = time.monotonic() + timeout
+    return [res for res, reply in sent
+            if reply.wait(max(0.0, deadline - time.monotonic())) and reply.state == DONE
+            and codec.loads(reply.payload) is True]
+
+
+def watch_results(enabled: bool = True) -> None:
+    """Remember the AsyncResults of the calls made from now on (until turned off),
+    for :func:`new_results`. A notebook turns it on, to cancel the calls of an
+    interrupted cell."""
+    global _made
+    with _made_lock:
+        if not enabled:
+            _made = None
+        elif _made is None:
+            _made = []
+
+
+def new_results() -> list[AsyncResult]:
+    """The AsyncResults of the calls made since the last call (with :func:`watch_results` on), oldest first."""
+    global _made
+    with _made_lock:
+        if _made is None:
+            return []
+        taken, _made = _made, []
+        return taken
+
+
+def _note(result: AsyncResult) -> None:
+    with _made_lock:
+        if _made is not None:  # (turned off since the caller looked)
+            _made.append(result)
 
 
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,

@@ -55,7 +55,7 @@ def test_script_prints_a_text_progress_line(server, tmp_path) -> None:
     lines = done.stderr.splitlines()
     final = [line for line in lines if "20/20 done" in line]
     # Two displays (progress() and wait(show=True)), each ending with one complete line.
-    assert len(final) == 2 and all(line.startswith("[####################] 20/20 done, 3 failed, ")
+    assert len(final) == 2 and all(line.startswith("100%|####################| 20/20 done, 3 failed, ")
                                    for line in final), done.stderr
     assert done.stderr.endswith("\n") and "Traceback" not in done.stderr, done.stderr
     assert "values: ['ValueError', 1, 2, 3, 4, 5, 6, 'ValueError'," in done.stdout

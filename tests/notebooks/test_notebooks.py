@@ -18,6 +18,7 @@ from nbclient import NotebookClient
 from agentnb.runtime_dir import iter_records
 
 NOTEBOOKS = sorted(pathlib.Path(REPO, "notebooks").glob("*.ipynb"))
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT = 180
 
 
@@ -34,6 +35,13 @@ def check_quickstart(nb: nbformat.NotebookNode) -> None:
     assert distributed < 0.6 * sequential, text
     assert text.count("Answer from W") == 10
     assert "agentnb: Picky was not created" in text and "first use raised: P cannot crawl" in text, text
+    # A first notebook shows a live result and a progress bar, which its saved state shows full.
+    shown = [out.data["text/plain"] for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+             if WIDGET_MIME in out.get("data", {})]
+    assert [line.split()[0] for line in shown] == ["<AsyncResult", "<Progress"], shown
+    assert "10 answers: 10/10 done" in text, text
+    labels = widget_texts(nb, "HTMLModel")
+    assert "100%" in labels and any(label.startswith("10/10 done") for label in labels), labels
 
 
 def check_daemons(nb: nbformat.NotebookNode) -> None:
@@ -56,9 +64,10 @@ def check_llm_agents(nb: nbformat.NotebookNode) -> None:
 
 
 def widget_texts(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
-    """The ``value`` of every widget model ``model_name`` in the state nbclient saved."""
+    """The ``value`` of every widget model ``model_name`` in the state nbclient saved, without markup."""
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    return [m["state"].get("value", "") for m in state.values() if m["model_name"] == model_name]
+    return [re.sub(r"<[^>]+>", "", str(m["state"].get("value", ""))) for m in state.values()
+            if m["model_name"] == model_name]
 
 
 def check_progress(nb: nbformat.NotebookNode) -> None:
