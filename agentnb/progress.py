@@ -262,6 +262,7 @@ class Progress:
             Exception: the first failure, in the results' order (unless
                 ``return_exceptions``).
         """
+        __tracebackhide__ = True
         values = []
         for res in self._results:
             try:
@@ -433,6 +434,7 @@ def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult
         TimeoutError: some results were not final within ``timeout``.
         Exception: the first failure in order (unless ``return_exceptions``).
     """
+    __tracebackhide__ = True
     tracker = Progress(results)
     if show:
         display_live(tracker)

@@ -111,6 +111,15 @@ def _calls(n: int) -> str:
     return f"{n} call{'s' if n != 1 else ''}"
 
 
+def _server(res: AsyncResult, daemon: str | None) -> str:
+    """How the message names the server of ``res``: a daemon's name quoted, else its label or address."""
+    label = getattr(res.call_info, "server", "") or res.call_info.address
+    name = daemon or (label if label != res.call_info.address and " " not in label else None)
+    if name:
+        return repr(name)
+    return f"the {label}" if label.startswith("child server") else label
+
+
 def _running(running: list[AsyncResult], first: bool) -> str:
     """``2 still running on 'lab' (W0.reply, W1.reply) and will finish there -- ...``."""
     names = _server_names()
@@ -120,10 +129,9 @@ def _running(running: list[AsyncResult], first: bool) -> str:
     lead = f"{_calls(len(running))} of this cell still running" if first else f"{len(running)} still running"
     places = []
     for address, group in by_server.items():
-        name = getattr(group[0].call_info, "server", None) or names.get(address)
         calls = list(dict.fromkeys(f"{r.call_info.agent}.{r.call_info.method}" for r in group))
         shown = ", ".join(calls[:CALLS_NAMED]) + (", ..." if len(calls) > CALLS_NAMED else "")
-        places.append(f"on {repr(name) if name else address} ({shown})")
+        places.append(f"on {_server(group[0], names.get(address))} ({shown})")
     if len(places) == 1:
         text = f"{lead} {places[0]}"
     else:

@@ -97,8 +97,9 @@ def test_interrupt_with_only_running_calls_on_a_child_server(kernel: Kernel, tmp
     interrupted = kernel.collect(cell, timeout=60)
 
     assert interrupted.ename == "CancelledError"
-    assert re.fullmatch(r"Interrupted: 1 call of this cell still running on unix:\S+ \(g\.hold\) and will finish "
-                        r"there -- stopping that server \(a child server: restarting the kernel\) stops it\.",
+    assert re.fullmatch(r"Interrupted: 1 call of this cell still running on the child server of this kernel "
+                        r"\(g\.hold\) and will finish there -- stopping that server "
+                        r"\(a child server: restarting the kernel\) stops it\.",
                         interrupted.traceback), interrupted.traceback
     gate.touch()
     assert kernel.run(f"print(g.hold({str(started)!r}, {str(gate)!r}, 'next').result(timeout=60))").stdout.strip() \
