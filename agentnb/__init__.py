@@ -27,9 +27,10 @@ from agentnb.errors import (
 )
 from agentnb.lazy import lazy_exports
 
-# Light; and imported here, so that ``agentnb.progress`` stays the function
+# Light; and imported here, so that ``agentnb.progress`` (``agentnb.timeline``) stays the function
 # (a first import of the submodule later would rebind the name to it).
 from agentnb.progress import TICKER, Progress, Ticker, progress, wait
+from agentnb.timeline import STATE_COLOURS, CallRecord, Timeline, timeline
 from agentnb.wire.states import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, STATES
 
 # The rest is imported on first use (PEP 562): a script pays for grpc, the
@@ -71,6 +72,7 @@ _LAZY = {
     "describe_server": "agentnb.cluster",
     "find_server": "agentnb.cluster",
     "list_servers": "agentnb.cluster",
+    "server_calls": "agentnb.cluster",
     "server_logs": "agentnb.cluster",
     "start_pool": "agentnb.cluster",
     "start_server": "agentnb.cluster",
@@ -94,6 +96,7 @@ __all__ = [
     "AsyncResult",
     "AuthenticationError",
     "CANCELLED",
+    "CallRecord",
     "Creations",
     "DONE",
     "DaemonError",
@@ -116,6 +119,7 @@ __all__ = [
     "RpcMeta",
     "RpcObject",
     "STATES",
+    "STATE_COLOURS",
     "SerializationError",
     "ServerPool",
     "ServerRecord",
@@ -125,6 +129,7 @@ __all__ = [
     "TaskCancelled",
     "TaskNotFound",
     "Ticker",
+    "Timeline",
     "__version__",
     "async_func",
     "cancel",
@@ -141,6 +146,7 @@ __all__ = [
     "load_model",
     "new_results",
     "progress",
+    "server_calls",
     "server_logs",
     "set_default_pool",
     "set_default_server",
@@ -149,6 +155,7 @@ __all__ = [
     "start_server",
     "stop_server",
     "sync_func",
+    "timeline",
     "unload_ipython_extension",
     "use_server",
     "wait",

@@ -7,7 +7,8 @@ what a script calls directly):
 - :func:`start_pool`: servers that are children of this process and end with it;
 - :func:`find_server`: a running daemon or pool, by name, as a :class:`ServerPool`;
 - :func:`list_servers` and :func:`describe_server`: what runs, with live figures and agents;
-- :func:`server_logs`, :func:`use_server`, :func:`default_server_name`, :func:`stop_server`.
+- :func:`server_logs`, :func:`use_server`, :func:`default_server_name`, :func:`stop_server`;
+- :func:`server_calls`: a server's recent calls, for :func:`agentnb.timeline`.
 
 Independent servers are started by hand (``as_server start``) or with
 :class:`agentnb.RpcAgentServerLauncher`; :func:`agentnb.get_agent` and
@@ -53,6 +54,7 @@ from agentnb.runtime_dir import (
     recorded_pools,
     replica_name,
 )
+from agentnb.timeline import CallRecord
 
 __all__ = [
     "DaemonOptions",
@@ -62,6 +64,7 @@ __all__ = [
     "describe_server",
     "find_server",
     "list_servers",
+    "server_calls",
     "server_logs",
     "start_pool",
     "start_server",
@@ -403,6 +406,34 @@ def server_logs(name: str, lines: int = 50) -> str:
     if not replicas:
         return registry().log_tail(name, lines)
     return "".join(f"==> {record.name} <==\n{registry().log_tail(record.name, lines)}" for record in replicas)
+
+
+def server_calls(name: str, limit: int = 10_000) -> list[CallRecord]:
+    """The recent calls of server ``name`` (of every replica of pool ``name``), oldest first.
+
+    A server keeps the calls queued or running on it and the last 10,000 that
+    ended. ``agentnb.timeline(agentnb.server_calls("lab"))`` draws them
+    (``%agent_server timeline lab`` in a notebook).
+
+    Args:
+        name: a recorded server or pool.
+        limit: the most recent this many calls of each server; 0 for all it keeps.
+    Raises:
+        DaemonError: nothing of that name runs.
+        AgentServerError: a server did not answer.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be 0 (all) or more, got {limit}")
+
+    def calls_of(record: ServerRecord) -> list[CallRecord]:
+        listing = ServerConnection.get(record.host, record.port, record.token).calls(limit, timeout=INFO_TIMEOUT)
+        return [CallRecord(c.agent_name or c.agent_id, c.method, c.state, c.queued, c.started or None,
+                           c.ended or None, c.error_type, c.task_id, c.agent_id, record.name)
+                for c in listing.calls]
+
+    members = registry().members(name)
+    lists = gather([lambda r=record: calls_of(r) for record in members])
+    return sorted((call for calls in lists for call in calls), key=lambda call: call.queued)
 
 
 def use_server(name: str | None) -> ServerPool | None:

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from agentnb import DaemonOptions
 
 PROG = "%agent_server"
-COMMANDS = ("start", "list", "status", "logs", "stop", "use")
+COMMANDS = ("start", "list", "status", "logs", "stop", "use", "timeline")
 
 DESCRIPTION = """\
 Manage agent-server daemons: servers that run apart from this kernel (they
@@ -29,6 +29,7 @@ examples:
   %agent_server list
   %agent_server status lab
   %agent_server logs lab -n 20
+  %agent_server timeline lab
   %agent_server use lab
   %agent_server stop lab
   %agent_server stop --all
@@ -132,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "on daemon NAME (--none: back to child servers).")
     use.add_argument("name", nargs="?", help="the daemon's (or pool's) name")
     use.add_argument("--none", action="store_true", help="go back to child servers of this kernel")
+
+    timeline = commands.add_parser("timeline", help="a picture of a daemon's recent calls, by agent",
+                                   description="Draw the recent calls of a daemon (or pool): one row per agent, "
+                                               "a bar per call from queued through running to its end.")
+    timeline.add_argument("name", help="the daemon's (or pool's) name")
+    timeline.add_argument("-n", "--limit", type=_lines, default=10_000,
+                          help="the most recent calls of each server to draw (default: 10000; 0: all kept)")
     return parser
 
 

@@ -17,11 +17,11 @@ from kernel_ext.magic_args import HelpShown, MagicUsageError, parse
 class AgentServerMagics(Magics):
     """The ``%agent_server`` line magic: a view over :mod:`agentnb.cluster`'s public functions
     (``agentnb.start_server``, ``list_servers``, ``describe_server``, ``server_logs``,
-    ``use_server``, ``stop_server``), which a script can call as well."""
+    ``use_server``, ``stop_server``, ``server_calls`` and ``timeline``), which a script can call as well."""
 
     @line_magic
     def agent_server(self, line: str) -> None:
-        """Manage agent-server daemons: start, list, status, logs, stop, use.
+        """Manage agent-server daemons: start, list, status, logs, stop, use, timeline.
 
         ``%agent_server --help`` describes every command and flag.
         """
@@ -82,6 +82,9 @@ class AgentServerMagics(Magics):
         if default is not None and agentnb.default_server_name() is None:
             print("Agents distributed from this kernel now go to a child server of this kernel "
                   "(`%agent_server use NAME` picks another daemon).")
+
+    def _timeline(self, args: argparse.Namespace) -> None:
+        agentnb.timeline(agentnb.server_calls(args.name, limit=args.limit))
 
     def _use(self, args: argparse.Namespace) -> None:
         server = agentnb.use_server(None if args.none else args.name)

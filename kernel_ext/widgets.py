@@ -21,6 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from agentnb import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, TICKER, AsyncResult, Progress
+from kernel_ext import timeline_view
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def register(shell: Any) -> None:
     formatters = shell.display_formatter
     formatters.mimebundle_formatter.for_type(AsyncResult, result_bundle)
     formatters.ipython_display_formatter.for_type(Progress, display_progress)
+    timeline_view.register(shell)
 
 
 def unregister(shell: Any) -> None:
@@ -217,3 +219,4 @@ def unregister(shell: Any) -> None:
             formatter.pop(cls)
         except KeyError:
             pass
+    timeline_view.unregister(shell)

@@ -201,6 +201,44 @@ class AgentList(_message.Message):
     agents: _containers.RepeatedCompositeFieldContainer[AgentDescription]
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentDescription, _Mapping]]] = ...) -> None: ...
 
+class CallsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class RecordedCall(_message.Message):
+    __slots__ = ("agent_id", "agent_name", "method", "task_id", "state", "queued", "started", "ended", "error_type")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    agent_name: str
+    method: str
+    task_id: str
+    state: str
+    queued: float
+    started: float
+    ended: float
+    error_type: str
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., method: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[str] = ..., queued: _Optional[float] = ..., started: _Optional[float] = ..., ended: _Optional[float] = ..., error_type: _Optional[str] = ...) -> None: ...
+
+class CallList(_message.Message):
+    __slots__ = ("calls", "now", "forgotten")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[RecordedCall]
+    now: float
+    forgotten: int
+    def __init__(self, calls: _Optional[_Iterable[_Union[RecordedCall, _Mapping]]] = ..., now: _Optional[float] = ..., forgotten: _Optional[int] = ...) -> None: ...
+
 class ShutdownRequest(_message.Message):
     __slots__ = ("grace",)
     GRACE_FIELD_NUMBER: _ClassVar[int]

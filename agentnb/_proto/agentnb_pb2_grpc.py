@@ -59,6 +59,11 @@ class AgentServerStub:
                 request_serializer=agentnb__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=agentnb__pb2.AgentList.FromString,
                 _registered_method=True)
+        self.GetCalls = channel.unary_unary(
+                '/agentnb.AgentServer/GetCalls',
+                request_serializer=agentnb__pb2.CallsRequest.SerializeToString,
+                response_deserializer=agentnb__pb2.CallList.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/agentnb.AgentServer/Shutdown',
                 request_serializer=agentnb__pb2.ShutdownRequest.SerializeToString,
@@ -107,6 +112,14 @@ class AgentServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCalls(self, request, context):
+        """The server's recent calls, oldest first: those queued or running now and
+        the last ones that ended (a bounded history), for a timeline of the run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Stop the server: refuse new work, let running tasks finish within `grace`.
         """
@@ -141,6 +154,11 @@ def add_AgentServerServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=agentnb__pb2.ListAgentsRequest.FromString,
                     response_serializer=agentnb__pb2.AgentList.SerializeToString,
+            ),
+            'GetCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCalls,
+                    request_deserializer=agentnb__pb2.CallsRequest.FromString,
+                    response_serializer=agentnb__pb2.CallList.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -283,6 +301,33 @@ class AgentServer:
             '/agentnb.AgentServer/ListAgents',
             agentnb__pb2.ListAgentsRequest.SerializeToString,
             agentnb__pb2.AgentList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentnb.AgentServer/GetCalls',
+            agentnb__pb2.CallsRequest.SerializeToString,
+            agentnb__pb2.CallList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -515,6 +515,10 @@ class ServerConnection:
         self.creations.wait(None if timeout is None else time.monotonic() + timeout)
         return list(self._unary("ListAgents", pb.ListAgentsRequest(), timeout).agents)
 
+    def calls(self, limit: int = 0, timeout: float | None = 30.0) -> pb.CallList:
+        """The server's recent calls, oldest first (GetCalls): the last ``limit``, or all it keeps for 0."""
+        return self._unary("GetCalls", pb.CallsRequest(limit=limit), timeout)
+
     def shutdown(self, grace: float = 5.0) -> None:
         self._unary("Shutdown", pb.ShutdownRequest(grace=grace), grace + 10.0)
 

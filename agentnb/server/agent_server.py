@@ -81,6 +81,7 @@ def service_handlers(servicer: AgentServicer, keys: handshake.ServerKeys) -> dic
     }
     for name, request, response in (("GetInfo", pb.InfoRequest, pb.ServerInfo),
                                     ("ListAgents", pb.ListAgentsRequest, pb.AgentList),
+                                    ("GetCalls", pb.CallsRequest, pb.CallList),
                                     ("Shutdown", pb.ShutdownRequest, pb.ShutdownReply)):
         handlers[name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name), request_deserializer=request.FromString,

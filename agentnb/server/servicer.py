@@ -17,7 +17,8 @@ A call goes through the server in four hops, one function each:
    from the replier thread (:mod:`agentnb.server.replier`).
 
 The unary RPCs read the result store (GetResult) and the server's state
-(GetInfo, ListAgents), or stop the server (Shutdown). Large payloads of clients
+(GetInfo, ListAgents, GetCalls: its recent calls, kept by
+:mod:`agentnb.server.call_history`), or stop the server (Shutdown). Large payloads of clients
 on the same host come and go through the server's shared-memory directory
 (``shm``, see :mod:`agentnb.wire.shm`).
 """
@@ -37,6 +38,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import AgentServerError, DeadlockError, IntegrityError, TaskNotFound
 from agentnb.server import call_events, dispatch
+from agentnb.server.call_history import CallHistory
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.late_removals import remove_later
 from agentnb.server.ownership import Client, Owners
@@ -92,6 +94,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._replies = ReplyQueue(self._reply, self._finished)
         self._sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # open Session streams
         self._owners = Owners(self._release)  # agents of clients whose session ended
+        self.calls = CallHistory()  # recent calls, for GetCalls (a timeline of the run)
 
     # -- the Session stream: a call's way through the server ---------------------------------
 
@@ -139,6 +142,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._queued += 1
                 if call.task_id:
                     self._tasks[call.task_id] = task
+                self.calls.queued(task, agent)
         except (AgentServerError, DeadlockError) as error:
             self._fail(task, error)
             return
@@ -182,6 +186,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                     continue
                 task.started = True
                 self._busy += 1
+                self.calls.started(task)
             handed_over = False
             try:
                 # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
@@ -254,6 +259,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         now = time.time()
         task_id = call.task_id
         final = is_final(status)
+        if final:
+            self.calls.ended(task, status, payload, now)
         if store and task_id and final:
             try:
                 self.results.put(task_id, StoredResult(status, payload, now))
@@ -302,6 +309,10 @@ class AgentServicer(pb_grpc.AgentServerServicer):
     def ListAgents(self, request: pb.ListAgentsRequest, context: grpc.ServicerContext) -> pb.AgentList:
         """The agents hosted here."""
         return pb.AgentList(agents=[a.describe() for a in self._agents.listing()])
+
+    def GetCalls(self, request: pb.CallsRequest, context: grpc.ServicerContext) -> pb.CallList:
+        """The recent calls of the server's agents, oldest first (see :mod:`agentnb.server.call_history`)."""
+        return self.calls.listing(request.limit)
 
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownReply:
         """Stop the server, letting running calls finish for up to ``request.grace`` s."""
