@@ -234,7 +234,8 @@ def copy_notebook(source: pathlib.Path, lab: JupyterLab) -> str:
 
 
 def keep_screenshot(page: Any, name: str, best_effort: bool = False) -> pathlib.Path | None:
-    """Screenshot the page into tests/artifacts/NAME.png; print and return its path.
+    """Screenshot the page (or one element: a Playwright locator) into tests/artifacts/NAME.png;
+    print and return its path.
 
     With ``best_effort`` (a test that is already failing), a failed screenshot
     is reported and ``None`` returned, so it does not hide the test's own error.

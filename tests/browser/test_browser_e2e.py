@@ -1,11 +1,14 @@
-"""End to end in a real browser: notebooks/progress.ipynb run in JupyterLab shows its bar filling to 50/50.
+"""End to end in a real browser: notebooks/progress.ipynb run in JupyterLab shows its bar filling to
+50/50 (red: calls failed), the timeline of the calls, and a failed call's traceback as a local one.
 
 JupyterLab serves a copy of the notebook on 127.0.0.1; Debian's headless
 chromium, driven by Playwright, opens it, runs every cell from the Run menu as
 a user would, and watches the rendered ipywidgets (not their text repr) until
-the progress bar reads 50/50 with its failed count. The notebook, as the
-browser ran it, is then saved and read back to check that no cell raised.
-A screenshot is kept in tests/artifacts/ (its path is printed).
+the progress bar reads 50/50 with its failed count, the timeline is drawn, and
+the last cell shows the agent's error at its line of the cell. The notebook, as
+the browser ran it, is then saved and read back to check that no other cell
+raised. Screenshots are kept in tests/artifacts/ (their paths are printed): the
+page, the progress bar, the timeline and the traceback.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and the test extra
 (``jupyterlab``, ``playwright``); see browser_fixtures for when it skips.
@@ -43,6 +46,11 @@ KERNEL_START_TIMEOUT_MS = 90_000
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 PROGRESS = f"{PANEL} .jupyter-widgets.agentnb-progress"  # the class is on widget views only, never in a text repr
 RESULT = f"{PANEL} .jupyter-widgets.agentnb-result"
+TIMELINE = f"{PANEL} .jupyter-widgets.agentnb-timeline"
+# The notebook's last cell raises on purpose (a failed call's value); its traceback is this output.
+FAILING_CELL_SOURCE = "results[6].result()"
+STDERR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+EXPECTED_ERROR = "ValueError: topic 6 is out of my depth"
 # True once no code cell is queued or running ([*]) in the visible notebook.
 NO_CELL_RUNNING_JS = f"""() => {{
   const prompts = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')];
@@ -126,15 +134,31 @@ def test_progress_notebook_fills_its_bar_in_jupyterlab(jupyterlab: browser_fixtu
         expect(progress).to_contain_text(re.compile(rf"\b{FAILED} failed\b"))
         with awaiting("the progress bar to be drawn full"):
             page.wait_for_function(BAR_FULL_JS, timeout=RUN_TIMEOUT_MS)
+        # Failures show as they happen: the bar is red, not the blue of a run going well.
+        expect(progress.locator(".progress-bar")).to_have_class(re.compile(r"progress-bar-danger"))
+        expect(progress).to_contain_text("100%")
         expect(page.locator(RESULT).first).to_contain_text("done")
         with awaiting("every cell to finish"):
             page.wait_for_function(NO_CELL_RUNNING_JS, timeout=RUN_TIMEOUT_MS)
+        timeline = page.locator(TIMELINE)
+        expect(timeline).to_be_visible()
+        expect(timeline.locator("svg")).to_contain_text("R4")  # one row per researcher
+        assert timeline.locator("svg rect").count() >= 50, "a bar per call"
+        failing_cell = page.locator(f"{PANEL} .jp-CodeCell").filter(has_text=FAILING_CELL_SOURCE)
+        traceback = failing_cell.locator(STDERR)
+        expect(traceback).to_contain_text(EXPECTED_ERROR, timeout=RUN_TIMEOUT_MS)
+        expect(traceback).to_contain_text(re.compile(r"Cell In\[\d+\], line \d+, in study"))
+        expect(traceback).to_contain_text('raise ValueError(f"topic {topic} is out of my depth")')
+        expect(traceback).not_to_contain_text("rpc_object")
     except BaseException:
         browser_fixtures.keep_screenshot(page, "browser_e2e_progress_failed", best_effort=True)
         raise
     progress.scroll_into_view_if_needed()
-    browser_fixtures.keep_screenshot(page, "browser_e2e_progress")
+    browser_fixtures.keep_screenshot(page, "browser_e2e_page")
+    browser_fixtures.keep_screenshot(progress, "browser_e2e_progress")
+    browser_fixtures.keep_screenshot(timeline, "browser_e2e_timeline")
+    browser_fixtures.keep_screenshot(failing_cell, "browser_e2e_traceback")
 
     nb = saved_notebook(page, jupyterlab.root / name)
-    assert not cell_errors(nb), f"cells raised in the browser run: {cell_errors(nb)}"
+    assert cell_errors(nb) == [EXPECTED_ERROR], f"cells raised in the browser run: {cell_errors(nb)}"
     assert not unexecuted_cells(nb), f"code cells that did not run: {unexecuted_cells(nb)}"

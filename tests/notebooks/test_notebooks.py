@@ -65,18 +65,31 @@ def check_llm_agents(nb: nbformat.NotebookNode) -> None:
 
 def widget_texts(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
     """The ``value`` of every widget model ``model_name`` in the state nbclient saved, without markup."""
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    return [re.sub(r"<[^>]+>", "", str(m["state"].get("value", ""))) for m in state.values()
-            if m["model_name"] == model_name]
+    return [re.sub(r"<[^>]+>", "", value) for value in _widget_values(nb, model_name)]
 
 
 def check_progress(nb: nbformat.NotebookNode) -> None:
-    """The fan-out finished with its failures counted, in the text and in the saved bars."""
+    """The fan-out finished with its failures counted, in the text and in the saved bars; the
+    timeline drew every call; the failed call raised last reads as a local error of its cell."""
     text = stream_text(nb)
     assert "43 answers, 7 failures" in text and "out of my depth" in text, text
     assert "done ['submitted', 'queued', 'running', 'done']" in text, text
     labels = widget_texts(nb, "HTMLModel")
     assert sum(label.startswith("50/50 done, 7 failed") for label in labels) == 1, labels  # one bar, full
+    assert "'done': 43, 'failed': 7" in text, text  # the timeline's counts
+    svgs = [m for m in _widget_values(nb, "HTMLModel") if "<svg" in m]
+    assert len(svgs) == 1 and all(f">R{k}<" in svgs[0] for k in range(5)), "one timeline, a row per researcher"
+    [error] = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+               if out.output_type == "error"]
+    assert (error.ename, error.evalue) == ("ValueError", "topic 6 is out of my depth")
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+    assert re.search(r"Cell In\[\d+\], line \d+, in study", trace), trace
+    assert 'raise ValueError(f"topic {topic} is out of my depth")' in trace and "rpc_object" not in trace, trace
+
+
+def _widget_values(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return [str(m["state"].get("value", "")) for m in state.values() if m["model_name"] == model_name]
 
 
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
