@@ -8,14 +8,19 @@
 - :func:`call_cancelled`: a queued call was taken out of its mailbox, at INFO.
 
 A successful call is the hot path: it costs one level check (cached by
-``logging``), and formats nothing unless DEBUG is on.
+``logging``), and formats nothing unless DEBUG is on. None of them raises: a
+call the log cannot describe (any field a client may send) must not stop the
+worker that ran it, nor the calls queued behind it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.server.hosted import HostedAgent
@@ -25,7 +30,21 @@ _LOGGER = logging.getLogger(__name__)
 
 _MESSAGE_CHARS = 300  # of an error message in the log: its first line, at most this long
 
+_F = TypeVar("_F", bound=Callable[..., None])
 
+
+def _never_raises(fn: _F) -> _F:
+    @functools.wraps(fn)
+    def logged(*args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            _LOGGER.exception("agentnb: a call could not be logged")
+
+    return logged  # type: ignore[return-value]
+
+
+@_never_raises
 def call_ended(agent: HostedAgent, call: pb.Call, status: int, payload: codec.Encoded, started: float) -> None:
     """Log a call a worker ran, which began at ``time.perf_counter()`` = ``started``
     and ended with ``status`` and ``payload`` (its final reply's)."""
@@ -45,6 +64,7 @@ def call_ended(agent: HostedAgent, call: pb.Call, status: int, payload: codec.En
                      error_summary(payload), _who(agent))
 
 
+@_never_raises
 def call_refused(agent: HostedAgent | None, call: pb.Call, error: BaseException) -> None:
     """Log a call refused as it arrived (``agent``: the one it is for, if known)."""
     if call.kind == pb.CREATE:
@@ -54,6 +74,7 @@ def call_refused(agent: HostedAgent | None, call: pb.Call, error: BaseException)
     _LOGGER.info("%s refused: %s [%s]", _label(agent, call), _summary(error), target)
 
 
+@_never_raises
 def call_cancelled(agent: HostedAgent | None, call: pb.Call, why: str) -> None:
     """Log a queued call cancelled before it ran, ``why`` (e.g. ``"by its caller"``)."""
     target = _who(agent) if agent is not None else f"id {call.agent_id}"
@@ -84,10 +105,13 @@ def _type_and_message(type_name: str, message: str) -> str:
     return f"{type_name}: {first}" if first else type_name
 
 
+_KINDS = frozenset(pb.CallKind.values())
+
+
 def _label(agent: HostedAgent | None, call: pb.Call) -> str:
     """``W0.compute``: the agent's name (else its class) and the method or attribute."""
     who = (agent.name or agent.class_name) if agent is not None else ""
-    what = call.method or pb.CallKind.Name(call.kind).lower()
+    what = call.method or (pb.CallKind.Name(call.kind).lower() if call.kind in _KINDS else f"(call kind {call.kind})")
     if call.kind == pb.GETATTR:
         what += " (read)"
     return f"{who or 'agent'}.{what}"

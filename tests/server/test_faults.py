@@ -208,3 +208,28 @@ def test_dropped_proxies_free_their_agents(server):
     closed = Worker("closed", to_dist=server.to_dist)
     closed.close()
     assert conn.info().agents == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_call_of_an_unknown_kind_is_refused_and_its_agent_goes_on(server):
+    """A kind the server does not know (any client may send one) gets an error reply, and the
+    agent's later calls still run: nothing that describes the call (the log, the history) may
+    stop the worker or leave the agent's mailbox stuck."""
+    import grpc
+
+    from agentnb._proto import agentnb_pb2 as pb
+    from agentnb.wire.handshake import authenticate
+
+    worker = Worker("W0", to_dist=server.to_dist)
+    assert worker.echo(1) == 1
+    channel = grpc.insecure_channel(f"{server.host}:{server.port}")
+    try:
+        metadata = authenticate(channel, server.token, "test")
+        session = channel.stream_stream("/agentnb.AgentServer/Session")
+        odd = pb.Call(seq=7, kind=131922, agent_id=worker.agent_id, task_id="t-odd", watch=True)
+        replies = [pb.ServerFrame.FromString(raw) for raw in
+                   session(iter([pb.ClientFrame(calls=[odd]).SerializeToString()]), metadata=metadata, timeout=30)]
+        assert [r.status for frame in replies for r in frame.replies][-1] == pb.ERROR
+    finally:
+        channel.close()
+    assert worker.echo(2) == 2  # the agent was not left stuck behind it
