@@ -5,7 +5,8 @@ Every module of the server logs to a logger of the ``agentnb.server`` hierarchy;
 has the server's start and stop (and why), its clients coming and going, agents
 created and deleted, and every call that failed or was cancelled (see
 :mod:`agentnb.server.call_events`); DEBUG adds every successful call. Other
-code's records (an agent's own ``logging``, libraries) appear from WARNING up.
+code's records (an agent's own ``logging``, libraries) appear from WARNING up,
+and at DEBUG all of them (e.g. a model client's HTTP requests).
 
 A daemon's standard output and error go to its log file, so the log is written
 once, to standard output: a print of an agent's code and the server's lines
@@ -40,7 +41,8 @@ def configure_process_log(level: str) -> None:
     handler.setFormatter(line_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    numeric = logging.getLevelName(level)
+    root.setLevel(numeric if numeric == logging.DEBUG else max(logging.WARNING, numeric))
     logging.getLogger("agentnb").setLevel(level)
 
 
