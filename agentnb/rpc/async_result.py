@@ -63,14 +63,25 @@ class AsyncResult(Generic[T]):
 
     def __init__(self, connection: ServerConnection, task_id: str, future: CallFuture | None = None,
                  *, agent: str = "", method: str = "") -> None:
-        self._conn = connection
-        self._task_id = task_id
-        self._future = future
-        self._agent = agent
-        self._method = method
-        self._value: Any = _UNSET
-        self._error: BaseException | None = None
-        self._error_tb: TracebackType | None = None  # the remote part of its traceback
+        # Straight into __dict__: __setattr__ is the value's (see there), and one AsyncResult
+        # is made per async call.
+        attrs = self.__dict__
+        attrs["_conn"] = connection
+        attrs["_task_id"] = task_id
+        attrs["_future"] = future
+        attrs["_agent"] = agent
+        attrs["_method"] = method
+        attrs["_value"] = _UNSET
+        attrs["_error"] = None
+        attrs["_error_tb"] = None  # the remote part of its traceback
+        self._conn: ServerConnection
+        self._task_id: str
+        self._future: CallFuture | None
+        self._agent: str
+        self._method: str
+        self._value: Any
+        self._error: BaseException | None
+        self._error_tb: TracebackType | None
         if _made is not None and future is not None:
             _note(self)
 
@@ -276,12 +287,41 @@ class AsyncResult(Generic[T]):
         __tracebackhide__ = True
         return self.result()[key]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``res.content += "!"`` reads the value's attribute, then sets it: on the value,
+        # which is what travels on (see __reduce__), not on this AsyncResult.
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.result(), name, value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.result()[key] = value
+
     # -- travel and display --------------------------------------------------------------
 
     def __reduce__(self) -> Any:
+        # A value (or error) already here travels as it is now, changes made to it here
+        # included; one not fetched yet travels as a reference its server answers for.
         conn = self._conn
-        return (_rebuild_async_result,
-                (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method, conn.tls_ca))
+        where = (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method, conn.tls_ca)
+        if self._error is not None:
+            return (_rebuild_settled, (*where, None, self._error))
+        if self._value is not _UNSET:
+            return (_rebuild_settled, (*where, self._value, None))
+        return (_rebuild_async_result, where)
+
+    def as_reference(self) -> AsyncResult[T]:
+        """This call's result as a reference, without its value: it travels (is pickled) as
+        such, and whoever uses it asks the agent's server for the value, as in another process.
+
+        A result whose value is here travels as that value (changes made to it here
+        included); pass ``res.as_reference()`` instead to have a large value go from its
+        server to the next one directly, or to read the value as the server stored it.
+        """
+        conn = self._conn
+        return _rebuild_async_result(conn.host, conn.port, conn.token, self._task_id, self._agent, self._method,
+                                     conn.tls_ca)
 
     def _describe(self) -> str:
         call = f"{self._agent}.{self._method}()" if self._method else "the call"
@@ -353,6 +393,18 @@ def _note(result: AsyncResult) -> None:
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
                           tls_ca: str | None = None) -> AsyncResult:
     return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method)
+
+
+def _rebuild_settled(host: str, port: int, token: str, task_id: str, agent: str, method: str,
+                     tls_ca: str | None, value: Any, error: BaseException | None) -> AsyncResult:
+    """An AsyncResult whose value (or error) travelled with it: nobody needs to ask its server."""
+    result: AsyncResult = _rebuild_async_result(host, port, token, task_id, agent, method, tls_ca)
+    if error is not None:
+        result._error = error
+        result._error_tb = error.__traceback__
+    else:
+        result._value = value
+    return result
 
 
 _LEAVES = frozenset({type(None), bool, int, float, str, bytes})
