@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.concurrently import gather
@@ -25,6 +25,8 @@ from agentnb.rpc.server_pool import ServerPool, agent_proxy, pick_agent, resolve
 from agentnb.runtime_dir import ServerRecord, iter_records, read_record, recorded_pools
 from agentnb.wire import codec
 from agentnb.wire.ids import random_hex
+
+T = TypeVar("T")
 
 _OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool", "max_timeout_seconds", "retry_strategy")
 # Options of the seed's to_dist that set up the child server it started for each object. Here
@@ -51,6 +53,8 @@ class DistOptions:
     tls_ca: str | None = None  # PEM of the CA that signed a TLS server's certificate
     pool: ServerPool | None = None
     policy: CallPolicy | None = None  # max_timeout_seconds and retry_strategy
+    # Method kinds the caller chose (agentnb.to_dist's async_methods), over those of the class.
+    method_kinds: dict[str, str] | None = None
 
     @classmethod
     def parse(cls, to_dist: Any) -> DistOptions:
@@ -171,17 +175,23 @@ def connect(host: str, port: int, token: str | None = None, tls_ca: str | None =
     return ServerConnection.get(host, port, resolve_token(host, port, token), tls_ca)
 
 
-def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) -> RpcObject:
+def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions, *, instance: Any = None) -> RpcObject:
     """Send the creation of ``cls(*args, **kwargs)`` to a server; return its proxy.
+
+    With ``instance`` (an object of ``cls``) that object itself is sent, as it is
+    now, and hosted there (``args`` and ``kwargs`` are then empty).
 
     Does not wait for ``__init__``: the proxy's first use (or ``wait_created``)
     does, and raises what ``__init__`` raised. Raises here when nothing could
     be sent (arguments that cannot be pickled, no server reachable).
     """
-    payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
+    if instance is None:
+        payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
+    else:  # the server calls adopt(instance): the object made is the one sent
+        payload = codec.dumps((adopt, (instance,), {}), f"the {cls.__name__} object")
     pool, detached = (options.pool, False) if options.pool is not None else (default_pool(), _default_detached)
     if options.host is None and pool is not None:
-        return _create_in_pool(pool, cls, payload, owner=not detached, policy=options.policy)
+        return _create_in_pool(pool, cls, payload, owner=not detached, options=options)
     if options.host is not None:
         conn = connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
     else:
@@ -190,19 +200,23 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
         child = child_server()
         conn = ServerConnection.get(child.host, child.port, child.token)
     try:
-        return _create(conn, cls, payload, owner=True, policy=options.policy)
+        return _create(conn, cls, payload, owner=True, options=options)
     except _ReplicaGone as gone:
         raise gone.error from None
 
 
-def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool,
-                    policy: CallPolicy | None = None) -> RpcObject:
+def adopt(obj: T) -> T:
+    """``obj`` itself: what a server calls to "create" an object that travelled whole."""
+    return obj
+
+
+def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
     """Create on the least loaded replica; a replica found gone is skipped for the next one."""
     error: ServerUnavailable | None = None
     for _ in range(len(pool)):
         replica = pool.place()
         try:
-            return _create(replica.connection(), cls, payload, owner, policy)
+            return _create(replica.connection(), cls, payload, owner, options)
         except _ReplicaGone as gone:
             pool.mark_unreachable(replica)
             error = gone.error
@@ -218,8 +232,7 @@ class _ReplicaGone(Exception):
         self.error = error
 
 
-def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool,
-            policy: CallPolicy | None = None) -> RpcObject:
+def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
     """Send the creation and return the proxy at once; its first use waits for the object.
 
     Only the first creation on a connection that has not answered yet waits, for
@@ -244,7 +257,7 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool,
             raise future.error
     conn.creations.track(future, f"{cls.__name__} {agent_id}", detached=not owner)
     proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future,
-                      policy=policy)
+                      policy=options.policy, method_kinds=options.method_kinds)
     creations.note(proxy)
     return proxy
 
