@@ -45,7 +45,8 @@ LOOKUP_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class DistOptions:
-    """What ``to_dist`` was asked: a server address (None for child mode) and token."""
+    """What ``to_dist`` was asked: a server address (None for child mode) and token, or a pool;
+    the agent's call limits (``max_timeout_seconds``, ``retry_strategy``)."""
 
     host: str | None = None
     port: int | None = None
