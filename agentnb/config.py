@@ -105,7 +105,7 @@ def _read_configs(model_configs: Any) -> list[ModelConfig]:
     return configs
 
 
-def init(model_configs: Any = None, child_servers: int | str | None = None, **_ignored: Any) -> None:
+def init(model_configs: Any = None, child_servers: int | str | None = None, **seed_options: Any) -> None:
     """Set up agentnb for this process. Calling it is optional.
 
     Args:
@@ -124,8 +124,15 @@ def init(model_configs: Any = None, child_servers: int | str | None = None, **_i
     Raises:
         ModelConfigError: a config is malformed (the message names it).
         ValueError: ``child_servers`` is not a whole number of at least 1 or ``"auto"``.
+        TypeError: any other option (the seed's ``project``, ``save_log``, ...: agentnb
+            has none of them).
     """
     global _child_servers, _digest
+    if seed_options:
+        raise TypeError(f"agentnb.init() takes model_configs and child_servers, not "
+                        f"{', '.join(map(repr, sorted(seed_options)))}: agentnb has no such setting (the seed's "
+                        "project, run names, saving, logging and studio options); remove them. A server's log "
+                        "level is set where it starts: as_server start --log-level, or start_server(log_level=)")
     if child_servers is not None:
         _child_servers = _read_child_servers(child_servers, "child_servers")
     if model_configs is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,10 @@ DEFAULT_MAX_RETRIES = 2
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_BACKOFF = 4.0
 _ERROR_BODY_CHARS = 500
+# A speaker's name as OpenAI's chat API accepts it (others, e.g. vLLM's, take the same).
+_NAME_PATTERN = re.compile(r"[^A-Za-z0-9_-]+")
+_NAME_MAX = 64
+_NAMED_ROLES = frozenset({"system", "user", "assistant", "developer"})
 COMMON_SETTINGS = frozenset({"config_name", "model_type", "api_key", "api_key_env", "headers", "timeout",
                              "max_retries"})
 
@@ -115,9 +120,20 @@ def resolve_api_key(config: ModelConfig) -> Secret:
     return Secret(None)
 
 
-def chat_messages(messages: Any) -> list[dict[str, Any]]:
+def speaker_name(name: Any) -> str | None:
+    """``name`` as the ``name`` of a chat message: letters, digits, ``_`` and ``-``, at most
+    64 (what OpenAI accepts); other characters become ``_``. None when nothing is left."""
+    if not isinstance(name, str):
+        return None
+    cleaned = _NAME_PATTERN.sub("_", name.strip())[:_NAME_MAX]
+    return cleaned if cleaned.strip("_") else None
+
+
+def chat_messages(messages: Any, names: bool = False) -> list[dict[str, Any]]:
     """``messages`` as chat-completion messages: a string is one user message; a
-    :class:`Msg` keeps its role and content; dicts are sent as they are."""
+    :class:`Msg` keeps its role and content (and, with ``names``, its speaker's name,
+    see :func:`speaker_name`, so that several assistants of a debate stay apart);
+    dicts are sent as they are."""
     if messages is None:
         return []
     if isinstance(messages, str):
@@ -132,8 +148,13 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": message})
         elif isinstance(message, Msg):
             content = message.get("content")
-            out.append({"role": message.get("role") or "user",
-                        "content": content if isinstance(content, (str, list)) or content is None else str(content)})
+            role = message.get("role") or "user"
+            entry = {"role": role}
+            name = speaker_name(message.get("name")) if names and role in _NAMED_ROLES else None
+            if name:
+                entry["name"] = name
+            entry["content"] = content if isinstance(content, (str, list)) or content is None else str(content)
+            out.append(entry)
         elif isinstance(message, Mapping):
             out.append(dict(message))
         elif message is not None:

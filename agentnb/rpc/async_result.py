@@ -15,7 +15,8 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentnbError, AgentServerError, ServerUnavailable
 from agentnb.progress import as_results, register_result_type
 from agentnb.progress import wait as wait_for_results
-from agentnb.rpc.connection import ServerConnection
+from agentnb.rpc.call_policy import CallPolicy, retried
+from agentnb.rpc.connection import ServerConnection, StoredReply
 from agentnb.rpc.future import CallFuture, decode_final
 from agentnb.wire import codec
 from agentnb.wire.protocol import state_of
@@ -62,15 +63,28 @@ class AsyncResult(Generic[T]):
     """
 
     def __init__(self, connection: ServerConnection, task_id: str, future: CallFuture | None = None,
-                 *, agent: str = "", method: str = "") -> None:
-        self._conn = connection
-        self._task_id = task_id
-        self._future = future
-        self._agent = agent
-        self._method = method
-        self._value: Any = _UNSET
-        self._error: BaseException | None = None
-        self._error_tb: TracebackType | None = None  # the remote part of its traceback
+                 *, agent: str = "", method: str = "", policy: CallPolicy | None = None) -> None:
+        # Straight into __dict__: __setattr__ is the value's (see there), and one AsyncResult
+        # is made per async call.
+        attrs = self.__dict__
+        attrs["_conn"] = connection
+        attrs["_task_id"] = task_id
+        attrs["_future"] = future
+        attrs["_agent"] = agent
+        attrs["_method"] = method
+        attrs["_value"] = _UNSET
+        attrs["_error"] = None
+        attrs["_error_tb"] = None  # the remote part of its traceback
+        attrs["_policy"] = policy  # its agent's max_timeout_seconds and retry_strategy, if given
+        self._conn: ServerConnection
+        self._task_id: str
+        self._future: CallFuture | None
+        self._agent: str
+        self._method: str
+        self._value: Any
+        self._error: BaseException | None
+        self._error_tb: TracebackType | None
+        self._policy: CallPolicy | None
         if _made is not None and future is not None:
             _note(self)
 
@@ -80,9 +94,11 @@ class AsyncResult(Generic[T]):
         """Wait for the value and return it (or raise the remote exception).
 
         Args:
-            timeout: seconds to wait; None waits as long as the call takes.
+            timeout: seconds to wait; None waits as long as the call takes, or
+                the agent's ``max_timeout_seconds`` if ``to_dist`` was given one.
         Raises:
-            TimeoutError: the value did not arrive within ``timeout``.
+            TimeoutError: the value did not arrive within ``timeout`` (the call
+                goes on on its server; a later ``result()`` may still get it).
             ServerUnavailable: the server was lost before the call finished.
             TaskCancelled: the call was cancelled before it ran.
             Exception: whatever the remote method raised, as its own type where
@@ -90,7 +106,7 @@ class AsyncResult(Generic[T]):
         """
         __tracebackhide__ = True  # (IPython and pytest show the caller's frame and the agent's, not agentnb's)
         if self._value is _UNSET and self._error is None:
-            self._settle(timeout)
+            self._settle_within(timeout)
         if self._error is not None:
             # Raised again with the traceback it came with (the agent's frames): the
             # same short trace each time, not one that grows with every raise.
@@ -108,7 +124,7 @@ class AsyncResult(Generic[T]):
         """
         if self._value is _UNSET and self._error is None:
             try:
-                self._settle(timeout)
+                self._settle_within(timeout)
             except TimeoutError:
                 raise
             except AgentnbError as exc:  # the server was lost before the call ended
@@ -117,11 +133,27 @@ class AsyncResult(Generic[T]):
             return None
         return self._error.with_traceback(self._error_tb)
 
-    def _settle(self, timeout: float | None) -> None:
+    def _settle_within(self, timeout: float | None) -> None:
+        """:meth:`_settle`, within ``timeout`` or else the agent's max_timeout_seconds."""
+        __tracebackhide__ = True
+        policy = self._policy
+        if timeout is not None or policy is None or policy.timeout is None:
+            self._settle(timeout)
+            return
+        try:
+            self._settle(policy.timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{self._describe()} did not finish within {policy.timeout:g} s (the "
+                               "max_timeout_seconds given to to_dist); it goes on on its server: result() again "
+                               "waits once more, result(timeout=...) as long as you say") from None
+
+    def _settle(self, timeout: float | None, retry: bool = True) -> None:
+        """Wait for the final reply and decode it; ``retry``: as the agent's retry_strategy says."""
         __tracebackhide__ = True
         future = self._future
+        policy = self._policy if retry else None
         if future is None:  # a reference that travelled here: ask the server that holds it
-            reply = self._conn.get_result(self._task_id, timeout)
+            reply = retried(policy, self._stored, self._describe(), timeout)
             self._decode(state_of(reply.status), reply.payload)
             return
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -134,7 +166,7 @@ class AsyncResult(Generic[T]):
             # loss stands, and is not cached, so that a later result() asks again.
             try:
                 remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-                reply = self._conn.get_result(self._task_id, remaining)
+                reply = retried(policy, self._stored, self._describe(), remaining)
             except TimeoutError:
                 raise TimeoutError(f"{self._describe()} did not finish within {timeout} s") from None
             except AgentServerError:
@@ -142,6 +174,10 @@ class AsyncResult(Generic[T]):
             self._decode(state_of(reply.status), reply.payload)
             return
         self._decode(future.state, future.payload, future.error)
+
+    def _stored(self, timeout: float | None) -> StoredReply:
+        """The call's final reply, as its server keeps it (GetResult)."""
+        return self._conn.get_result(self._task_id, timeout)
 
     def _decode(self, state: str, payload: codec.Encoded, error: BaseException | None = None) -> None:
         try:
@@ -159,7 +195,7 @@ class AsyncResult(Generic[T]):
                 # A reference that travelled here gets no pushed reply: without
                 # asking its server, done() stayed False forever.
                 try:
-                    self._settle(_DONE_POLL_TIMEOUT)
+                    self._settle(_DONE_POLL_TIMEOUT, retry=False)
                 except TimeoutError:
                     return False
                 except AgentnbError as exc:  # no such task, server gone: finished, as a failure
@@ -276,12 +312,42 @@ class AsyncResult(Generic[T]):
         __tracebackhide__ = True
         return self.result()[key]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``res.content += "!"`` reads the value's attribute, then sets it: on the value,
+        # which is what travels on (see __reduce__), not on this AsyncResult.
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.result(), name, value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.result()[key] = value
+
     # -- travel and display --------------------------------------------------------------
 
     def __reduce__(self) -> Any:
+        # A value (or error) already here travels as it is now, changes made to it here
+        # included; one not fetched yet travels as a reference its server answers for.
         conn = self._conn
-        return (_rebuild_async_result,
-                (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method, conn.tls_ca))
+        where = (conn.host, conn.port, conn.token, self._task_id, self._agent, self._method, conn.tls_ca,
+                 self._policy)
+        if self._error is not None:
+            return (_rebuild_settled, (*where, None, self._error))
+        if self._value is not _UNSET:
+            return (_rebuild_settled, (*where, self._value, None))
+        return (_rebuild_async_result, where)
+
+    def as_reference(self) -> AsyncResult[T]:
+        """This call's result as a reference, without its value: it travels (is pickled) as
+        such, and whoever uses it asks the agent's server for the value, as in another process.
+
+        A result whose value is here travels as that value (changes made to it here
+        included); pass ``res.as_reference()`` instead to have a large value go from its
+        server to the next one directly, or to read the value as the server stored it.
+        """
+        conn = self._conn
+        return _rebuild_async_result(conn.host, conn.port, conn.token, self._task_id, self._agent, self._method,
+                                     conn.tls_ca, self._policy)
 
     def _describe(self) -> str:
         call = f"{self._agent}.{self._method}()" if self._method else "the call"
@@ -351,8 +417,22 @@ def _note(result: AsyncResult) -> None:
 
 
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
-                          tls_ca: str | None = None) -> AsyncResult:
-    return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method)
+                          tls_ca: str | None = None, policy: CallPolicy | None = None) -> AsyncResult:
+    return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method,
+                       policy=policy)
+
+
+def _rebuild_settled(host: str, port: int, token: str, task_id: str, agent: str, method: str,
+                     tls_ca: str | None, policy: CallPolicy | None, value: Any,
+                     error: BaseException | None) -> AsyncResult:
+    """An AsyncResult whose value (or error) travelled with it: nobody needs to ask its server."""
+    result: AsyncResult = _rebuild_async_result(host, port, token, task_id, agent, method, tls_ca, policy)
+    if error is not None:
+        result._error = error
+        result._error_tb = error.__traceback__
+    else:
+        result._value = value
+    return result
 
 
 _LEAVES = frozenset({type(None), bool, int, float, str, bytes})

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.concurrently import gather
 from agentnb.errors import AgentNotFound, AgentServerError, ServerUnavailable
 from agentnb.rpc import creations
+from agentnb.rpc.call_policy import CallPolicy
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.future import QUEUED, CallFuture
 from agentnb.rpc.methods import class_methods, qualified_name
@@ -25,7 +26,16 @@ from agentnb.runtime_dir import ServerRecord, iter_records, read_record, recorde
 from agentnb.wire import codec
 from agentnb.wire.ids import random_hex
 
-_OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool")
+T = TypeVar("T")
+
+_OPTION_NAMES = ("host", "port", "token", "tls_ca", "pool", "max_timeout_seconds", "retry_strategy")
+# Options of the seed's to_dist that set up the child server it started for each object. Here
+# servers are shared, so these belong where a server starts: a clear refusal names that place.
+_SERVER_OPTIONS = {
+    "max_pool_size": "max_len",
+    "max_expire_time": "max_expire_time",
+    "local_mode": "local_mode",
+}
 # How long the first creation on a connection waits for the server to say it queued it (a server
 # that answers its handshake and pings but nothing else is as good as gone).
 FIRST_ANSWER_TIMEOUT = 60.0
@@ -35,13 +45,17 @@ LOOKUP_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class DistOptions:
-    """What ``to_dist`` was asked: a server address (None for child mode) and token."""
+    """What ``to_dist`` was asked: a server address (None for child mode) and token, or a pool;
+    the agent's call limits (``max_timeout_seconds``, ``retry_strategy``)."""
 
     host: str | None = None
     port: int | None = None
     token: str | None = None
     tls_ca: str | None = None  # PEM of the CA that signed a TLS server's certificate
     pool: ServerPool | None = None
+    policy: CallPolicy | None = None  # max_timeout_seconds and retry_strategy
+    # Method kinds the caller chose (agentnb.to_dist's async_methods), over those of the class.
+    method_kinds: dict[str, str] | None = None
 
     @classmethod
     def parse(cls, to_dist: Any) -> DistOptions:
@@ -54,17 +68,19 @@ class DistOptions:
         if not isinstance(to_dist, dict):
             raise TypeError(f"to_dist must be True, a ServerPool or a dict of {', '.join(_OPTION_NAMES)}; "
                             f"got {to_dist!r}")
-        unknown = sorted(set(to_dist) - set(_OPTION_NAMES))
+        _refuse_server_options(to_dist)  # what is left of them (local_mode=True) holds here already
+        unknown = sorted(set(to_dist) - set(_OPTION_NAMES) - set(_SERVER_OPTIONS))
         if unknown:
             raise TypeError(f"unknown to_dist option(s) {', '.join(map(repr, unknown))}; "
                             f"expected some of {', '.join(_OPTION_NAMES)}")
         host, port, pool = to_dist.get("host"), to_dist.get("port"), to_dist.get("pool")
+        policy = CallPolicy.parse(to_dist)
         if pool is not None:
             if not isinstance(pool, ServerPool):
                 raise TypeError(f"to_dist pool must be a ServerPool (agentnb.start_pool); got {pool!r}")
             if host is not None or port is not None:
                 raise TypeError("to_dist takes a pool or a host and port, not both")
-            return cls(pool=pool)
+            return cls(pool=pool, policy=policy)
         if (host is None) != (port is None):
             raise TypeError("to_dist needs both host and port (or neither, for child mode)")
         if port is not None:
@@ -74,7 +90,22 @@ class DistOptions:
                 raise TypeError(f"to_dist port must be a number; got {port!r}") from None
             if not 0 < port < 65536:
                 raise ValueError(f"to_dist port {port} is out of range")
-        return cls(host, port, to_dist.get("token"), to_dist.get("tls_ca"))
+        return cls(host, port, to_dist.get("token"), to_dist.get("tls_ca"), policy=policy)
+
+
+def _refuse_server_options(to_dist: dict) -> None:
+    """Refuse the seed's per-object server settings, naming where agentnb takes them."""
+    given = [name for name in _SERVER_OPTIONS if name in to_dist]
+    if not given:
+        return
+    if given == ["local_mode"] and to_dist["local_mode"] is True:
+        return  # what every child server does: it listens on this machine only
+    settings = ", ".join(f"{name} (there: {_SERVER_OPTIONS[name]})" for name in given)
+    raise TypeError(
+        f"to_dist option(s) {settings} set up a server, and agentnb's servers are shared by many objects: "
+        "give them where the server starts (as_server start --max-len/--max-expire-time/--no-local-mode, "
+        "RpcAgentServerLauncher(...), agentnb.start_server(...) or agentnb.start_pool(...)) and pass its "
+        "host and port (or the pool) to to_dist")
 
 
 _default_lock = threading.Lock()
@@ -145,17 +176,23 @@ def connect(host: str, port: int, token: str | None = None, tls_ca: str | None =
     return ServerConnection.get(host, port, resolve_token(host, port, token), tls_ca)
 
 
-def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) -> RpcObject:
+def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions, *, instance: Any = None) -> RpcObject:
     """Send the creation of ``cls(*args, **kwargs)`` to a server; return its proxy.
+
+    With ``instance`` (an object of ``cls``) that object itself is sent, as it is
+    now, and hosted there (``args`` and ``kwargs`` are then empty).
 
     Does not wait for ``__init__``: the proxy's first use (or ``wait_created``)
     does, and raises what ``__init__`` raised. Raises here when nothing could
     be sent (arguments that cannot be pickled, no server reachable).
     """
-    payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
+    if instance is None:
+        payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
+    else:  # the server calls adopt(instance): the object made is the one sent
+        payload = codec.dumps((adopt, (instance,), {}), f"the {cls.__name__} object")
     pool, detached = (options.pool, False) if options.pool is not None else (default_pool(), _default_detached)
     if options.host is None and pool is not None:
-        return _create_in_pool(pool, cls, payload, owner=not detached)
+        return _create_in_pool(pool, cls, payload, owner=not detached, options=options)
     if options.host is not None:
         conn = connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
     else:
@@ -164,18 +201,23 @@ def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions) ->
         child = child_server()
         conn = ServerConnection.get(child.host, child.port, child.token)
     try:
-        return _create(conn, cls, payload, owner=True)
+        return _create(conn, cls, payload, owner=True, options=options)
     except _ReplicaGone as gone:
         raise gone.error from None
 
 
-def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool) -> RpcObject:
+def adopt(obj: T) -> T:
+    """``obj`` itself: what a server calls to "create" an object that travelled whole."""
+    return obj
+
+
+def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
     """Create on the least loaded replica; a replica found gone is skipped for the next one."""
     error: ServerUnavailable | None = None
     for _ in range(len(pool)):
         replica = pool.place()
         try:
-            return _create(replica.connection(), cls, payload, owner)
+            return _create(replica.connection(), cls, payload, owner, options)
         except _ReplicaGone as gone:
             pool.mark_unreachable(replica)
             error = gone.error
@@ -191,7 +233,7 @@ class _ReplicaGone(Exception):
         self.error = error
 
 
-def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> RpcObject:
+def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
     """Send the creation and return the proxy at once; its first use waits for the object.
 
     Only the first creation on a connection that has not answered yet waits, for
@@ -215,7 +257,8 @@ def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool) -> R
         if future.error is not None:
             raise future.error
     conn.creations.track(future, f"{cls.__name__} {agent_id}", detached=not owner)
-    proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future)
+    proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future,
+                      policy=options.policy, method_kinds=options.method_kinds)
     creations.note(proxy)
     return proxy
 

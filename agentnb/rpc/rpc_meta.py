@@ -53,7 +53,8 @@ def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, 
 
     Without ``host``/``port``: child mode (or the notebook's default daemon).
     With them: the server already running there (independent mode). Further
-    options: ``token`` (else the environment or the runtime directory gives it).
+    options: ``token`` (else the environment or the runtime directory gives it),
+    ``tls_ca``, ``pool``, ``max_timeout_seconds`` and ``retry_strategy``.
     """
     init_args = getattr(self, _INIT_ARGS_ATTR, None)
     if init_args is None:

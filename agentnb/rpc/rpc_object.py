@@ -8,6 +8,7 @@ from typing import Any
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound
 from agentnb.rpc.async_result import AsyncResult
+from agentnb.rpc.call_policy import CallPolicy, retried
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.context import waiting_chain
 from agentnb.rpc.future import CallFuture
@@ -42,10 +43,17 @@ def set_watch(enabled: bool = True) -> bool:
     return previous
 
 
-def wait_value(future: CallFuture, connection: ServerConnection, what: str) -> Any:
-    """Wait for a call's reply and return its value (or raise its error)."""
+def wait_value(future: CallFuture, connection: ServerConnection, what: str, timeout: float | None = None) -> Any:
+    """Wait for a call's reply and return its value (or raise its error).
+
+    Raises:
+        TimeoutError: no reply within ``timeout`` seconds (the call goes on on its server).
+    """
     __tracebackhide__ = True
-    future.wait()
+    if not future.wait(timeout):
+        raise TimeoutError(f"{what} did not finish within {timeout:g} s (the max_timeout_seconds given to to_dist); "
+                           f"it may still be running on the {connection.display}, and the agent's later calls "
+                           "wait until it ends")
     return future.outcome(connection.address, what)
 
 
@@ -69,7 +77,8 @@ class RpcObject:
 
     def __init__(self, connection: ServerConnection, agent_id: str, class_name: str,
                  methods: dict[str, str], name: str | None = None, owner: bool = False,
-                 creating: CallFuture | None = None) -> None:
+                 creating: CallFuture | None = None, policy: CallPolicy | None = None,
+                 method_kinds: dict[str, str] | None = None) -> None:
         object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_conn", connection)
         if owner:
@@ -80,6 +89,13 @@ class RpcObject:
         object.__setattr__(self, "_name", name)
         # The CREATE call while its reply is unread; None once the object is known to exist.
         object.__setattr__(self, "_creating", creating)
+        # to_dist's max_timeout_seconds and retry_strategy (None: wait as long as calls take).
+        object.__setattr__(self, "_policy", policy)
+        # Kinds the caller chose for some methods (agentnb.to_dist(obj, async_methods=...)):
+        # they outrank those the server reads from the class.
+        object.__setattr__(self, "_method_kinds", method_kinds)
+        if method_kinds:
+            object.__setattr__(self, "_methods", {**methods, **method_kinds})
 
     @property
     def agent_id(self) -> str:
@@ -106,7 +122,8 @@ class RpcObject:
                 raise
         created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
         object.__setattr__(self, "_name", created["name"])
-        object.__setattr__(self, "_methods", created["methods"])  # the server's class has the last word
+        methods = created["methods"]  # the server's class has the last word, but for the caller's choices
+        object.__setattr__(self, "_methods", {**methods, **self._method_kinds} if self._method_kinds else methods)
         object.__setattr__(self, "_creating", None)
 
     def _creation_failed(self) -> bool:
@@ -125,8 +142,17 @@ class RpcObject:
         if kind is not None:
             return _RemoteMethod(self, name, kind)
         self._created()
-        future = self._conn.submit(pb.GETATTR, self._agent_id, name, waiting_chain=waiting_chain() or ())
-        return wait_value(future, self._conn, f"attribute {name!r} of {self._short_class()}")
+        what = f"attribute {name!r} of {self._short_class()}"
+        policy = self._policy
+        if policy is None:
+            future = self._conn.submit(pb.GETATTR, self._agent_id, name, waiting_chain=waiting_chain() or ())
+            return wait_value(future, self._conn, what)
+
+        def read(timeout: float | None) -> Any:  # a read: safe to try again when the server was not reached
+            future = self._conn.submit(pb.GETATTR, self._agent_id, name, waiting_chain=waiting_chain() or ())
+            return wait_value(future, self._conn, what, timeout)
+
+        return retried(policy, read, what, policy.timeout)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot set {name!r} on a distributed {self._short_class()}: call one of its methods")
@@ -148,9 +174,10 @@ class RpcObject:
             task_id = self._conn.new_task_id()
             future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
                                        watch=WATCH_STATES, nudge=True)
-            return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method)
+            return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method, policy=self._policy)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
-        return wait_value(future, self._conn, f"{label}()")
+        policy = self._policy
+        return wait_value(future, self._conn, f"{label}()", policy.timeout if policy is not None else None)
 
     def to_dist(self, *args: Any, **kwargs: Any) -> RpcObject:
         """Refused: the object is already distributed.
@@ -197,7 +224,7 @@ class RpcObject:
                                 f"its creation on {self._conn.address} raised {type(exc).__name__}: {exc}") from exc
         conn = self._conn
         return (rebuild_rpc_object, (conn.host, conn.port, conn.token, self._agent_id, self._class_name,
-                                      self._methods, self._name, conn.tls_ca))
+                                      self._methods, self._name, conn.tls_ca, self._policy))
 
     def __repr__(self) -> str:
         try:
@@ -249,8 +276,10 @@ class _RemoteMethod:
 
 
 def rebuild_rpc_object(host: str, port: int, token: str, agent_id: str, class_name: str,
-                        methods: dict[str, str], name: str | None, tls_ca: str | None = None) -> RpcObject:
+                        methods: dict[str, str], name: str | None, tls_ca: str | None = None,
+                        policy: CallPolicy | None = None) -> RpcObject:
     """A proxy (not owning its object) to agent ``agent_id`` on the server at ``host:port``:
     what a pickled proxy becomes where it is unpickled, and how a server hands over one of
     its own agents (see :mod:`agentnb.server.hosted`)."""
-    return RpcObject(ServerConnection.get(host, port, token, tls_ca), agent_id, class_name, methods, name)
+    return RpcObject(ServerConnection.get(host, port, token, tls_ca), agent_id, class_name, methods, name,
+                     policy=policy)

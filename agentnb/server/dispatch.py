@@ -87,7 +87,8 @@ def _create(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: co
     except BaseException:
         agents.remove(agent)
         raise
-    agents.host(agent, obj, cls)
+    # Hosted as what it is: an object that travelled whole was "made" by placement.adopt.
+    agents.host(agent, obj, type(obj))
     return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
 
 

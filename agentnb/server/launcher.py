@@ -35,6 +35,38 @@ def _stop_at_exit(server: AgentServer) -> None:
         register(lambda: server.stop(grace=0))
 
 
+# Options of the seed's launcher that agentnb's servers do not have, and what to use instead.
+_REFUSED = {
+    "max_timeout_seconds": "agentnb's servers put no limit on a call; give a caller's limit per agent: "
+                           "to_dist={..., 'max_timeout_seconds': N}, or res.result(timeout=N)",
+    "studio_url": "agentnb has no AgentScope Studio; watch servers with agentnb.list_servers(), "
+                  "agentnb.server_logs() and agentnb.timeline()",
+}
+
+
+def _refuse(options: dict[str, Any]) -> None:
+    """A TypeError for options this launcher does not take, naming what to use instead."""
+    if not options:
+        return
+    known = [f"{name}: {_REFUSED[name]}" for name in sorted(options) if name in _REFUSED]
+    unknown = sorted(name for name in options if name not in _REFUSED)
+    parts = known + ([f"unknown option(s) {', '.join(map(repr, unknown))}; RpcAgentServerLauncher takes host, "
+                      "port, custom_agent_classes, capacity, pool_type, redis_url, max_len (max_pool_size), "
+                      "max_expire_time, local_mode, agent_dir, model_config_path, name (server_id), token, "
+                      "log_level"] if unknown else [])
+    raise TypeError("RpcAgentServerLauncher: " + "; ".join(parts))
+
+
+def _one_of(name: str, value: Any, default: Any, seed_name: str, seed_value: Any) -> Any:
+    """An option given by its agentnb name or by the seed's; both, differing, is an error."""
+    if seed_value is None:
+        return value
+    if value != default and value != seed_value:
+        raise TypeError(f"RpcAgentServerLauncher: {name}={value!r} and {seed_name}={seed_value!r} are the same "
+                        f"option; give one")
+    return seed_value
+
+
 class RpcAgentServerLauncher:
     """Starts an agent server, in this process or in a subprocess.
 
@@ -52,6 +84,7 @@ class RpcAgentServerLauncher:
         name: the server's name in the runtime directory.
         token: the token callers must send; made up when not given, and recorded
             in this user's runtime directory so that ``to_dist(host=, port=)`` finds it.
+        max_pool_size, server_id: the seed's names of ``max_len`` and ``name``.
         log_level: what the server logs (``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``).
             In a subprocess its log is the subprocess's standard output, at INFO
             unless told. In this process it sets the level of the ``agentnb.server``
@@ -59,6 +92,7 @@ class RpcAgentServerLauncher:
 
     Raises:
         ValueError: ``log_level`` is not one of those levels.
+        TypeError: an option agentnb does not have (the message names what to use instead).
     """
 
     def __init__(self, host: str = "localhost", port: int | None = None,
@@ -66,7 +100,11 @@ class RpcAgentServerLauncher:
                  pool_type: str = "local", redis_url: str | None = None, max_len: int = 8192,
                  max_expire_time: float = 7200.0, local_mode: bool = True, agent_dir: str | None = None,
                  model_config_path: str | None = None, name: str | None = None, token: str | None = None,
-                 log_level: str | None = None, **_seed_options: Any) -> None:
+                 log_level: str | None = None, max_pool_size: int | None = None, server_id: str | None = None,
+                 **seed_options: Any) -> None:
+        _refuse(seed_options)
+        max_len = _one_of("max_len", max_len, 8192, "max_pool_size", max_pool_size)
+        name = _one_of("name", name, None, "server_id", server_id)
         self.host = host
         self.port = int(port) if port else None
         self.custom_agent_classes = list(custom_agent_classes or [])

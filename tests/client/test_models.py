@@ -165,7 +165,7 @@ def test_openai_chat_sends_model_messages_settings_and_key(endpoint: Endpoint) -
     assert sent["path"] == "/v1/chat/completions"
     assert sent["headers"]["Authorization"] == f"Bearer {endpoint.api_key}"
     assert sent["body"] == {"model": "tiny-llm", "temperature": 0.5, "max_tokens": 8,
-                            "messages": [{"role": "user", "content": "hello"}]}
+                            "messages": [{"role": "user", "name": "user", "content": "hello"}]}
 
 
 def test_post_api_fills_its_body_template_and_headers(endpoint: Endpoint) -> None:
@@ -343,3 +343,85 @@ def test_a_launcher_passes_its_model_config_path(endpoint: Endpoint, tmp_path: p
             agent.close()
     finally:
         launcher.shutdown(grace=1)
+
+
+# -- the seed's configs and speaker names ---------------------------------------------------------
+
+
+def seed_config(ep: Endpoint, **extra: Any) -> dict[str, Any]:
+    """An openai_chat config as the seed's framework writes one: model_name, client_args, generate_args."""
+    return {"config_name": "seed-gpt", "model_type": "openai_chat", "model_name": "tiny-llm",
+            "api_key": ep.api_key, "organization": "org-1",
+            "client_args": {"base_url": f"{ep.url}/v1", "timeout": 10, "max_retries": 0,
+                            "default_headers": {"X-Seed": "yes"}},
+            "generate_args": {"temperature": 0.3}, **extra}
+
+
+def test_a_seed_config_with_client_args_is_honoured(endpoint: Endpoint) -> None:
+    agentnb.init(model_configs=seed_config(endpoint))
+    model = agentnb.load_model("seed-gpt")
+    assert model.timeout == 10 and model.max_retries == 0
+    assert model("hi").text == "[tiny-llm] hi"
+    sent = endpoint.last()
+    assert sent["path"] == "/v1/chat/completions"  # client_args' base_url
+    assert sent["headers"]["X-Seed"] == "yes" and sent["headers"]["OpenAI-Organization"] == "org-1"
+    assert sent["body"]["temperature"] == 0.3
+    assert endpoint.api_key not in repr(model_configs()["seed-gpt"])
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"client_args": {"http_client": None}}, "client_args 'http_client' are not supported.*base_url"),
+    ({"client_args": "http://x"}, "'client_args' must be a dict"),
+    ({"base_url": "http://elsewhere/v1"}, "'base_url' is given twice"),
+])
+def test_client_args_that_cannot_be_honoured_are_refused(endpoint: Endpoint, extra: dict, message: str) -> None:
+    with pytest.raises(ModelConfigError, match=message):
+        agentnb.init(model_configs=seed_config(endpoint, **extra))
+
+
+def test_a_server_loads_a_seed_model_config_file(endpoint: Endpoint, start_server: Callable[..., Any],
+                                                 tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "model_configs.json"
+    path.write_text(json.dumps([seed_config(endpoint)]))
+    os.chmod(path, 0o600)
+    server = start_server("--model-config-path", str(path))
+    agent = ChatAgent("S0", model_config_name="seed-gpt", to_dist=server.to_dist)
+    assert agent.reply(Msg("user", "from the seed", role="user")).content == "[tiny-llm] from the seed"
+    assert endpoint.last()["headers"]["X-Seed"] == "yes"
+
+
+class Debater(AgentBase):
+    """Answers with its model, given the whole debate so far."""
+
+    def reply(self, x: Any = None) -> Msg:
+        return Msg(self.name, self.model(x).text)
+
+
+def test_speaker_names_reach_the_model(endpoint: Endpoint) -> None:
+    agentnb.init(model_configs=configs(endpoint))
+    judge = Debater("judge", model_config_name="chat", to_dist=True)
+    debate = [Msg("system", "Judge the debate.", role="system"),
+              Msg("Alice", "Actors are simpler.", role="assistant"),
+              Msg("Bob Smith (con)", "Locks are faster.", role="assistant"),
+              Msg("user", "Who wins?", role="user")]
+    assert judge.reply(debate).content == "[tiny-llm] Who wins?"
+    assert endpoint.last()["body"]["messages"] == [
+        {"role": "system", "name": "system", "content": "Judge the debate."},
+        {"role": "assistant", "name": "Alice", "content": "Actors are simpler."},
+        {"role": "assistant", "name": "Bob_Smith_con_", "content": "Locks are faster."},  # what OpenAI accepts
+        {"role": "user", "name": "user", "content": "Who wins?"},
+    ]
+
+
+def test_names_can_be_left_out_and_dicts_go_as_they_are(endpoint: Endpoint) -> None:
+    agentnb.init(model_configs=[configs(endpoint)[0], {**configs(endpoint)[0], "config_name": "nameless",
+                                                       "send_names": False}])
+    model = agentnb.load_model("nameless")
+    model([Msg("Alice", "hi", role="assistant"), {"role": "user", "name": "Bob", "content": "yo"}])
+    assert endpoint.last()["body"]["messages"] == [{"role": "assistant", "content": "hi"},
+                                                   {"role": "user", "name": "Bob", "content": "yo"}]
+    model = agentnb.load_model("chat")
+    model([Msg("名前", "hi", role="assistant"), Msg("W" * 80, "long", role="assistant")])
+    sent = endpoint.last()["body"]["messages"]
+    assert "name" not in sent[0]  # nothing OpenAI accepts is left of it
+    assert sent[1]["name"] == "W" * 64

@@ -62,7 +62,7 @@ def test_a_result_replaced_in_redis_is_refused_unread(start_server, redis_server
                                 capture_output=True, text=True, timeout=60)
         assert forged.returncode == 0, forged.stderr
 
-        reference = pickle.loads(pickle.dumps(kept))  # fetches the stored result from the server
+        reference = pickle.loads(pickle.dumps(kept.as_reference()))  # fetches the stored result from the server
         with pytest.raises(AgentServerError, match="integrity check") as refused:
             reference.result(30)
         assert kept.task_id in str(refused.value)

@@ -101,7 +101,7 @@ def test_writable_buffers_travel_as_they_were_when_the_call_was_made(server) -> 
     first = store.fill(size, 1)
     assert first.result(timeout=60) == bytearray(b"\x01" * size)
     assert store.fill(size, 2).result(timeout=60) == bytearray(b"\x02" * size)
-    assert pickle.loads(pickle.dumps(first)).result(timeout=60) == bytearray(b"\x01" * size)
+    assert pickle.loads(pickle.dumps(first.as_reference())).result(timeout=60) == bytearray(b"\x01" * size)
 
 
 def test_many_large_calls_at_once_are_not_mixed_up(server) -> None:
@@ -148,7 +148,7 @@ def test_large_results_in_the_redis_pool(start_server, redis_server: RedisServer
     assert made.result(timeout=60) == pattern(size, seed=9)
     fields = redis_server.client().hgetall(f"agentnb:default:task:{made.task_id}")
     assert fields[b"buffers"] == b"1" and fields[b"buffer:0"] == pattern(size, seed=9)
-    reference = pickle.loads(pickle.dumps(made))  # read back from Redis, through GetResult
+    reference = pickle.loads(pickle.dumps(made.as_reference()))  # read back from Redis, through GetResult
     assert reference.result(timeout=60) == pattern(size, seed=9)
     mutable = store.make_bytearray(CHUNK + 1)
     again = pickle.loads(pickle.dumps(mutable)).result(timeout=60)

@@ -190,7 +190,7 @@ def test_server_with_redis_pool(start_server, redis_server: RedisServer) -> None
     with pytest.raises(Exception, match="stored failure"):
         failed.result(30)
     with pytest.raises(Exception, match="stored failure"):  # a reference reads it from Redis
-        pickle.loads(pickle.dumps(failed)).result(30)
+        pickle.loads(pickle.dumps(failed.as_reference())).result(30)
 
 
 def test_a_result_survives_its_server(start_server, redis_server: RedisServer, tmp_path) -> None:
@@ -201,7 +201,7 @@ def test_a_result_survives_its_server(start_server, redis_server: RedisServer, t
     assert fetched.result(30) == 0.01
     unfetched = agent.reply()  # done, but nobody asked for its value yet
     wait_for(unfetched.done, what="the reply")
-    reference = pickle.dumps(fetched)  # what travels to other processes, or is saved
+    reference = pickle.dumps(fetched.as_reference())  # what travels to other processes, or is saved
     reference_file = tmp_path / "reference.pickle"
     reference_file.write_bytes(pickle.dumps(unfetched))
     held = agent.hold("never-released", 1)  # still running when the server dies
@@ -240,7 +240,7 @@ def test_redis_lost_while_running(start_server, redis_server: RedisServer) -> No
     agent = Worker("W0", to_dist=server.to_dist)
     before = agent.sleep_for(0.02)
     assert before.result(30) == 0.02
-    reference = pickle.dumps(before)
+    reference = pickle.dumps(before.as_reference())
 
     redis_server.stop()
     with pytest.raises(AgentServerError, match="Redis result pool at redis://127.0.0.1.*unavailable"):

@@ -126,7 +126,7 @@ def test_list_get_and_delete_agents(server) -> None:
 
 def _reference(result):
     """The AsyncResult as another process holding it would see it (read from the pool)."""
-    return pickle.loads(pickle.dumps(result))
+    return pickle.loads(pickle.dumps(result.as_reference()))
 
 
 def test_result_pool_keeps_at_most_max_len_results(start_server) -> None:
