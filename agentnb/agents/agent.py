@@ -67,9 +67,7 @@ class AgentBase(metaclass=RpcMeta):
         """Answer ``x`` (``reply``); in a message hub, the other participants observe the answer."""
         reply = self.reply(x, *args, **kwargs)
         if audience.LISTENERS:
-            key = audience.local_key(self)
-            if key is not None:
-                audience.spoke(key, self, reply)
+            audience.spoke(id(self), self, reply)
         return reply
 
     def __repr__(self) -> str:

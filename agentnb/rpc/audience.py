@@ -9,9 +9,9 @@ on the thread that made the call:
   its key is the proxy's ``(server address, agent id)``, shared by every proxy
   of that agent;
 * a local object speaks in ``AgentBase.__call__``; its key is its ``id()``.
-  An object hosted here as a distributed agent does not speak for itself: it
-  is heard where a proxy called it (else a hub in its server's process that
-  holds a proxy to it would hear each reply twice).
+  A hub keys an object hosted here as a distributed agent as its proxies
+  (``(server address, agent id)``), so that object is heard where a proxy
+  called it, never a second time by its own ``__call__``.
 
 Nothing is looked up while no listener is registered (:data:`LISTENERS` empty).
 """
@@ -57,11 +57,3 @@ def spoke(key: Hashable, speaker: Any, reply: Any) -> None:
     """The agent of ``key`` (``speaker``) replied ``reply``: tell its listeners."""
     for listener in LISTENERS.get(key, ()):
         listener(speaker, reply)
-
-
-def local_key(obj: object) -> int | None:
-    """The key of a local object that speaks, or None for an object hosted here as an
-    agent (heard through its proxies instead)."""
-    from agentnb.wire import codec  # here: defining an agent class must not load the pickler
-
-    return None if codec.hosted_reduction(obj) is not None else id(obj)

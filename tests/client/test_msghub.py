@@ -168,3 +168,23 @@ def test_a_participant_must_be_able_to_observe(server) -> None:
         msghub([Talker("t"), Mute("m", to_dist=server.to_dist)])
     with pytest.raises(TypeError, match="agent or a list of agents"):
         msghub("alice")
+
+
+class Chair(Talker):
+    """Runs a hub of its own, on its server, with itself as a listener."""
+
+    def chair(self, members: list) -> list[str]:
+        with msghub([self, *members], announcement=Msg(self.name, "order", role="system")):
+            for member in members:
+                member()
+        return self.heard()
+
+
+def test_an_agent_runs_a_hub_on_its_server(two_servers) -> None:
+    first, second = two_servers
+    chair = Chair("chair", to_dist=first.to_dist)
+    near = Talker("near", to_dist=first.to_dist)  # hosted in the chair's own server process
+    far = Talker("far", to_dist=second.to_dist)
+    # Each reply heard once by the chair (the hub hears proxies; the hosted object does not speak twice).
+    assert chair.chair([near, far]) == ["chair: order", "near: near after 1", "far: far after 2"]
+    assert _heard(far) == ["chair: order", "near: near after 1"]
