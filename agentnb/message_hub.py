@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -161,10 +162,16 @@ class MsgHub:
         """Forget the observations that ended, keeping their failures; with ``wait``, all of them."""
         with self._lock:
             sent, self._sent = self._sent, []
+        deadline = None if timeout is None else time.monotonic() + timeout
         pending = []
         for listener, observation, msg in sent:
             if wait:
-                error = observation.exception(timeout)
+                try:
+                    error = observation.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    with self._lock:
+                        self._sent[:0] = [item for item in sent if not item[1].done()]
+                    raise
             elif observation.done():
                 error = observation.exception()
             else:

@@ -107,10 +107,12 @@ def test_calling_a_distributed_speaker_does_not_wait(two_servers) -> None:
     first, second = two_servers
     slow = Talker("slow", gated=True, to_dist=first.to_dist)
     quick = Talker("quick", to_dist=second.to_dist)
-    with msghub([slow, quick]):
+    with msghub([slow, quick]) as hub:
         said = slow()  # its reply waits on the gate: the call must return anyway
         answer = quick()  # and quick's turn comes after it has heard slow's reply
         assert not said.done() and not answer.done()
+        with pytest.raises(TimeoutError):
+            hub.wait(timeout=0.1)  # quick has not heard slow yet
         slow.open_gate()
         assert answer.result(timeout=GATE_LIMIT).content == "quick after 1"
     assert _heard(quick) == ["slow: slow after 0"]
