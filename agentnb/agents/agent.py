@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from agentnb.message import Msg
+from agentnb.rpc import audience
 from agentnb.rpc.methods import async_func
 from agentnb.rpc.rpc_meta import RpcMeta
 
@@ -45,15 +47,34 @@ class AgentBase(metaclass=RpcMeta):
         """Answer the message ``x``. Subclasses override this."""
         raise NotImplementedError(f"{type(self).__name__} must override reply()")
 
+    @async_func
     def observe(self, x: Msg | list[Msg] | None) -> None:
-        """Remember ``x`` (when the agent has a memory) without answering."""
+        """Remember ``x`` (when the agent has a memory) without answering.
+
+        ``x`` may be an AsyncResult (or a list holding some): its value is
+        remembered, once there. Asynchronous on a distributed agent: the caller
+        does not wait, and the agent's later calls see ``x`` remembered (they run
+        after it). In a message hub (``agentnb.msghub``) every participant
+        observes what the others say.
+        """
         if self.memory is None or x is None:
             return
+        x = _values(x)
         self.memory.extend(x if isinstance(x, list) else [x])
 
     @async_func
     def __call__(self, x: Msg | None = None, *args: Any, **kwargs: Any) -> Msg:
-        return self.reply(x, *args, **kwargs)
+        """Answer ``x`` (``reply``); in a message hub, the other participants observe the answer."""
+        reply = self.reply(x, *args, **kwargs)
+        if audience.LISTENERS:
+            audience.spoke(id(self), self, reply)
+        return reply
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _values(x: Any) -> Any:
+    """``x`` with the AsyncResults in it (and in its lists) replaced by their values."""
+    results = sys.modules.get("agentnb.rpc.async_result")  # none can exist before it is loaded
+    return x if results is None else results.resolve_results(x)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from agentnb.lazy import lazy_exports
 
-__all__ = ["AsyncResult", "RpcMeta", "RpcObject", "async_func", "sync_func"]
+__all__ = ["AsyncResult", "RpcMeta", "RpcObject", "async_func", "concurrent", "sync_func"]
 
 _LAZY = {
     "AsyncResult": "agentnb.rpc.async_result",
     "RpcMeta": "agentnb.rpc.rpc_meta",
     "async_func": "agentnb.rpc.methods",
+    "concurrent": "agentnb.rpc.methods",
     "sync_func": "agentnb.rpc.methods",
     "RpcObject": "agentnb.rpc.rpc_object",
 }

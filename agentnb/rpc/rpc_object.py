@@ -7,12 +7,14 @@ from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound
+from agentnb.rpc import audience
 from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.call_policy import CallPolicy, retried
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.context import waiting_chain
 from agentnb.rpc.future import CallFuture
 from agentnb.rpc.methods import ASYNC
+from agentnb.runtime_home import server_address
 from agentnb.wire import codec
 
 # Whether async calls ask their server to report QUEUED and RUNNING as well as the
@@ -68,6 +70,11 @@ class RpcObject:
     garbage-collected, the object is deleted on the server. Copies (a proxy
     passed to another agent, or found again with ``agentnb.get_agent``) do not
     own it.
+
+    Two proxies are equal (and hash alike) when they stand for the same agent:
+    the same agent id on the same server, whichever way each was obtained. On
+    the agent's own server, the agent's object equals a proxy to it too (see
+    :func:`agent_identity`).
 
     ``to_dist`` returns as soon as the creation is sent (creating many objects
     costs one round trip, not one each). The first use of the proxy waits until
@@ -162,7 +169,10 @@ class RpcObject:
         kind = self._methods.get("__call__")
         if kind is None:
             raise TypeError(f"distributed {self._short_class()} object is not callable")
-        return _RemoteMethod(self, "__call__", kind)(*args, **kwargs)
+        reply = self._invoke("__call__", kind, args, kwargs)
+        if audience.LISTENERS:  # a message hub of this process may hear this agent speak
+            audience.spoke(self._identity(), self, reply)
+        return reply
 
     def _invoke(self, method: str, kind: str, args: tuple, kwargs: dict) -> Any:
         __tracebackhide__ = True
@@ -207,6 +217,16 @@ class RpcObject:
         creating = getattr(self, "_creating", None)
         if creating is not None and creating.done():  # (a pending one is told at exit, if it fails)
             self._conn.creations.report_unseen([creating])
+
+    def _identity(self) -> tuple[str, str]:
+        return self._conn.address, self._agent_id
+
+    def __eq__(self, other: object) -> bool:
+        identity = agent_identity(other)
+        return NotImplemented if identity is None else identity == self._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def _short_class(self) -> str:
         return self._class_name.rsplit(".", 1)[-1]
@@ -257,6 +277,26 @@ def wait_created(*proxies: RpcObject, timeout: float | None = None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     for proxy in proxies:
         proxy._created(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def agent_identity(obj: object) -> tuple[str, str] | None:
+    """Which agent ``obj`` is: its server's address and its agent id, for a proxy
+    or for an object this process hosts as an agent (the agent's own object, on
+    its server); None for any other object.
+
+    So, on its server, an agent equals a proxy to itself (``proxy == self`` and
+    ``self == proxy``), though the two hash differently: compare them with
+    ``==``, not by putting both in one set. In the process that called
+    ``to_dist()``, the local object and the proxy it returned are different
+    agents (the proxy's object was built anew on the server) and are not equal.
+    """
+    if isinstance(obj, RpcObject):
+        return obj._identity()
+    reduced = codec.hosted_reduction(obj)
+    if reduced is None:
+        return None
+    host, port, _token, agent_id = reduced[1][:4]
+    return server_address(host, port), agent_id
 
 
 class _RemoteMethod:

@@ -6,6 +6,9 @@ waiting on the caller. The call then waits in its agent's mailbox until a
 worker runs it (:func:`execute`) with the handler ``HANDLERS`` has for its
 kind: adding a kind is one entry there and one function here.
 
+A call of a method marked ``@concurrent`` (:func:`runs_beside`) skips the
+mailbox: it runs on a free worker beside the agent's other calls.
+
 A CANCEL is neither admitted nor run: the servicer answers it as it arrives,
 since it acts on the queued calls, not on an agent.
 """
@@ -32,7 +35,8 @@ def admit(agents: HostedAgents, call: pb.Call) -> HostedAgent:
     Raises:
         AgentServerError: a CREATE's agent id is taken.
         AgentNotFound: no agent has that id (never created, or deleted).
-        DeadlockError: the agent is itself waiting synchronously on the caller.
+        DeadlockError: the agent is itself waiting synchronously on the caller
+            (unless the call runs beside the agent's other calls: it can run then).
     """
     if call.kind == pb.CREATE:
         agent = agents.add(call.agent_id)
@@ -42,12 +46,19 @@ def admit(agents: HostedAgents, call: pb.Call) -> HostedAgent:
     agent = agents.get(call.agent_id)
     if agent is None or agent.deleted:
         raise AgentNotFound(f"no agent with id {call.agent_id} on the agent server {agents.server.name}")
-    if call.agent_id in call.waiting_chain:
+    if call.agent_id in call.waiting_chain and not runs_beside(agent, call):
         raise DeadlockError(
             f"deadlock: the synchronous call {agent.name or agent.class_name}.{call.method} can never run, "
             "because that agent is itself waiting synchronously on the caller (directly or through other "
             "agents); make one of the calls asynchronous (@async_func) or break the cycle")
     return agent
+
+
+def runs_beside(agent: HostedAgent, call: pb.Call) -> bool:
+    """Whether ``call`` runs beside the agent's other calls instead of in its mailbox:
+    a CALL of a method marked ``@concurrent`` (known once the agent's object is made;
+    before, the call waits in the mailbox behind the creation)."""
+    return call.kind == pb.CALL and call.method in agent.concurrent
 
 
 def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, codec.Encoded]:

@@ -19,7 +19,7 @@ import time
 from typing import Protocol
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc.methods import ASYNC, class_methods, qualified_name
+from agentnb.rpc.methods import ASYNC, class_methods, concurrent_methods, qualified_name
 from agentnb.rpc.rpc_object import rebuild_rpc_object
 from agentnb.runtime_home import is_unix
 from agentnb.server.mailbox import Mailbox
@@ -40,7 +40,7 @@ class Address(Protocol):
 class HostedAgent:
     """One agent: its object (None until its CREATE ran, and after its DELETE) and its mailbox."""
 
-    __slots__ = ("agent_id", "obj", "name", "class_name", "methods", "created", "deleted", "mailbox")
+    __slots__ = ("agent_id", "obj", "name", "class_name", "methods", "concurrent", "created", "deleted", "mailbox")
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
@@ -48,6 +48,7 @@ class HostedAgent:
         self.name = ""
         self.class_name = ""
         self.methods: dict[str, str] = {}  # public method -> its kind (see agentnb.rpc.methods)
+        self.concurrent: frozenset[str] = frozenset()  # its @concurrent methods, once its object is made
         self.created = time.time()
         self.deleted = False
         self.mailbox = Mailbox()
@@ -97,6 +98,7 @@ class HostedAgents:
         agent.name = name if isinstance(name, str) else ""
         agent.class_name = qualified_name(cls)
         agent.methods = class_methods(cls)
+        agent.concurrent = concurrent_methods(cls)  # (after obj: a call sees these only with the object made)
         if not _HOSTED:
             codec.set_hosted_reducer(_proxy_reduction)
         _HOSTED[id(obj)] = (self.server, agent)

@@ -7,7 +7,8 @@ A call goes through the server in four hops, one function each:
 2. which answers a CANCEL at once, and admits any other call
    (:func:`agentnb.server.dispatch.admit`, against the registry of
    :mod:`agentnb.server.hosted`), counts it and posts it to its agent's mailbox
-   (:mod:`agentnb.server.mailbox`);
+   (:mod:`agentnb.server.mailbox`), or, for a method marked ``@concurrent``,
+   hands it to a worker at once (:meth:`AgentServicer._run`);
 3. a worker thread (:mod:`agentnb.server.workers`) runs that mailbox's calls one
    after another (:meth:`AgentServicer._run_mailbox`), each with the handler of
    its kind (:func:`agentnb.server.dispatch.execute`);
@@ -41,6 +42,7 @@ from agentnb.server import call_events, dispatch
 from agentnb.server.call_history import CallHistory
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.late_removals import remove_later
+from agentnb.server.mailbox import Mailbox
 from agentnb.server.ownership import Client, Owners
 from agentnb.server.replier import HAND_OVER_BYTES, ReplyQueue
 from agentnb.server.result_store import LocalResultStore, ResultStore, StoredResult
@@ -150,7 +152,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             session.owned.append(agent)
         if call.watch:
             self._reply(task, pb.QUEUED, b"")
-        if agent.mailbox.post(task):
+        if dispatch.runs_beside(agent, call):
+            self._workers.submit(self._run, agent, task, None)
+        elif agent.mailbox.post(task):
             self._workers.submit(self._run_mailbox, agent)
 
     def _release(self, session: ClientSession, owned: list[HostedAgent]) -> None:
@@ -176,33 +180,39 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             task = mailbox.next()
             if task is None:
                 return
-            with self._lock:
-                self._queued -= 1
-                if task.call.task_id:
-                    self._tasks.pop(task.call.task_id, None)
-                if task.cancelled:
-                    if not self.accepting:  # drain() may be waiting
-                        self._idle.notify_all()
-                    continue
-                task.started = True
-                self._busy += 1
-                self.calls.started(task)
-            handed_over = False
-            try:
-                # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
-                if task.call.watch and not (mailbox.handed_over
-                                            and self._replies.hand_over(mailbox, task, pb.RUNNING, b"")):
-                    self._reply(task, pb.RUNNING, b"")
-                started = time.perf_counter()
-                status, payload = dispatch.execute(self._agents, agent, task)
-                if mailbox.handed_over or self._may_hand_over(task, payload):
-                    handed_over = self._replies.hand_over(mailbox, task, status, payload)
-                if not handed_over:
-                    self._reply(task, status, payload)
-                call_events.call_ended(agent, task.call, status, payload, started)
-            finally:
-                if not handed_over:
-                    self._finished()
+            self._run(agent, task, mailbox)
+
+    def _run(self, agent: HostedAgent, task: Task, mailbox: Mailbox | None) -> None:
+        """Run one call of ``agent`` and reply: a call from its mailbox, or (``mailbox`` None)
+        one of a ``@concurrent`` method, beside the agent's other calls."""
+        with self._lock:
+            self._queued -= 1
+            if task.call.task_id:
+                self._tasks.pop(task.call.task_id, None)
+            if task.cancelled:
+                if not self.accepting:  # drain() may be waiting
+                    self._idle.notify_all()
+                return
+            task.started = True
+            self._busy += 1
+            self.calls.started(task)
+        handed_over = False
+        try:
+            # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
+            # (A call beside the others has no place in that order: it replies itself.)
+            if task.call.watch and not (mailbox is not None and mailbox.handed_over
+                                        and self._replies.hand_over(mailbox, task, pb.RUNNING, b"")):
+                self._reply(task, pb.RUNNING, b"")
+            started = time.perf_counter()
+            status, payload = dispatch.execute(self._agents, agent, task)
+            if mailbox is not None and (mailbox.handed_over or self._may_hand_over(task, payload)):
+                handed_over = self._replies.hand_over(mailbox, task, status, payload)
+            if not handed_over:
+                self._reply(task, status, payload)
+            call_events.call_ended(agent, task.call, status, payload, started)
+        finally:
+            if not handed_over:
+                self._finished()
 
     def _may_hand_over(self, task: Task, payload: codec.Encoded) -> bool:
         """Whether the replier should send this final reply: a small one, while other calls run.

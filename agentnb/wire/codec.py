@@ -178,6 +178,13 @@ def set_hosted_reducer(reducer: Callable[[object], Any] | None) -> None:
     _hosted_reducer = reducer
 
 
+def hosted_reduction(obj: object) -> Any:
+    """The reduction of a proxy to ``obj`` when this process hosts it as an agent
+    (see :func:`set_hosted_reducer`), else None."""
+    reducer = _hosted_reducer
+    return None if reducer is None else reducer(obj)
+
+
 # cloudpickle names the file of the code it pickles by value "<dynamic-code>".
 _ANONYMOUS_FILE = "<dynamic-code>"
 _reduce_code = getattr(_cloudpickle_internals, "_code_reduce", None)
