@@ -123,6 +123,7 @@ class Ticker:
             time.sleep(self.interval)
 
 
+#: The process's one :class:`Ticker`: every live display (widget or text line) is redrawn by it.
 TICKER = Ticker()
 
 
