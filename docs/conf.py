@@ -7,8 +7,11 @@ repository by ``generate.py`` before each build (see there); the pages written b
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+
+from sphinx.util import logging
 
 DOCS = Path(__file__).resolve().parent
 sys.path[:0] = [str(DOCS.parent), str(DOCS)]  # agentnb itself, and generate.py
@@ -16,6 +19,8 @@ sys.path[:0] = [str(DOCS.parent), str(DOCS)]  # agentnb itself, and generate.py
 import generate  # noqa: E402
 
 import agentnb  # noqa: E402
+
+_LOGGER = logging.getLogger(__name__)
 
 generate.write_pages()
 
@@ -43,3 +48,18 @@ napoleon_numpy_docstring = False
 
 html_theme = "furo"
 html_title = f"agentnb {release}"
+
+
+def _property_summary_reads_as_a_type(app, what, name, obj, options, lines) -> None:  # noqa: ANN001
+    """Napoleon reads the first line of a property's (or attribute's) docstring as ``type: description`` when it
+    has a colon outside code, and shows the words before it as its type. Say so."""
+    if what not in ("property", "attribute", "data") or not lines:
+        return
+    prose = re.sub(r"``.*?``|:\w+:`[^`]*`|`[^`]*`", "", lines[0])
+    if re.search(r"(?<!:):(?!:)", prose):
+        _LOGGER.warning("%s: the first line of its docstring has a colon outside code, which "
+                        "napoleon shows as its type; reword it: %r", name, lines[0])
+
+
+def setup(app) -> None:  # noqa: ANN001
+    app.connect("autodoc-process-docstring", _property_summary_reads_as_a_type, priority=400)  # before napoleon
