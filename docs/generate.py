@@ -49,6 +49,8 @@ API_GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
      ("agentnb",)),
 ]
 OTHER_GROUP = ("other", "Other", "Public names of no group above.", ())
+# Public constants are described by a ``#:`` comment where they are assigned; these need none.
+STANDARD_DESCRIPTIONS = {"__version__": "This agentnb's version."}
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def api_entries() -> list[ApiEntry]:
             kind = "data"
         data = kind == "data"
         shown = repr(value) if data and type(value) in (str, int, float, tuple, frozenset, dict) else ""
-        entries.append(ApiEntry(name, module, kind, _attribute_comment(module, name) if data else "", shown))
+        comment = (_attribute_comment(module, name) or STANDARD_DESCRIPTIONS.get(name, "")) if data else ""
+        entries.append(ApiEntry(name, module, kind, comment, shown))
     return entries
 
 
