@@ -35,3 +35,4 @@ lint: $(STAMP)
 
 docs: $(DOCS_STAMP)  ## the documentation site, warnings as errors: open docs/_build/html/index.html
 	$(PY) -m sphinx -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html
+	@echo "built: open docs/_build/html/index.html"
