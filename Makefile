@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
-.PHONY: run run-independent test bench proto lint
+.PHONY: run run-independent test bench proto lint docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,10 +14,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
 run: $(STAMP)  ## the seed's web-agent example: initialisation, sequential and distributed times
 	$(PY) agentnb/examples/dist_main.py
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP) $(DOCS_STAMP)  ## the whole test suite (tests/layout/test_docs.py builds the site)
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## the benchmark table
@@ -26,4 +31,8 @@ proto: $(STAMP)  ## regenerate agentnb/_proto from protos/agentnb.proto
 	$(PY) protos/generate.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agentnb kernel_ext protos tests
+	$(VENV)/bin/ruff check agentnb kernel_ext protos tests docs
+
+docs: $(DOCS_STAMP)  ## the documentation site, warnings as errors: open docs/_build/html/index.html
+	$(PY) -m sphinx -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html
+	@echo "built: open docs/_build/html/index.html"

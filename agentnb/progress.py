@@ -123,6 +123,7 @@ class Ticker:
             time.sleep(self.interval)
 
 
+#: The process's one :class:`Ticker`: every live display (widget or text line) is redrawn by it.
 TICKER = Ticker()
 
 
@@ -183,7 +184,7 @@ class Progress:
 
     @property
     def single(self) -> bool:
-        """Whether it watches one AsyncResult given alone (not in a list): it is shown
+        """Whether it watches one AsyncResult given alone (not in a list); it is then shown
         as that call's status, and :meth:`values` is its value."""
         return self._single
 
@@ -203,7 +204,7 @@ class Progress:
 
     @property
     def percent(self) -> int:
-        """The finished share, in whole percent (rounded down, as tqdm does: 100 only when all are)."""
+        """The finished share, in whole percent (rounded down, as tqdm does, so 100 only when all are)."""
         return 100 * self._finished // self.total if self.total else 100
 
     @property

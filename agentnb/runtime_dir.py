@@ -62,7 +62,7 @@ class ServerRecord:
 
     @property
     def display(self) -> str:
-        """How the server is shown: ``agent server 'lab' at unix:/…/lab.sock``."""
+        """How the server is shown, e.g. ``agent server 'lab' at unix:/…/lab.sock``."""
         return server_display(self.address, self.name)
 
     @property

@@ -20,7 +20,7 @@ from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATES
 if TYPE_CHECKING:
     from agentnb.timeline import CallRecord
 
-# The colours of the states, as the notebook's result and progress widgets draw them.
+#: The colour of each state (CSS), as timelines and the notebook's widgets draw it.
 STATE_COLOURS = {QUEUED: "#777", RUNNING: "#1565c0", DONE: "#2e7d32", FAILED: "#c62828", CANCELLED: "#ef6c00"}
 # The character of each state in the text drawing. Where calls in several states share a cell,
 # the state of most of those that ran wins, ties going to the first of TEXT_PRIORITY; calls that

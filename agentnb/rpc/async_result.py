@@ -235,7 +235,7 @@ class AsyncResult(Generic[T]):
 
     @property
     def history(self) -> list[tuple[str, float]]:
-        """The states the call went through, oldest first: ``[("submitted", t0), ("queued", t1), ...]``."""
+        """The states the call went through, oldest first, as ``[("submitted", t0), ("queued", t1), ...]``."""
         return sorted(self.times.items(), key=lambda item: item[1])
 
     def add_status_callback(self, fn: Callable[[AsyncResult[T]], None]) -> None:
