@@ -34,7 +34,7 @@ def to_dist(target: Any, *args: Any, to_dist: Any = True, async_methods: Iterabl
 
     Args:
         target: the object to send, or the class to build remotely.
-        *args, **kwargs: the constructor's arguments (only with a class).
+        args, kwargs: the constructor's arguments (only with a class).
         to_dist: where, as the ``to_dist=`` argument of an RpcMeta class takes it:
             True (child mode, or the notebook's default server), a ServerPool, or a
             dict of ``host``, ``port``, ``token``, ``tls_ca``, ``pool``,
