@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the seed's web-agent example: initialisation, sequential and distributed times
 	$(PY) agentnb/examples/dist_main.py
 
+# Before the suite, the Debian packages the tests need (chromium, ...) when root with apt-get and not
+# AGENTNB_NO_APT=1; what stays missing is skipped, and the run's last lines say what and why.
 test: $(STAMP)  ## the whole test suite
+	$(PY) tests/system_requirements.py --install
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## the benchmark table
