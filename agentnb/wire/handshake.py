@@ -128,6 +128,7 @@ def authenticate(channel: Any, token: str, address: str, version: str, timeout: 
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
             raise
+        # Unproven, as the refusal comes before the server's proof; nothing is sent or unpickled after it.
         trailing = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
         raise versions.mismatch(version, trailing.get(versions.VERSION_METADATA_KEY, ""),
                                 display or f"agent server at {address}") from None
