@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import subprocess
 import sys
 
 import grpc
@@ -59,6 +60,14 @@ def test_the_package_pyproject_and_changelog_name_one_version() -> None:
     released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, flags=re.MULTILINE)
     assert released, "CHANGELOG.md names no version as '## [X.Y.Z] - YYYY-MM-DD'"
     assert released[0] == agentnb.__version__, "the CHANGELOG's latest version is not agentnb.__version__"
+
+
+def test_the_server_command_line_prints_the_version() -> None:
+    for command in ([sys.executable, "-m", "agentnb.server", "--version"], [sys.executable, "-c",
+                    "import sys; from agentnb.server.cli import as_server_main; sys.exit(as_server_main())",
+                    "--version"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert (done.returncode, done.stdout) == (0, f"agentnb {agentnb.__version__}\n"), done.stderr
 
 
 def test_a_server_reports_this_version_and_the_daemon_list_shows_it(start_server) -> None:
