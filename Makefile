@@ -21,7 +21,10 @@ $(DOCS_STAMP): $(STAMP)
 run: $(STAMP)  ## the seed's web-agent example: initialisation, sequential and distributed times
 	$(PY) agentnb/examples/dist_main.py
 
+# Before the suite, the Debian packages the tests need (chromium, ...) when root with apt-get and not
+# AGENTNB_NO_APT=1; what stays missing is skipped, and the run's last lines say what and why.
 test: $(STAMP) $(DOCS_STAMP)  ## the whole test suite (tests/layout/test_docs.py builds the site)
+	$(PY) tests/system_requirements.py --install
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## the benchmark table

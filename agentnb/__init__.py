@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+# The one place of the version: pyproject.toml reads it, servers report it (GetInfo) and each side
+# checks the other's in the handshake (agentnb.wire.versions). CHANGELOG.md says what each version brought.
+__version__ = "0.2.0"
 
 
 from agentnb.errors import (
@@ -24,6 +26,7 @@ from agentnb.errors import (
     ServerUnavailable,
     TaskCancelled,
     TaskNotFound,
+    VersionMismatch,
 )
 from agentnb.lazy import lazy_exports
 
@@ -137,6 +140,7 @@ __all__ = [
     "TaskNotFound",
     "Ticker",
     "Timeline",
+    "VersionMismatch",
     "__version__",
     "async_func",
     "cancel",

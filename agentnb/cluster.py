@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.concurrently import gather, run_together
 from agentnb.config import server_environment
-from agentnb.errors import AgentServerError, DaemonError
+from agentnb.errors import AgentServerError, DaemonError, VersionMismatch
 from agentnb.launch.command import ServerProcess, start_server_process
 from agentnb.launch.daemon_options import DaemonOptions, check_name
 from agentnb.launch.daemons import (
@@ -86,6 +86,8 @@ class ServerStatus:
         error: why it did not answer.
         is_default: this process places its new agents on it.
         agents: the agents it hosts (filled by :func:`describe_server`).
+        version: the agentnb version it runs, as it told it (also when that version does not work
+            with this one: then ``info`` is None and ``error`` says so); empty when it did not tell.
     """
 
     record: ServerRecord
@@ -93,6 +95,7 @@ class ServerStatus:
     error: str = ""
     is_default: bool = False
     agents: list[pb.AgentDescription] = field(default_factory=list)
+    version: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -261,9 +264,11 @@ class DaemonRegistry:
         is_default = default is not None and _in_pool(record, default)
         try:
             info = _info(record)
+        except VersionMismatch as exc:
+            return ServerStatus(record, None, str(exc), is_default, version=exc.server_version)
         except (AgentServerError, TimeoutError) as exc:
             return ServerStatus(record, None, str(exc), is_default)
-        return ServerStatus(record, info, "", is_default)
+        return ServerStatus(record, info, "", is_default, version=info.version)
 
     def log_tail(self, name: str, lines: int = 50) -> str:
         """The last ``lines`` lines of a daemon's log (also of one that has stopped)."""

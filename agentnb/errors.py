@@ -19,6 +19,21 @@ class AuthenticationError(AgentServerError):
     """The agent server refused the call's token."""
 
 
+class VersionMismatch(AgentServerError):
+    """The client and the agent server run agentnb versions that do not work together
+    (a different major.minor version); the message names both.
+
+    Attributes:
+        client_version: the client's agentnb version.
+        server_version: the server's agentnb version ('' for one older than 0.2, which does not tell it).
+    """
+
+    def __init__(self, message: str, *, client_version: str = "", server_version: str = "") -> None:
+        super().__init__(message)
+        self.client_version = client_version
+        self.server_version = server_version
+
+
 class AgentNotFound(AgentServerError, LookupError):
     """No agent with that id (or name) lives on the server."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+import agentnb
 from agentnb import ServerRecord, ServerStatus
 
 LIST_COLUMNS = ("name", "address", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "pool",
-                "default")
+                "version", "default")
 AGENT_COLUMNS = ("name", "id", "class", "pending")
 
 
@@ -34,12 +35,21 @@ def pool_label(record: ServerRecord) -> str:
     return f"{record.pool} {record.replica + 1}/{record.replicas}"
 
 
+def version_label(version: str) -> str:
+    """The agentnb version a server told; when it is not this kernel's, this one's beside it."""
+    if not version:
+        return "?"
+    return version if version == agentnb.__version__ else f"{version} (here {agentnb.__version__})"
+
+
 def status_row(status: ServerStatus) -> dict[str, str]:
     """One server as the cells of a ``%agent_server list`` row."""
     record, info = status.record, status.info
 
     def live(attr: str) -> str:
         return str(getattr(info, attr)) if info is not None else "?"
+
+    why_not = "other version" if status.version else "unreachable"  # a server of another version told its own
 
     return {
         "name": record.name,
@@ -50,8 +60,9 @@ def status_row(status: ServerStatus) -> dict[str, str]:
         "busy": live("busy"),
         "queued": live("queued"),
         "agents": live("agents"),
-        "kind": record.kind if info is not None else f"{record.kind} (unreachable)",
+        "kind": record.kind if info is not None else f"{record.kind} ({why_not})",
         "pool": pool_label(record),
+        "version": version_label(status.version),
         "default": "*" if status.is_default else "",
     }
 
@@ -106,7 +117,6 @@ class DaemonDetail:
         if status.info is not None:
             fields["completed"] = str(status.info.completed)
             fields["pool"] = status.info.pool_type
-            fields["version"] = status.info.version
         return fields
 
     def _agent_rows(self) -> list[dict[str, str]]:

@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite, in every folder: isolated runtime folders, real server
-processes, and (through ``pytest_plugins``) real kernels, the daemon reaper, Redis and JupyterLab.
+processes, and (through ``pytest_plugins``) real kernels, the daemon reaper, Redis and JupyterLab,
+and the run's last line: what it skipped and why (``skip_report``).
 
 Clean-up that must hold for every test is autouse here: each test gets its own runtime
 directory (``runtime_dir``), and when it ends its connections and child servers are closed
@@ -25,8 +26,9 @@ from agentnb.launch.child_servers import stop_child_servers
 from agentnb.launch.command import spawn_server
 from agentnb.rpc.connection import ServerConnection
 
-# Fixture modules of the whole suite (tests/ is on sys.path: this file's folder).
-pytest_plugins = ["kernel_fixtures", "redis_fixtures", "browser_fixtures"]
+# Fixture modules of the whole suite (tests/ is on sys.path: this file's folder), and the run's
+# summary line (what it skipped and why; under CI=true a skip fails).
+pytest_plugins = ["kernel_fixtures", "redis_fixtures", "browser_fixtures", "skip_report"]
 
 
 @pytest.fixture(autouse=True)

@@ -124,18 +124,22 @@ class ResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ..., shm_reply: _Optional[bool] = ...) -> None: ...
 
 class HelloRequest(_message.Message):
-    __slots__ = ("client_nonce",)
+    __slots__ = ("client_nonce", "version")
     CLIENT_NONCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     client_nonce: bytes
-    def __init__(self, client_nonce: _Optional[bytes] = ...) -> None: ...
+    version: str
+    def __init__(self, client_nonce: _Optional[bytes] = ..., version: _Optional[str] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("server_nonce", "server_proof")
+    __slots__ = ("server_nonce", "server_proof", "version")
     SERVER_NONCE_FIELD_NUMBER: _ClassVar[int]
     SERVER_PROOF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     server_nonce: bytes
     server_proof: bytes
-    def __init__(self, server_nonce: _Optional[bytes] = ..., server_proof: _Optional[bytes] = ...) -> None: ...
+    version: str
+    def __init__(self, server_nonce: _Optional[bytes] = ..., server_proof: _Optional[bytes] = ..., version: _Optional[str] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 
+import agentnb
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb._proto import agentnb_pb2_grpc as pb_grpc
 from agentnb.errors import (
@@ -449,6 +450,8 @@ class ServerConnection:
         Raises:
             AuthenticationError: the server could not prove it (another process
                 listens at the address, or the token is wrong).
+            VersionMismatch: the server runs an agentnb version that does not work with
+                this one (:mod:`agentnb.wire.versions`).
             ServerUnavailable: the server cannot be reached.
         """
         metadata = self._metadata
@@ -459,7 +462,8 @@ class ServerConnection:
                 if self._metadata is None:
                     try:
                         self._metadata = handshake.authenticate(self._channel, self.token, self.address,
-                                                                timeout=HELLO_TIMEOUT)
+                                                                agentnb.__version__, timeout=HELLO_TIMEOUT,
+                                                                display=self.display)
                     except grpc.RpcError as exc:
                         raise map_rpc_error(exc, self.display) from None
                 metadata = self._metadata

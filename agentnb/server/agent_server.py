@@ -13,6 +13,7 @@ from concurrent import futures
 
 import grpc
 
+import agentnb
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import (
@@ -27,7 +28,7 @@ from agentnb.runtime_dir import (
 from agentnb.server.late_removals import sweep_stale_files
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
-from agentnb.wire import frames, handshake
+from agentnb.wire import frames, handshake, versions
 from agentnb.wire.protocol import MAX_MESSAGE_BYTES, SERVICE
 from agentnb.wire.shm import ShmDir
 
@@ -66,8 +67,14 @@ def service_handlers(servicer: AgentServicer, keys: handshake.ServerKeys) -> dic
     def hello(request: pb.HelloRequest, context: grpc.ServicerContext) -> pb.HelloReply:
         if len(request.client_nonce) != handshake.NONCE_BYTES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Hello needs a nonce of {handshake.NONCE_BYTES} bytes")
+        version = agentnb.__version__
+        if not versions.compatible(request.version, version):
+            _LOGGER.warning("refused a client of agentnb %s: this server runs agentnb %s (%s)",
+                            request.version or "older than 0.2", version, context.peer())
+            context.set_trailing_metadata(((versions.VERSION_METADATA_KEY, version),))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, versions.refusal(request.version, version))
         server_nonce, server_proof = keys.hello(request.client_nonce)
-        return pb.HelloReply(server_nonce=server_nonce, server_proof=server_proof)
+        return pb.HelloReply(server_nonce=server_nonce, server_proof=server_proof, version=version)
 
     handlers = {
         "Hello": grpc.unary_unary_rpc_method_handler(hello, request_deserializer=pb.HelloRequest.FromString,

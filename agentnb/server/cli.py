@@ -22,7 +22,11 @@ _LOGGER = logging.getLogger(__name__)
 
 def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
     """The options of a server's command line (those after ``start``)."""
+    import agentnb
+
     parser = argparse.ArgumentParser(prog=prog, description="Run an agentnb agent server.")
+    parser.add_argument("--version", action="version", version=f"agentnb {agentnb.__version__}",
+                        help="print the agentnb version (a client works with servers of its major.minor)")
     parser.add_argument("--host", default="localhost", help="interface to bind (default: localhost)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--name", default=None, help="the server's name in the runtime directory")
@@ -162,7 +166,7 @@ def report_start_failure(ready_fd: int | None, message: str) -> None:
 def as_server_main() -> int:
     """Entry point of the ``as_server`` script (``as_server start --port ...``)."""
     argv = sys.argv[1:]
-    if not argv or argv[0] not in ("start", "-h", "--help"):
+    if not argv or argv[0] not in ("start", "-h", "--help", "--version"):
         print("usage: as_server start [options]   (as_server start --help for the options)", file=sys.stderr)
         return 2
     return main(argv)

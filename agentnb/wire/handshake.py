@@ -18,6 +18,9 @@ server not up yet, a crashed one whose port was freed). Instead:
 
 The MACs are HMAC-SHA256, each under its own label, so that no proof of one
 kind serves as another.
+
+Hello also carries each side's agentnb version; a client and a server that do
+not work together (:mod:`agentnb.wire.versions`) refuse each other there.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 from typing import Any
 
 from agentnb.errors import AuthenticationError
+from agentnb.wire import versions
 
 AUTH_METADATA_KEY = "agentnb-auth"
 NONCE_BYTES = 32
@@ -99,18 +103,35 @@ def client_metadata(token: str, client_nonce: bytes, server_nonce: bytes, server
     return ((AUTH_METADATA_KEY, f"{client_nonce.hex()}:{server_nonce.hex()}:{proof.hex()}"),)
 
 
-def authenticate(channel: Any, token: str, address: str, timeout: float | None = None) -> tuple[tuple[str, str], ...]:
-    """Run the handshake on a gRPC ``channel``; return the metadata of later RPCs (see :func:`client_metadata`).
+def authenticate(channel: Any, token: str, address: str, version: str, timeout: float | None = None,
+                 display: str = "") -> tuple[tuple[str, str], ...]:
+    """Run the handshake on a gRPC ``channel`` as a client of agentnb ``version``; return the metadata
+    of later RPCs (see :func:`client_metadata`). ``display`` names the server in a version error
+    (``agent server 'lab' at ...``; by default ``agent server at ADDRESS``).
 
     Raises:
         AuthenticationError: the server did not prove it holds ``token``.
+        VersionMismatch: the server runs an agentnb version that does not work with ``version``
+            (:mod:`agentnb.wire.versions`); the message names both.
         grpc.RpcError: the server could not be reached.
     """
+    import grpc
+
     from agentnb._proto import agentnb_pb2 as pb
     from agentnb.wire.protocol import SERVICE
 
     hello = channel.unary_unary(f"/{SERVICE}/Hello", request_serializer=pb.HelloRequest.SerializeToString,
                                 response_deserializer=pb.HelloReply.FromString, _registered_method=True)
     client_nonce = new_nonce()
-    reply = hello(pb.HelloRequest(client_nonce=client_nonce), timeout=timeout)
-    return client_metadata(token, client_nonce, reply.server_nonce, reply.server_proof, address)
+    try:
+        reply = hello(pb.HelloRequest(client_nonce=client_nonce, version=version), timeout=timeout)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+            raise
+        # Unproven, as the refusal comes before the server's proof; nothing is sent or unpickled after it.
+        trailing = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
+        raise versions.mismatch(version, trailing.get(versions.VERSION_METADATA_KEY, ""),
+                                display or f"agent server at {address}") from None
+    metadata = client_metadata(token, client_nonce, reply.server_nonce, reply.server_proof, address)
+    versions.check_server(version, reply.version, display or f"agent server at {address}")
+    return metadata

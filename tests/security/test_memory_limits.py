@@ -7,6 +7,7 @@ import pytest
 from agents_for_tests import Counter
 from helpers_runtime import wait_for
 
+from agentnb import __version__
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.wire import codec
 from agentnb.wire.handshake import authenticate
@@ -46,7 +47,7 @@ def test_payloads_announced_at_once_are_bounded_per_session(start_server) -> Non
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         stream = session(iter([pb.ClientFrame(calls=calls).SerializeToString()]),
-                         metadata=authenticate(channel, server.token, "test"), timeout=30)
+                         metadata=authenticate(channel, server.token, "test", __version__), timeout=30)
         replies: dict[int, pb.Reply] = {}
         for raw in stream:
             replies.update((reply.seq, reply) for reply in pb.ServerFrame.FromString(raw).replies)

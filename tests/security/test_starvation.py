@@ -8,6 +8,7 @@ import time
 import grpc
 from agents_for_tests import Counter
 
+from agentnb import __version__
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.wire.handshake import authenticate
 from agentnb.wire.protocol import SERVICE
@@ -27,7 +28,7 @@ def test_a_server_answers_while_idle_streams_with_and_without_the_token_are_open
     channels = [grpc.insecure_channel(f"{server.host}:{server.port}", options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(4)]
     try:
-        proofs = [authenticate(channel, server.token, "test") for channel in channels]
+        proofs = [authenticate(channel, server.token, "test", __version__) for channel in channels]
         streams = []
         for i in range(STREAMS):
             channel = channels[i % len(channels)]

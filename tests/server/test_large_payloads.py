@@ -16,7 +16,7 @@ from agents_for_tests import Worker
 from helpers_runtime import pattern, script_env, wait_for
 from redis_fixtures import RedisServer
 
-from agentnb import AgentBase, AuthenticationError, TaskCancelled, async_func
+from agentnb import AgentBase, AuthenticationError, TaskCancelled, __version__, async_func
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.connection import ServerConnection
 from agentnb.wire import codec, frames, shm
@@ -232,7 +232,7 @@ def test_sizes_that_do_not_add_up_fail_that_call_only(server) -> None:
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
-        metadata = authenticate(channel, server.token, "test")
+        metadata = authenticate(channel, server.token, "test", __version__)
         stream = session(iter(raw_frames), metadata=metadata, timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
@@ -334,7 +334,7 @@ def test_a_result_file_its_reader_never_opens_is_removed_later(monkeypatch) -> N
         with grpc.insecure_channel(f"{host}:{port}") as channel:
             get_result = channel.unary_stream(f"/{SERVICE}/GetResult")
             request = pb.ResultRequest(task_id=made.task_id, timeout=30, shm_reply=True).SerializeToString()
-            frames = list(get_result(request, metadata=authenticate(channel, token, "test"), timeout=30))
+            frames = list(get_result(request, metadata=authenticate(channel, token, "test", __version__), timeout=30))
         name = pb.ServerFrame.FromString(frames[0]).replies[0].shm_name
         assert name and name in directory.files()  # the reply named its file, which nobody opened
         wait_for(lambda: name not in directory.files(), 15, "the unclaimed file to be removed")
@@ -377,7 +377,8 @@ def _raw_session(server, calls: list[pb.Call]) -> dict[int, pb.Reply]:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         replies: dict[int, pb.Reply] = {}
         raw_frames = [pb.ClientFrame(calls=calls).SerializeToString()]
-        stream = session(iter(raw_frames), metadata=authenticate(channel, server.token, "test"), timeout=30)
+        metadata = authenticate(channel, server.token, "test", __version__)
+        stream = session(iter(raw_frames), metadata=metadata, timeout=30)
         for raw in stream:
             for reply in pb.ServerFrame.FromString(raw).replies:
                 replies[reply.seq] = reply

@@ -159,6 +159,7 @@ def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -
     """A session whose client sent its last call ends only once every call it sent has its reply."""
     import grpc
 
+    from agentnb import __version__
     from agentnb._proto import agentnb_pb2 as pb
     from agentnb.wire import codec
     from agentnb.wire.handshake import authenticate
@@ -170,7 +171,7 @@ def test_a_client_that_half_closes_still_gets_the_replies_of_its_calls(server) -
     with grpc.insecure_channel(f"{server.host}:{server.port}") as channel:
         session = channel.stream_stream(f"/{SERVICE}/Session")
         frames = iter([pb.ClientFrame(calls=calls).SerializeToString()])  # then the client half-closes
-        stream = session(frames, metadata=authenticate(channel, server.token, "test"), timeout=30)
+        stream = session(frames, metadata=authenticate(channel, server.token, "test", __version__), timeout=30)
         replies = [reply for raw in stream for reply in pb.ServerFrame.FromString(raw).replies]
     assert sorted(r.seq for r in replies) == [1, 2, 3]  # the stream ended by itself, after the last reply
     assert all(r.status == pb.OK for r in replies)

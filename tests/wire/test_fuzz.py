@@ -6,7 +6,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentnb import AgentBase, async_func
+from agentnb import AgentBase, __version__, async_func
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.wire.handshake import authenticate
 
@@ -45,7 +45,7 @@ def test_fuzzed_requests_leave_server_agents_and_results_intact(server):
     stored = ledger.record(5)
     assert stored.result(timeout=30) == 5
     channel = grpc.insecure_channel(f"{server.host}:{server.port}")
-    metadata = authenticate(channel, server.token, "test")
+    metadata = authenticate(channel, server.token, "test", __version__)
     unary = {name: channel.unary_unary(f"/agentnb.AgentServer/{name}") for name in UNARY}
     session = channel.stream_stream("/agentnb.AgentServer/Session")
 
