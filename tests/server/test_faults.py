@@ -217,6 +217,7 @@ def test_a_call_of_an_unknown_kind_is_refused_and_its_agent_goes_on(server):
     stop the worker or leave the agent's mailbox stuck."""
     import grpc
 
+    from agentnb import __version__
     from agentnb._proto import agentnb_pb2 as pb
     from agentnb.wire.handshake import authenticate
 
@@ -224,7 +225,7 @@ def test_a_call_of_an_unknown_kind_is_refused_and_its_agent_goes_on(server):
     assert worker.echo(1) == 1
     channel = grpc.insecure_channel(f"{server.host}:{server.port}")
     try:
-        metadata = authenticate(channel, server.token, "test")
+        metadata = authenticate(channel, server.token, "test", __version__)
         session = channel.stream_stream("/agentnb.AgentServer/Session")
         odd = pb.Call(seq=7, kind=131922, agent_id=worker.agent_id, task_id="t-odd", watch=True)
         replies = [pb.ServerFrame.FromString(raw) for raw in
