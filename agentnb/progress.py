@@ -14,6 +14,7 @@ IPython or ipywidgets until it needs to.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -151,7 +152,7 @@ class Progress:
         self._ended: float | None = None
         self._check_all_final()
         for index, res in enumerate(self._results):
-            res.add_status_callback(lambda r, i=index: self._on_status(i, r))
+            res.add_status_callback(functools.partial(self._on_status, index))
 
     def _on_status(self, index: int, res: AsyncResult) -> None:
         new = res.status

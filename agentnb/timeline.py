@@ -20,6 +20,7 @@ IPython or ipywidgets.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -143,7 +144,7 @@ class Timeline:
                                         "(a timeline is drawn from AsyncResults or from CallRecords)")
                 self._results: list[AsyncResult] = []
                 self._records = items
-                self._now = self._created  # a snapshot: open calls are drawn to when it was taken
+                self._now: float | None = self._created  # a snapshot: open calls are drawn to when it was taken
                 self._all_final.set()
                 return
         _, self._results = _flatten(items)
@@ -155,7 +156,7 @@ class Timeline:
         if not self._results:
             self._all_final.set()
         for index, res in enumerate(self._results):
-            res.add_status_callback(lambda r, i=index: self._on_status(i, r))
+            res.add_status_callback(functools.partial(self._on_status, index))
 
     # -- following AsyncResults ------------------------------------------------------------------
 

@@ -290,9 +290,13 @@ class AsyncResult(Generic[T]):
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
 
+            def settle() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
             def wake(_: CallFuture) -> None:
                 if _.done():
-                    loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+                    loop.call_soon_threadsafe(settle)
 
             self._future.add_callback(wake)
             yield from waiter.__await__()
@@ -310,7 +314,8 @@ class AsyncResult(Generic[T]):
 
     def __getitem__(self, key: Any) -> Any:
         __tracebackhide__ = True
-        return self.result()[key]
+        value: Any = self.result()
+        return value[key]
 
     def __setattr__(self, name: str, value: Any) -> None:
         # ``res.content += "!"`` reads the value's attribute, then sets it: on the value,
@@ -321,7 +326,8 @@ class AsyncResult(Generic[T]):
             setattr(self.result(), name, value)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.result()[key] = value
+        target: Any = self.result()
+        target[key] = value
 
     # -- travel and display --------------------------------------------------------------
 
