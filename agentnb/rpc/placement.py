@@ -94,7 +94,7 @@ class DistOptions:
         return cls(host, port, to_dist.get("token"), to_dist.get("tls_ca"), policy=policy)
 
 
-def _refuse_server_options(to_dist: dict) -> None:
+def _refuse_server_options(to_dist: dict[str, Any]) -> None:
     """Refuse the seed's per-object server settings, naming where agentnb takes them."""
     given = [name for name in _SERVER_OPTIONS if name in to_dist]
     if not given:
@@ -177,7 +177,8 @@ def connect(host: str, port: int, token: str | None = None, tls_ca: str | None =
     return ServerConnection.get(host, port, resolve_token(host, port, token), tls_ca)
 
 
-def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions, *, instance: Any = None) -> RpcObject:
+def create_remote(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: DistOptions, *,
+                  instance: Any = None) -> RpcObject:
     """Send the creation of ``cls(*args, **kwargs)`` to a server; return its proxy.
 
     With ``instance`` (an object of ``cls``) that object itself is sent, as it is

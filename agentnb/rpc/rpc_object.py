@@ -174,7 +174,7 @@ class RpcObject:
             audience.spoke(self._identity(), self, reply)
         return reply
 
-    def _invoke(self, method: str, kind: str, args: tuple, kwargs: dict) -> Any:
+    def _invoke(self, method: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         __tracebackhide__ = True
         if self._creating is not None:
             self._created()
