@@ -4,7 +4,7 @@ as a user's checker finds it (through its py.typed). It is never run.
 ``assert_type`` states what the checker must see. A proxy is seen as an object of its agent's
 class (what ``to_dist`` returns); a call of an ``@async_func`` method as its value, which the
 AsyncResult it returns stands in for (attributes and items wait by themselves); a ``cast``
-says so where the AsyncResult's own methods are wanted (docs/guides: "Types").
+says so where the AsyncResult's own methods are wanted (the README's "Types").
 """
 
 from __future__ import annotations
