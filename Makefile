@@ -33,8 +33,9 @@ bench: $(STAMP)  ## the benchmark table
 proto: $(STAMP)  ## regenerate agentnb/_proto from protos/agentnb.proto
 	$(PY) protos/generate.py
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, then mypy on agentnb and kernel_ext (settings: [tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check agentnb kernel_ext protos tests docs
+	$(PY) -m mypy
 
 docs: $(DOCS_STAMP)  ## the documentation site, warnings as errors: open docs/_build/html/index.html
 	$(PY) -m sphinx -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html

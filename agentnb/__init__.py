@@ -6,7 +6,7 @@ its calls run in parallel with every other agent's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The one place of the version: pyproject.toml reads it, servers report it (GetInfo) and each side
 # checks the other's in the handshake (agentnb.wire.versions). CHANGELOG.md says what each version brought.
@@ -89,7 +89,40 @@ _LAZY = {
     "RpcAgentServerLauncher": "agentnb.server.launcher",
 }
 
-__getattr__ = lazy_exports(__name__, _LAZY)
+if TYPE_CHECKING:  # what the names below are, for a type checker (they are imported on first use)
+    from agentnb.agents import AgentBase
+    from agentnb.cluster import (
+        DaemonOptions,
+        DaemonRegistry,
+        ServerStatus,
+        default_server_name,
+        describe_server,
+        find_server,
+        list_servers,
+        server_calls,
+        server_logs,
+        start_pool,
+        start_server,
+        stop_server,
+        use_server,
+    )
+    from agentnb.config import ModelConfigError, init
+    from agentnb.message import Msg
+    from agentnb.message_hub import MsgHub, msghub
+    from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
+    from agentnb.rpc.async_result import AsyncResult, cancel, new_results, watch_results
+    from agentnb.rpc.call_policy import RetryPolicy
+    from agentnb.rpc.creations import Creations, failed_creations, watch_creations
+    from agentnb.rpc.distribute import to_dist
+    from agentnb.rpc.methods import async_func, concurrent, sync_func
+    from agentnb.rpc.placement import clear_default_server, get_agent, list_agents, set_default_pool, set_default_server
+    from agentnb.rpc.rpc_meta import RpcMeta
+    from agentnb.rpc.rpc_object import RpcObject, set_watch, wait_created
+    from agentnb.rpc.server_pool import ServerPool
+    from agentnb.runtime_dir import ServerRecord
+    from agentnb.server.launcher import RpcAgentServerLauncher
+else:
+    __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -22,6 +22,7 @@ process's agents on them (:mod:`agentnb.rpc.placement`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import time
@@ -185,7 +186,8 @@ class DaemonRegistry:
     def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord]) -> list[ServerRecord]:
         """Start the daemons and check that each answers; if one does not, none is left running."""
         records = self._processes.start(options, names, running)
-        errors = run_together([lambda r=record: _check_answers(r, "started but does not answer") for record in records])
+        errors = run_together([functools.partial(_check_answers, record, "started but does not answer")
+                               for record in records])
         failure = next((e for e in errors if e is not None), None)
         if failure is not None:
             self._processes.terminate(records, grace=1.0)
@@ -248,7 +250,7 @@ class DaemonRegistry:
         """Every live recorded server with the info it gives now (unreachable ones say why)."""
         default = default_pool()
         # At once: an unreachable server takes INFO_TIMEOUT to say so, and must not hold up the others.
-        return gather([lambda r=record: self._status(r, default) for record in self.records()])
+        return gather([functools.partial(self._status, record, default) for record in self.records()])
 
     def status(self, name: str) -> ServerStatus:
         """One server's status, with the agents it hosts."""
@@ -284,7 +286,7 @@ class DaemonRegistry:
             return []
         records = self.members(name)
         # A pool's replicas at once.
-        gather([lambda r=record: _check_answers(r, "is recorded but does not answer") for record in records])
+        gather([functools.partial(_check_answers, record, "is recorded but does not answer") for record in records])
         self._set_default(ServerPool.from_records(records, name))
         return records
 
@@ -399,10 +401,14 @@ def list_servers() -> list[ServerStatus]:
     return registry().statuses()
 
 
+def _status_of(name: str) -> ServerStatus:
+    return registry().status(name)
+
+
 def describe_server(name: str) -> list[ServerStatus]:
     """The server ``name`` (or each replica of pool ``name``) with its figures and agents."""
     members = registry().members(name)
-    return gather([lambda n=record.name: registry().status(n) for record in members])
+    return gather([functools.partial(_status_of, record.name) for record in members])
 
 
 def server_logs(name: str, lines: int = 50) -> str:
@@ -437,7 +443,7 @@ def server_calls(name: str, limit: int = 10_000) -> list[CallRecord]:
                 for c in listing.calls]
 
     members = registry().members(name)
-    lists = gather([lambda r=record: calls_of(r) for record in members])
+    lists = gather([functools.partial(calls_of, record) for record in members])
     return sorted((call for calls in lists for call in calls), key=lambda call: call.queued)
 
 
@@ -513,7 +519,7 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
             max_expire_time=max_expire_time, agent_dir=agent_dir, model_config_path=model_config_path,
             local_mode=local_mode)
 
-    errors = run_together([lambda i=i: launch(i) for i in range(count)])
+    errors = run_together([functools.partial(launch, i) for i in range(count)])
     failed = [(i, e) for i, e in enumerate(errors) if e is not None]
     if failed:
         run_together([server.shutdown for server in started if server is not None], ignore=(Exception,))

@@ -6,6 +6,7 @@ as long as the slowest one, not their sum.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ def gather(functions: Sequence[Callable[[], T]]) -> list[T]:
     def keep(i: int) -> None:
         values[i] = functions[i]()
 
-    errors = run_together([lambda i=i: keep(i) for i in range(len(functions))])
+    errors = run_together([functools.partial(keep, i) for i in range(len(functions))])
     failure = next((error for error in errors if error is not None), None)
     if failure is not None:
         raise failure

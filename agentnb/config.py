@@ -53,7 +53,7 @@ def redact(value: Any) -> Any:
     return value
 
 
-class ModelConfig(dict):
+class ModelConfig(dict[str, Any]):
     """One model configuration: a dict whose ``repr`` hides its secrets.
 
     It has at least ``config_name`` and ``model_type``; the other keys are the

@@ -8,7 +8,7 @@ from typing import Any
 from agentnb.wire.ids import random_hex
 
 
-class Msg(dict):
+class Msg(dict[str, Any]):
     """A message: a dict whose keys also read as attributes.
 
     ``Msg(name="W0", role="assistant", content="hi")`` has ``msg.content`` and
@@ -44,7 +44,7 @@ class Msg(dict):
         return f"Msg(name={self.get('name')!r}, role={self.get('role')!r}, content={self.get('content')!r})"
 
 
-def _rebuild_msg(data: dict, cls: type[Msg] = Msg) -> Msg:
+def _rebuild_msg(data: dict[str, Any], cls: type[Msg] = Msg) -> Msg:
     msg = cls.__new__(cls)
     dict.update(msg, data)
     return msg

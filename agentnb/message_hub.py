@@ -57,7 +57,7 @@ class MsgHub:
         self._open = False
         # Observations sent to distributed participants and not known to be done: (listener, its
         # observe call, the message). Checked as the hub goes and waited for by wait().
-        self._sent: list[tuple[RpcObject, AsyncResult, Any]] = []
+        self._sent: list[tuple[RpcObject, AsyncResult[Any], Any]] = []
         self._failures: list[BaseException] = []
         self._join(_as_list(participants, "participants"))
 

@@ -14,6 +14,7 @@ IPython or ipywidgets until it needs to.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -138,7 +139,7 @@ class Progress:
     ``cancelled`` are among them.
     """
 
-    def __init__(self, results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult]) -> None:
+    def __init__(self, results: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]]) -> None:
         self._keys, self._results = _flatten(results)
         self._single = _is_result(results)
         self._lock = threading.Lock()
@@ -151,9 +152,9 @@ class Progress:
         self._ended: float | None = None
         self._check_all_final()
         for index, res in enumerate(self._results):
-            res.add_status_callback(lambda r, i=index: self._on_status(i, r))
+            res.add_status_callback(functools.partial(self._on_status, index))
 
-    def _on_status(self, index: int, res: AsyncResult) -> None:
+    def _on_status(self, index: int, res: AsyncResult[Any]) -> None:
         new = res.status
         with self._lock:
             old = self._states[index]
@@ -174,7 +175,7 @@ class Progress:
     # -- figures -------------------------------------------------------------------------------
 
     @property
-    def results(self) -> list[AsyncResult]:
+    def results(self) -> list[AsyncResult[Any]]:
         """The results watched, in order."""
         return list(self._results)
 
@@ -275,19 +276,19 @@ class Progress:
         return dict(zip(self._keys, values, strict=True)) if self._keys is not None else values
 
 
-def as_results(results: Any) -> list[AsyncResult]:
+def as_results(results: Any) -> list[AsyncResult[Any]]:
     """The AsyncResults of ``results``: one, an iterable, a dict's values or a Progress's (checked)."""
     if isinstance(results, Progress):
         return results.results
     return _flatten(results)[1]
 
 
-def _flatten(results: Any) -> tuple[list | None, list[AsyncResult]]:
+def _flatten(results: Any) -> tuple[list[Any] | None, list[AsyncResult[Any]]]:
     """The keys (for a mapping) and the AsyncResults of ``results``, checked."""
     if _is_result(results):
         return None, [results]
     if isinstance(results, Mapping):
-        keys: list | None = list(results.keys())
+        keys: list[Any] | None = list(results.keys())
         items = list(results.values())
     elif isinstance(results, Iterable) and not isinstance(results, (str, bytes)):
         keys, items = None, list(results)
@@ -395,7 +396,7 @@ def display_live(progress: Progress, label: str = "") -> None:
     TICKER.add(TextProgressLine(progress, label=label))
 
 
-def progress(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult]) -> Progress:
+def progress(results: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]]) -> Progress:
     """Show one live progress bar for many AsyncResults, without waiting for them.
 
     In a notebook it is a widget (percentage, bar, done/total, failed count,
@@ -418,7 +419,7 @@ def progress(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncRe
     return tracker
 
 
-def wait(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult], *, show: bool = False,
+def wait(results: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]], *, show: bool = False,
          timeout: float | None = None, return_exceptions: bool = False) -> Any:
     """Wait for AsyncResults and return their values.
 

@@ -20,6 +20,7 @@ IPython or ipywidgets.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -126,7 +127,7 @@ class Timeline:
         TypeError: ``calls`` holds something else, or both kinds.
     """
 
-    def __init__(self, calls: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult]
+    def __init__(self, calls: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]]
                  | Iterable[CallRecord]) -> None:
         self._lock = threading.Lock()
         self._created = time.time()
@@ -141,9 +142,9 @@ class Timeline:
                     if not isinstance(item, CallRecord):
                         raise TypeError(f"item {i} is a {type(item).__name__!r} object, not a CallRecord "
                                         "(a timeline is drawn from AsyncResults or from CallRecords)")
-                self._results: list[AsyncResult] = []
+                self._results: list[AsyncResult[Any]] = []
                 self._records = items
-                self._now = self._created  # a snapshot: open calls are drawn to when it was taken
+                self._now: float | None = self._created  # a snapshot: open calls are drawn to when it was taken
                 self._all_final.set()
                 return
         _, self._results = _flatten(items)
@@ -155,11 +156,11 @@ class Timeline:
         if not self._results:
             self._all_final.set()
         for index, res in enumerate(self._results):
-            res.add_status_callback(lambda r, i=index: self._on_status(i, r))
+            res.add_status_callback(functools.partial(self._on_status, index))
 
     # -- following AsyncResults ------------------------------------------------------------------
 
-    def _on_status(self, index: int, res: AsyncResult) -> None:
+    def _on_status(self, index: int, res: AsyncResult[Any]) -> None:
         """A pushed state change (on the thread that receives replies: kept quick)."""
         self._dirty.add(index)
         self._version += 1
@@ -172,7 +173,7 @@ class Timeline:
                 if self._final_count == len(self._results):
                     self._all_final.set()
 
-    def _record_of(self, res: AsyncResult) -> CallRecord:
+    def _record_of(self, res: AsyncResult[Any]) -> CallRecord:
         times = res.times  # before the status: a final status then always finds its time, or uses now
         state = res.status
         info = res.call_info
@@ -272,7 +273,7 @@ class Timeline:
         return draw_svg(records, now, width, self.summary(), live=not self.done())
 
 
-def _error_type(res: AsyncResult) -> str:
+def _error_type(res: AsyncResult[Any]) -> str:
     try:
         res.result(timeout=0)
     except Exception as exc:
@@ -311,7 +312,8 @@ def _show(line: Timeline) -> None:
         TICKER.add(view)
 
 
-def timeline(calls: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult] | Iterable[CallRecord],
+def timeline(calls: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]]
+             | Iterable[CallRecord],
              *, show: bool = True) -> Timeline:
     """Show a timeline of calls: one row per agent, one bar per call, live while they run.
 

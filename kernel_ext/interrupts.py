@@ -71,7 +71,8 @@ class CellCalls:
             if isinstance(value, INTERRUPTS):
                 message = interrupt_report(agentnb.new_results())
                 if message is not None:
-                    value._render_traceback_ = lambda: [message]  # type: ignore[attr-defined]
+                    # IPython shows what an exception's _render_traceback_ returns in place of its traceback.
+                    value._render_traceback_ = lambda: [message]  # type: ignore[union-attr]
                     shell.showtraceback(exc_tuple)
                     return
             previous = self._previous

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from agentnb.message import Msg
 from agentnb.rpc import audience
@@ -72,6 +72,13 @@ class AgentBase(metaclass=RpcMeta):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    if TYPE_CHECKING:
+        # RpcMeta gives every class this method when the class is made (see RpcMeta); declared here
+        # for a type checker only, which sees the proxy it returns as an object of this class.
+        def to_dist(self, host: str | None = None, port: int | str | None = None, **options: Any) -> Self:
+            """Move this agent to an agent server; return the proxy to use from now on."""
+            ...
 
 
 def _values(x: Any) -> Any:

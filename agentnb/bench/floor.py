@@ -44,7 +44,7 @@ class FloorClient:
 
     def __init__(self, host: str, port: int) -> None:
         self._channel = grpc.insecure_channel(f"{host}:{port}", options=OPTIONS)
-        self._echo = self._channel.unary_unary(METHOD)
+        self._echo: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(METHOD)
         grpc.channel_ready_future(self._channel).result(timeout=30)
 
     def echo(self, data: bytes, timeout: float | None = None) -> bytes:

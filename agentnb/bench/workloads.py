@@ -224,7 +224,7 @@ def _read_to_eof(process: subprocess.Popen, timeout: float) -> tuple[str, float]
     assert process.stdout is not None
     fd = process.stdout.fileno()
     deadline = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -15,7 +15,8 @@ import agentnb
 from agentnb import RpcAgentServerLauncher
 
 try:
-    from dist_main import WebAgent  # run as a script: dist_main.py is beside this file
+    # Run as a script: dist_main.py is beside this file (a checker reads it as agentnb.examples.dist_main).
+    from dist_main import WebAgent  # type: ignore[import-not-found]
 except ImportError:  # imported as agentnb.examples.dist_server
     from agentnb.examples.dist_main import WebAgent
 

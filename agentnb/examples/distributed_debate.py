@@ -45,6 +45,7 @@ class Debater(AgentBase):
     """A dialog agent: it answers from its system prompt and everything it has heard, with its model."""
 
     def reply(self, x: Msg | None = None) -> Msg:
+        assert self.memory is not None and self.model is not None  # made with a memory and a model (main)
         if x is not None:
             self.memory.append(x)
         prompt = [{"role": "system", "content": self.sys_prompt}]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import os
 import pathlib
@@ -144,7 +145,7 @@ class DaemonProcesses:
         def launch(i: int) -> None:
             records[i] = self._start_one(options, names[i], token)
 
-        errors = run_together([lambda i=i: launch(i) for i in range(len(names))])
+        errors = run_together([functools.partial(launch, i) for i in range(len(names))])
         started = [r for r in records if r is not None]
         failure = next((e for e in errors if e is not None), None)
         if failure is not None:

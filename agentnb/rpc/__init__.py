@@ -7,6 +7,8 @@ load grpc.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentnb.lazy import lazy_exports
 
 __all__ = ["AsyncResult", "RpcMeta", "RpcObject", "async_func", "concurrent", "sync_func"]
@@ -21,4 +23,10 @@ _LAZY = {
 }
 
 
-__getattr__ = lazy_exports(__name__, _LAZY)
+if TYPE_CHECKING:  # what the names below are, for a type checker (they are imported on first use)
+    from agentnb.rpc.async_result import AsyncResult
+    from agentnb.rpc.methods import async_func, concurrent, sync_func
+    from agentnb.rpc.rpc_meta import RpcMeta
+    from agentnb.rpc.rpc_object import RpcObject
+else:
+    __getattr__ = lazy_exports(__name__, _LAZY)

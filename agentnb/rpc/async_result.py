@@ -34,7 +34,7 @@ CANCEL_TIMEOUT = 10.0
 # The AsyncResults of the calls made since the last new_results(), while watch_results()
 # is on (a notebook: the calls of the cell that runs, which an interrupt cancels); None
 # otherwise, so that a script's calls pay one test for it.
-_made: list[AsyncResult] | None = None
+_made: list[AsyncResult[Any]] | None = None
 _made_lock = threading.Lock()
 
 
@@ -290,9 +290,13 @@ class AsyncResult(Generic[T]):
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
 
+            def settle() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
             def wake(_: CallFuture) -> None:
                 if _.done():
-                    loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+                    loop.call_soon_threadsafe(settle)
 
             self._future.add_callback(wake)
             yield from waiter.__await__()
@@ -310,7 +314,8 @@ class AsyncResult(Generic[T]):
 
     def __getitem__(self, key: Any) -> Any:
         __tracebackhide__ = True
-        return self.result()[key]
+        value: Any = self.result()
+        return value[key]
 
     def __setattr__(self, name: str, value: Any) -> None:
         # ``res.content += "!"`` reads the value's attribute, then sets it: on the value,
@@ -321,7 +326,8 @@ class AsyncResult(Generic[T]):
             setattr(self.result(), name, value)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.result()[key] = value
+        target: Any = self.result()
+        target[key] = value
 
     # -- travel and display --------------------------------------------------------------
 
@@ -364,8 +370,8 @@ class AsyncResult(Generic[T]):
         return f"<AsyncResult {call} {state}{extra} on {self._conn.display}>"
 
 
-def cancel(results: AsyncResult | Iterable[AsyncResult] | Mapping[Any, AsyncResult],
-           timeout: float = CANCEL_TIMEOUT) -> list[AsyncResult]:
+def cancel(results: AsyncResult[Any] | Iterable[AsyncResult[Any]] | Mapping[Any, AsyncResult[Any]],
+           timeout: float = CANCEL_TIMEOUT) -> list[AsyncResult[Any]]:
     """Cancel the calls of ``results`` that have not started yet, all at once.
 
     The cancellations are sent together and answered in about one round trip
@@ -400,7 +406,7 @@ def watch_results(enabled: bool = True) -> None:
             _made = []
 
 
-def new_results() -> list[AsyncResult]:
+def new_results() -> list[AsyncResult[Any]]:
     """The AsyncResults of the calls made since the last call (with :func:`watch_results` on), oldest first."""
     global _made
     with _made_lock:
@@ -410,23 +416,23 @@ def new_results() -> list[AsyncResult]:
         return taken
 
 
-def _note(result: AsyncResult) -> None:
+def _note(result: AsyncResult[Any]) -> None:
     with _made_lock:
         if _made is not None:  # (turned off since the caller looked)
             _made.append(result)
 
 
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
-                          tls_ca: str | None = None, policy: CallPolicy | None = None) -> AsyncResult:
+                          tls_ca: str | None = None, policy: CallPolicy | None = None) -> AsyncResult[Any]:
     return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method,
                        policy=policy)
 
 
 def _rebuild_settled(host: str, port: int, token: str, task_id: str, agent: str, method: str,
                      tls_ca: str | None, policy: CallPolicy | None, value: Any,
-                     error: BaseException | None) -> AsyncResult:
+                     error: BaseException | None) -> AsyncResult[Any]:
     """An AsyncResult whose value (or error) travelled with it: nobody needs to ask its server."""
-    result: AsyncResult = _rebuild_async_result(host, port, token, task_id, agent, method, tls_ca, policy)
+    result: AsyncResult[Any] = _rebuild_async_result(host, port, token, task_id, agent, method, tls_ca, policy)
     if error is not None:
         result._error = error
         result._error_tb = error.__traceback__
@@ -464,11 +470,12 @@ class _ReferenceWatcher:
     """
 
     def __init__(self) -> None:
-        self._queue: collections.deque[tuple[AsyncResult, Callable[[AsyncResult], None]]] = collections.deque()
+        self._queue: collections.deque[tuple[AsyncResult[Any], Callable[[AsyncResult[Any]], None]]] = (
+            collections.deque())
         self._lock = threading.Lock()
         self._running = False
 
-    def add(self, result: AsyncResult, fn: Callable[[AsyncResult], None]) -> None:
+    def add(self, result: AsyncResult[Any], fn: Callable[[AsyncResult[Any]], None]) -> None:
         with self._lock:
             self._queue.append((result, fn))
             if self._running:

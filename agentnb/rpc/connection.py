@@ -18,8 +18,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 import agentnb
 from agentnb._proto import agentnb_pb2 as pb
@@ -119,7 +121,7 @@ class _Session:
         """
         pending = self.pending
         for reply, payload in self.incoming.receive(replies, chunk):
-            if type(payload) is frames.PayloadError:  # a large reply that cannot be taken: only that call fails
+            if isinstance(payload, frames.PayloadError):  # a large reply that cannot be taken: only that call fails
                 future = pending.pop(reply.seq, None)
                 if future is not None:
                     future.set_local_error(payload)
@@ -217,10 +219,11 @@ class ServerConnection:
         self._stub = pb_grpc.AgentServerStub(self._channel)
         # The two streaming methods read and write frames with the codec: large
         # payloads come and go in chunks, without a protobuf copy of their bytes.
-        self._session_rpc = self._channel.stream_stream(
+        # (_registered_method, as grpc's generated stubs pass it, is missing from types-grpcio.)
+        self._session_rpc = self._channel.stream_stream(  # type: ignore[call-arg]
             f"/{SERVICE}/Session", request_serializer=frames.encode_frame,
             response_deserializer=frames.decode_server_frame, _registered_method=True)
-        self._get_result_rpc = self._channel.unary_stream(
+        self._get_result_rpc = self._channel.unary_stream(  # type: ignore[call-arg]
             f"/{SERVICE}/GetResult", request_serializer=pb.ResultRequest.SerializeToString,
             response_deserializer=frames.decode_server_frame, _registered_method=True)
         self._seq = itertools.count(1)
@@ -471,7 +474,7 @@ class ServerConnection:
 
     # -- unary requests ------------------------------------------------------------------
 
-    def _unary(self, method: str, request, timeout: float | None = None):
+    def _unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
         try:
             return getattr(self._stub, method)(request, metadata=self._proof(), timeout=timeout)
         except grpc.RpcError as exc:
@@ -492,7 +495,7 @@ class ServerConnection:
         try:
             for replies, chunk in self._get_result_rpc(request, metadata=self._proof(), timeout=rpc_timeout):
                 for reply, payload in incoming.receive(replies, chunk):
-                    if type(payload) is frames.PayloadError:
+                    if isinstance(payload, frames.PayloadError):
                         raise payload
                     return StoredReply(reply.status, payload, task_id, reply.timestamp)
         except grpc.RpcError as exc:

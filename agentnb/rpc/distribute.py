@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from agentnb.rpc.methods import ASYNC, class_methods
 from agentnb.rpc.rpc_meta import _prestart_child_server
 from agentnb.rpc.rpc_object import RpcObject
 
+T = TypeVar("T")
 
+
+# A type checker sees the proxy as an object of the class it stands for (as RpcMeta's to_dist
+# returns it): RpcObject forwards what that class has. The constructor's arguments are not checked.
+@overload
+def to_dist(target: type[T], *args: Any, to_dist: Any = True, async_methods: Iterable[str] = (),
+            **kwargs: Any) -> T: ...
+@overload
+def to_dist(target: T, *, to_dist: Any = True, async_methods: Iterable[str] = ()) -> T: ...
 def to_dist(target: Any, *args: Any, to_dist: Any = True, async_methods: Iterable[str] = (),
-            **kwargs: Any) -> RpcObject:
+            **kwargs: Any) -> Any:
     """Move an object of any picklable class to an agent server; return its proxy.
 
     ``agentnb.to_dist(obj)`` sends ``obj`` itself, as it is now (unlike

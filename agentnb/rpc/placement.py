@@ -8,6 +8,7 @@ notebook's daemon or pool, see :func:`set_default_server` and
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -93,7 +94,7 @@ class DistOptions:
         return cls(host, port, to_dist.get("token"), to_dist.get("tls_ca"), policy=policy)
 
 
-def _refuse_server_options(to_dist: dict) -> None:
+def _refuse_server_options(to_dist: dict[str, Any]) -> None:
     """Refuse the seed's per-object server settings, naming where agentnb takes them."""
     given = [name for name in _SERVER_OPTIONS if name in to_dist]
     if not given:
@@ -176,7 +177,8 @@ def connect(host: str, port: int, token: str | None = None, tls_ca: str | None =
     return ServerConnection.get(host, port, resolve_token(host, port, token), tls_ca)
 
 
-def create_remote(cls: type, args: tuple, kwargs: dict, options: DistOptions, *, instance: Any = None) -> RpcObject:
+def create_remote(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: DistOptions, *,
+                  instance: Any = None) -> RpcObject:
     """Send the creation of ``cls(*args, **kwargs)`` to a server; return its proxy.
 
     With ``instance`` (an object of ``cls``) that object itself is sent, as it is
@@ -211,7 +213,8 @@ def adopt(obj: T) -> T:
     return obj
 
 
-def _create_in_pool(pool: ServerPool, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
+def _create_in_pool(pool: ServerPool, cls: type, payload: codec.Encoded, owner: bool,
+                    options: DistOptions) -> RpcObject:
     """Create on the least loaded replica; a replica found gone is skipped for the next one."""
     error: ServerUnavailable | None = None
     for _ in range(len(pool)):
@@ -233,7 +236,7 @@ class _ReplicaGone(Exception):
         self.error = error
 
 
-def _create(conn: ServerConnection, cls: type, payload: bytes, owner: bool, options: DistOptions) -> RpcObject:
+def _create(conn: ServerConnection, cls: type, payload: codec.Encoded, owner: bool, options: DistOptions) -> RpcObject:
     """Send the creation and return the proxy at once; its first use waits for the object.
 
     Only the first creation on a connection that has not answered yet waits, for
@@ -372,7 +375,7 @@ def _agents_on_your_servers() -> tuple[list[tuple[ServerRecord, ServerConnection
         except (AgentServerError, TimeoutError):
             return None
 
-    answers = gather([lambda r=record: ask(r) for record in records])
+    answers = gather([functools.partial(ask, record) for record in records])
     found = [(record, ServerConnection.get(record.host, record.port, record.token), desc)
              for record, answer in zip(records, answers, strict=True) for desc in answer or ()]
     answered = [record.name for record, answer in zip(records, answers, strict=True) if answer is not None]

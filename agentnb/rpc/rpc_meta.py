@@ -29,7 +29,7 @@ class RpcMeta(ABCMeta):
         # Only where no class of the hierarchy has one: a to_dist a base class
         # defines itself must not be replaced in its subclasses.
         if not any("to_dist" in vars(klass) for klass in cls.__mro__):
-            cls.to_dist = _to_dist  # type: ignore[attr-defined]
+            cls.to_dist = _to_dist
 
     def __call__(cls, *args: Any, to_dist: Any = None, **kwargs: Any) -> Any:
         if to_dist is None or to_dist is False:

@@ -21,6 +21,7 @@ restarted kernel) finds the pool again with :meth:`ServerPool.find`.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -165,7 +166,7 @@ class ServerPool:
         replicas = []
         for address in addresses:
             host, port = address[0], int(address[1])
-            own_token = address[2] if len(address) > 2 else None  # type: ignore[misc]
+            own_token = address[2] if len(address) > 2 else None
             replicas.append(Replica(host, port, resolve_token(host, port, own_token or token), tls_ca=tls_ca))
         return cls(replicas, name)
 
@@ -257,10 +258,11 @@ class ServerPool:
             except ServerUnavailable as exc:
                 return exc
 
-        answers = gather([lambda r=replica: ask(r) for replica in self._replicas])
+        answers = gather([functools.partial(ask, replica) for replica in self._replicas])
         found = [pair for answer in answers if not isinstance(answer, ServerUnavailable) for pair in answer]
-        if answers and all(isinstance(answer, ServerUnavailable) for answer in answers):
-            raise answers[0]
+        failures = [answer for answer in answers if isinstance(answer, ServerUnavailable)]
+        if answers and len(failures) == len(answers):
+            raise failures[0]
         return found
 
     def list_agents(self) -> list[RpcObject]:
@@ -285,10 +287,10 @@ class ServerPool:
             if self.stopped:
                 return
             self.stopped = True
-        stoppers: list[Callable[[], None]] = [lambda server=server: server.shutdown(grace)
+        stoppers: list[Callable[[], None]] = [functools.partial(server.shutdown, grace)
                                               for server in self._started]
         started = {(server.host, server.port) for server in self._started}
-        stoppers += [lambda replica=replica: replica.connection().shutdown(grace)
+        stoppers += [functools.partial(_shut_down, replica, grace)
                      for replica in self._replicas if (replica.host, replica.port) not in started]
         run_together(stoppers, ignore=(AgentServerError, TimeoutError))
         for replica in self._replicas:
@@ -299,6 +301,10 @@ class ServerPool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _shut_down(replica: Replica, grace: float) -> None:
+    replica.connection().shutdown(grace)
 
 
 def _rebuild_pool(members: list[tuple[str, int, str, str, str | None]], name: str) -> ServerPool:

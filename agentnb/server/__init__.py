@@ -6,6 +6,8 @@ agentnb.server``) loads only what it runs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentnb.lazy import lazy_exports
 
 __all__ = ["AgentServer", "LocalResultStore", "ResultStore", "RpcAgentServerLauncher"]
@@ -18,4 +20,9 @@ _LAZY = {
 }
 
 
-__getattr__ = lazy_exports(__name__, _LAZY)
+if TYPE_CHECKING:  # what the names below are, for a type checker (they are imported on first use)
+    from agentnb.server.agent_server import AgentServer
+    from agentnb.server.launcher import RpcAgentServerLauncher
+    from agentnb.server.result_store import LocalResultStore, ResultStore
+else:
+    __getattr__ = lazy_exports(__name__, _LAZY)

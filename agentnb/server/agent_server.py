@@ -9,7 +9,9 @@ import resource
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 import grpc
 
@@ -76,7 +78,7 @@ def service_handlers(servicer: AgentServicer, keys: handshake.ServerKeys) -> dic
         server_nonce, server_proof = keys.hello(request.client_nonce)
         return pb.HelloReply(server_nonce=server_nonce, server_proof=server_proof, version=version)
 
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Hello": grpc.unary_unary_rpc_method_handler(hello, request_deserializer=pb.HelloRequest.FromString,
                                                      response_serializer=pb.HelloReply.SerializeToString),
         "Session": grpc.stream_stream_rpc_method_handler(
@@ -108,11 +110,13 @@ class _ProofCheck(grpc.ServerInterceptor):
         def deny_stream(request_iterator: object, context: grpc.ServicerContext) -> None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "no valid proof of the agent server's token")
 
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny_unary)
-        self._deny_unary_stream = grpc.unary_stream_rpc_method_handler(deny_unary)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
+        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny_unary)
+        self._deny_unary_stream: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(deny_unary)
+        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.stream_stream_rpc_method_handler(deny_stream)
 
-    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
+    def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+            handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         """The method's own handler for Hello and for a call with a valid proof, else one that refuses it."""
         method = handler_call_details.method
         if method == HELLO_METHOD or self._keys.accepts(handler_call_details.invocation_metadata):
@@ -159,7 +163,9 @@ class AgentServer:
             raise AgentServerError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         if tls_client_ca and not tls_cert:
             raise AgentServerError("--tls-client-ca needs --tls-cert and --tls-key")
-        self.tls = (tls_cert, tls_key, tls_client_ca) if tls_cert else None
+        # (certificate, key, client CA): both or neither of the first two, as checked above.
+        self.tls: tuple[str, str, str | None] | None = (
+            (tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None)
         self.host = host
         self.requested_port = int(port or 0)
         self.port = 0
@@ -237,7 +243,8 @@ class AgentServer:
         return self
 
     def _credentials(self) -> grpc.ServerCredentials:
-        cert, key, client_ca = self.tls  # type: ignore[misc]
+        assert self.tls is not None  # called only for a TLS server
+        cert, key, client_ca = self.tls
         try:
             with open(cert, "rb") as f:
                 cert_pem = f.read()

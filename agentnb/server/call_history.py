@@ -13,6 +13,8 @@ from __future__ import annotations
 import pickle
 import time
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.server.hosted import HostedAgent
@@ -69,7 +71,7 @@ class CallHistory:
         """The calls kept, oldest first (the ended ones, then the open ones by when they were
         queued): the last ``limit`` of them, or all for 0."""
         # Copies, atomic under the GIL: the hot path takes no lock.
-        ended = self._ended.copy()
+        ended: Sequence[tuple[Any, ...]] = self._ended.copy()
         forgotten = self._ended_count - len(ended)
         opened = sorted(self._open.copy().items(), key=lambda item: item[1][1])
         if limit:
@@ -85,7 +87,7 @@ class CallHistory:
         return pb.CallList(calls=calls, now=_clock(), forgotten=forgotten)
 
 
-_LABELS = {pb.CREATE: "__init__", pb.DELETE: "__del__", pb.DESCRIBE: "__describe__"}
+_LABELS: dict[int, str] = {pb.CREATE: "__init__", pb.DELETE: "__del__", pb.DESCRIBE: "__describe__"}
 
 
 def _message(agent: HostedAgent, kind: int, method: str, task_id: str, state: str, queued: float, started: float,

@@ -108,7 +108,11 @@ def serve(args: argparse.Namespace) -> int:
         os.write(args.ready_fd, f"{server.port}\n".encode())
         os.close(args.ready_fd)
         args.ready_fd = None  # closed: its number may be reused by another file from now on
-    threading.Thread(target=lambda: (server.wait(), stop_requested.set()), daemon=True).start()
+    def wait_then_stop() -> None:
+        server.wait()
+        stop_requested.set()
+
+    threading.Thread(target=wait_then_stop, daemon=True).start()
     while not stop_requested.wait(1.0):
         pass
     if signals:

@@ -25,6 +25,7 @@ from agentnb.rpc.methods import qualified_name
 from agentnb.server.hosted import HostedAgent, HostedAgents
 from agentnb.server.session import Task
 from agentnb.wire import codec
+from agentnb.wire.frames import PayloadError
 
 
 def admit(agents: HostedAgents, call: pb.Call) -> HostedAgent:
@@ -67,11 +68,12 @@ def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, 
     An agent's failure is its caller's, never the server's: whatever the
     handler raises becomes an ERROR reply.
     """
-    call = task.call
+    call, payload = task.call, task.payload
+    assert not isinstance(payload, PayloadError)  # a call whose payload could not be taken is refused on arrival
     # The agents blocked on this call, this one last: its own synchronous calls carry them (see admit).
     set_waiting_chain((*call.waiting_chain, agent.agent_id))
     try:
-        value = HANDLERS.get(call.kind, _unknown_kind)(agents, agent, call, task.payload)
+        value = HANDLERS.get(call.kind, _unknown_kind)(agents, agent, call, payload)
         label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
         return pb.OK, codec.dumps(value, f"the result of {label}")
     except BaseException as exc:

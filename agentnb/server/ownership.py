@@ -43,6 +43,8 @@ class Client(NamedTuple):
     def of(cls, metadata: Any) -> Client | None:
         """The client a session's metadata names (``"<id> <host id> <pid>"``), if any."""
         value = next((v for k, v in metadata or () if k == CLIENT_METADATA_KEY), None)
+        if value is None:
+            return None
         try:
             client_id, host, pid = value.split(" ")
             return cls(client_id, host, int(pid))

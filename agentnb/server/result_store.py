@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import operator
 import os
 import re
 import threading
@@ -327,7 +328,7 @@ class RedisResultStore(ResultStore):
                                    "(never sent, or its result expired)")
             if state is not None and owner is not None and owner.decode() != self.instance:
                 beat = self._server_key(owner.decode())
-                if self._call("read a heartbeat", lambda r, beat=beat: r.exists(beat)):
+                if self._call("read a heartbeat", operator.methodcaller("exists", beat)):
                     owner_missing_since = None
                 elif owner_missing_since is None:
                     owner_missing_since = now
@@ -343,12 +344,12 @@ class RedisResultStore(ResultStore):
                 waits.append(unknown_deadline - now)
             # Redis reads a block timeout of 0 as "forever": never send one.
             block = max(0.01, min(waits))
-            self._call(f"wait for task {task_id}", lambda r, block=block: r.brpoplpush(done, done, block))
+            self._call(f"wait for task {task_id}", operator.methodcaller("brpoplpush", done, done, block))
 
     def _mac(self, task_id: str, status: int, stamp: str, payload: Encoded) -> bytes:
         """The MAC of a stored result: every field a reader uses, each part length-prefixed."""
         mac = hmac.new(self._integrity_key, digestmod=hashlib.sha256)
-        parts = [payload.data, *payload.buffers] if type(payload) is Payload else [payload]
+        parts = [payload.data, *payload.buffers] if isinstance(payload, Payload) else [payload]
         for part in (task_id.encode(), str(int(status)).encode(), stamp.encode(), *parts):
             view = memoryview(part).cast("B")
             mac.update(len(view).to_bytes(8, "big"))

@@ -113,7 +113,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self._owners.reclaim(client, session)
         context.add_callback(session.close)
         context.add_callback(lambda: _LOGGER.info("client left: %s", who))
-        context.add_callback(lambda: self.accepting and self._owners.ended(session, client))
+        def ended() -> None:
+            if self.accepting:
+                self._owners.ended(session, client)
+
+        context.add_callback(ended)
         session.start_reading(request_iterator, self._accept)
         return session.replies()
 

@@ -224,7 +224,7 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     Returns the pickle's bytes, or a :class:`Payload` when large buffers were
     set apart.
     """
-    buffers: list[memoryview] = []
+    buffers: list[memoryview | bytearray] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         raw = buffer.raw()
@@ -288,9 +288,11 @@ class RemoteErrorInfo:
 def encode_error(exc: BaseException, where: str = "") -> bytes:
     """Pickle ``exc`` with its traceback (as text and as frames) for the trip back to the caller."""
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    pickled: bytes | None
     try:
-        pickled: bytes | None = cloudpickle.dumps(exc, protocol=PROTOCOL)
-        pickle.loads(pickled)  # an exception that pickles may still fail to rebuild
+        dumped: bytes = cloudpickle.dumps(exc, protocol=PROTOCOL)
+        pickle.loads(dumped)  # an exception that pickles may still fail to rebuild
+        pickled = dumped
     except Exception:
         pickled = None
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -300,7 +302,7 @@ def encode_error(exc: BaseException, where: str = "") -> bytes:
     return pickle.dumps(info, protocol=PROTOCOL)
 
 
-def decode_error(payload: bytes, address: str) -> BaseException:
+def decode_error(payload: Encoded, address: str) -> BaseException:
     """Rebuild the remote exception, as its own type where possible.
 
     Its traceback holds the frames of the agent's code on the server
@@ -309,7 +311,8 @@ def decode_error(payload: bytes, address: str) -> BaseException:
     traceback text is kept as the ``remote_traceback`` attribute.
     """
     try:
-        info: RemoteErrorInfo = pickle.loads(payload)
+        # A Payload (encode_error never makes one) fails here, as any undecodable error does.
+        info: RemoteErrorInfo = pickle.loads(payload)  # type: ignore[arg-type]
     except Exception as exc:
         return RemoteError("unknown", f"undecodable error from the agent server at {address}: {exc}")
     exc_obj: BaseException | None = None

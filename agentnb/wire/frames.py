@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import queue
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -25,6 +25,9 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.wire.codec import MAX_PAYLOAD_BYTES, Encoded, Payload
 from agentnb.wire.shm import ShmDir
+
+# The frame type a stream sends (pb.ClientFrame or pb.ServerFrame).
+FrameT = TypeVar("FrameT", bound=Message)
 
 # Large payloads travel in chunks of this size: the sender copies one chunk
 # while the receiver takes the previous one, and no message is huge.
@@ -121,8 +124,8 @@ def chunks(seq: int, parts: list) -> Iterator[Chunk]:
             yield Chunk(seq, view[start:start + CHUNK_BYTES])
 
 
-def from_outbox(outbox: queue.SimpleQueue, make_frame: Callable[[list], Message], close: object,
-                max_messages: int, max_bytes: int) -> Iterator[Message | Chunk]:
+def from_outbox(outbox: queue.SimpleQueue, make_frame: Callable[[list], FrameT], close: object,
+                max_messages: int, max_bytes: int) -> Iterator[FrameT | Chunk]:
     """The frames to send for the Calls (or Replies) put in ``outbox``, until ``close`` is put.
 
     Messages waiting together share a frame (up to ``max_messages`` messages
@@ -156,7 +159,7 @@ def from_outbox(outbox: queue.SimpleQueue, make_frame: Callable[[list], Message]
             yield from chunks(item.message.seq, item.parts)
 
 
-def of_item(item: Any, make_frame: Callable[[list], Message]) -> Iterator[Message | Chunk]:
+def of_item(item: Any, make_frame: Callable[[list], FrameT]) -> Iterator[FrameT | Chunk]:
     """The frames of one message made by :func:`outgoing`: its frame, then its chunks."""
     if type(item) is Large:
         yield make_frame([item.message])
@@ -232,7 +235,8 @@ def _read_chunk(raw: bytes) -> Chunk | None:
     return Chunk(seq, data, raw, offset)
 
 
-def _frame_decoder(frame_type: type[Message], field: str) -> Callable[[bytes], tuple[Any, Chunk | None]]:
+def _frame_decoder(frame_type: type[pb.ClientFrame] | type[pb.ServerFrame],
+                   field: str) -> Callable[[bytes], tuple[Any, Chunk | None]]:
     def decode(raw: bytes) -> tuple[Any, Chunk | None]:
         if raw[:1] == _TAG_2_BYTES:
             chunk = _read_chunk(raw)
@@ -408,6 +412,7 @@ class Reassembly:
             del self._open[chunk.seq]
             raise PayloadError(f"the chunks of payload {chunk.seq} do not match the sizes it announced "
                                f"({incoming.sizes})", incoming.message)
+        assert chunk.source is not None  # a received chunk keeps its frame's bytes
         ctypes.memmove(incoming.address + incoming.filled, _address(chunk.source) + chunk.offset, length)
         incoming.filled += length
         return self._advance(incoming)

@@ -26,7 +26,8 @@ MAX_FRAME_BYTES = 4 * 2**20
 MAX_MESSAGE_BYTES = 16 * 2**20
 
 # The one table from a reply's status to a task state (an unknown status is a failure).
-STATE_OF_STATUS = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING, pb.OK: DONE, pb.ERROR: FAILED, pb.CANCELLED: CANCELLED}
+STATE_OF_STATUS: dict[int, str] = {pb.QUEUED: QUEUED, pb.RUNNING: RUNNING, pb.OK: DONE, pb.ERROR: FAILED,
+                                   pb.CANCELLED: CANCELLED}
 
 
 def state_of(status: int) -> str:
