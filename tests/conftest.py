@@ -151,6 +151,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "long_call: collects the long call started at collection time")
+    config.addinivalue_line("markers", "slow: builds or installs things (a wheel, venvs); -m 'not slow' skips")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

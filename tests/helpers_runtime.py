@@ -7,6 +7,7 @@ import hashlib
 import os
 import pathlib
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +105,30 @@ def run_script(path: str, *args: str, timeout: float = 90.0, cwd: str | None = N
                           cwd=cwd or REPO, env=env or script_env(), stdin=subprocess.DEVNULL)
 
 
+DIST_MAIN_ANSWERS = [f"[W{i}] Answer from page_{i + 1}" for i in range(5)]
+
+
+def dist_main_timings(stdout: str) -> dict[str, float]:
+    """The timing table at the end of the output of the seed's example (``dist_main``)."""
+    table = {}
+    for name in ("initialisation", "sequential", "distributed"):
+        match = re.search(rf"^{name}\s+([0-9.]+)$", stdout, re.MULTILINE)
+        assert match, f"no {name} row in:\n{stdout}"
+        table[name] = float(match.group(1))
+    return table
+
+
+def check_dist_main_output(stdout: str, sleep: float) -> None:
+    """``dist_main --sleep sleep`` answered every query twice, in order, and distributed beat sequential."""
+    lines = stdout.splitlines()
+    # The answers, once for the sequential run and once for the distributed one, in order.
+    assert [line for line in lines if "Answer from" in line] == DIST_MAIN_ANSWERS * 2
+    assert any(line.startswith("Time taken for initialization:") for line in lines)
+    timings = dist_main_timings(stdout)
+    assert timings["sequential"] >= 5 * sleep * 0.9  # five agents, one after the other
+    assert timings["distributed"] < 0.6 * timings["sequential"], timings
+
+
 def write_script(tmp_path: Any, code: str, name: str = "script.py") -> str:
     path = os.path.join(str(tmp_path), name)
     with open(path, "w") as f:
@@ -117,10 +142,12 @@ class Script:
     Its output is read by a thread, so that :meth:`readline` can wait with a deadline.
     """
 
-    def __init__(self, path: str, *args: str, cwd: str | None = None, env: dict | None = None) -> None:
+    def __init__(self, path: str, *args: str, cwd: str | None = None, env: dict | None = None,
+                 python: str | None = sys.executable) -> None:
+        """Run ``path`` with ``python`` (``None``: run ``path`` itself, e.g. a console script)."""
         self.process = subprocess.Popen(
-            [sys.executable, path, *args], cwd=cwd or REPO, env=env or script_env(), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [*([python] if python else []), path, *args], cwd=cwd or REPO, env=env or script_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         self._lines: queue.SimpleQueue = queue.SimpleQueue()
         self._stderr: list[str] = []

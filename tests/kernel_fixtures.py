@@ -51,8 +51,9 @@ class CellResult:
 class Kernel:
     """A real IPython kernel (jupyter_client) running cells for a test."""
 
-    def __init__(self, env: dict[str, str], cwd: str) -> None:
-        self.manager = KernelManager(kernel_name=KERNEL_NAME)
+    def __init__(self, env: dict[str, str], cwd: str, manager: KernelManager | None = None) -> None:
+        """Start a kernel: the ``python3`` one, or the one ``manager`` (not started yet) describes."""
+        self.manager = manager or KernelManager(kernel_name=KERNEL_NAME)
         self.manager.start_kernel(env=env, cwd=cwd)
         self.client = self.manager.blocking_client()
         self.client.start_channels()

@@ -11,31 +11,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers_runtime import REPO, Script, free_port, run_script, script_env
+from helpers_runtime import REPO, Script, check_dist_main_output, free_port, run_script, script_env
 
 EXAMPLES = os.path.join(REPO, "agentnb", "examples")
 SLEEP = "1"  # seconds per agent: five agents take about 1 s distributed, 5 s sequential
-ANSWERS = [f"[W{i}] Answer from page_{i + 1}" for i in range(5)]
-
-
-def _timings(stdout: str) -> dict[str, float]:
-    """The timing table at the end of dist_main's output."""
-    table = {}
-    for name in ("initialisation", "sequential", "distributed"):
-        match = re.search(rf"^{name}\s+([0-9.]+)$", stdout, re.MULTILINE)
-        assert match, f"no {name} row in:\n{stdout}"
-        table[name] = float(match.group(1))
-    return table
-
-
-def _check_dist_main_output(stdout: str, sleep: float) -> None:
-    lines = stdout.splitlines()
-    # The answers, once for the sequential run and once for the distributed one, in order.
-    assert [line for line in lines if "Answer from" in line] == ANSWERS * 2
-    assert any(line.startswith("Time taken for initialization:") for line in lines)
-    timings = _timings(stdout)
-    assert timings["sequential"] >= 5 * sleep * 0.9  # five agents, one after the other
-    assert timings["distributed"] < 0.6 * timings["sequential"], timings
 
 
 @pytest.mark.parametrize("init_style, cwd, sleep", [("method", REPO, SLEEP), ("arg", EXAMPLES, "0.5")],
@@ -44,7 +23,7 @@ def test_dist_main_child_mode(init_style, cwd, sleep) -> None:
     path = "agentnb/examples/dist_main.py" if cwd == REPO else "dist_main.py"
     done = run_script(path, "--sleep", sleep, "--init-style", init_style, cwd=cwd)
     assert done.returncode == 0, done.stderr
-    _check_dist_main_output(done.stdout, float(sleep))
+    check_dist_main_output(done.stdout, float(sleep))
 
 
 def test_dist_main_with_dist_server_independent_mode() -> None:
@@ -56,7 +35,7 @@ def test_dist_main_with_dist_server_independent_mode() -> None:
             done = run_script(os.path.join(EXAMPLES, "dist_main.py"), "--sleep", sleep,
                               "--host", "localhost", "--port", port, "--init-style", style)
             assert done.returncode == 0, done.stderr
-            _check_dist_main_output(done.stdout, float(sleep))
+            check_dist_main_output(done.stdout, float(sleep))
         assert server.process.poll() is None  # still serving after its clients left
         server.process.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
         rc, _, stderr = server.wait(30)
