@@ -126,11 +126,12 @@ def authenticate(channel: Any, token: str, address: str, version: str, timeout: 
     try:
         reply = hello(pb.HelloRequest(client_nonce=client_nonce, version=version), timeout=timeout)
     except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+        if not isinstance(exc, grpc.Call) or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
             raise
         # Unproven, as the refusal comes before the server's proof; nothing is sent or unpickled after it.
-        trailing = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
-        raise versions.mismatch(version, trailing.get(versions.VERSION_METADATA_KEY, ""),
+        trailing: dict[str, str | bytes] = {key: value for key, value in exc.trailing_metadata() or ()}
+        their = trailing.get(versions.VERSION_METADATA_KEY, "")
+        raise versions.mismatch(version, their if isinstance(their, str) else their.decode(errors="replace"),
                                 display or f"agent server at {address}") from None
     metadata = client_metadata(token, client_nonce, reply.server_nonce, reply.server_proof, address)
     versions.check_server(version, reply.version, display or f"agent server at {address}")
