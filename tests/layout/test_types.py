@@ -52,11 +52,12 @@ def test_a_user_program_sees_the_public_types(tmp_path: Path) -> None:
 
 
 def test_the_packages_ship_their_types() -> None:
-    """PEP 561: py.typed in each package, and named as package data so that it lands in the wheel."""
+    """PEP 561: py.typed in each package, and named as package data (of each package, or of all:
+    "*") so that it lands in the wheel (tests/launch/test_wheel.py checks the wheel itself)."""
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     for package in ("agentnb", "kernel_ext"):
         assert (REPO / package / "py.typed").is_file()
-        assert "py.typed" in package_data[package]
+        assert "py.typed" in package_data.get(package, package_data.get("*", []))
 
 
 @pytest.mark.parametrize("path", LAZY_PACKAGES)
