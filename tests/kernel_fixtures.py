@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 from jupyter_client.manager import KernelManager
 
-from agentnb import DaemonRegistry, clear_default_server
+from agentnb import DaemonRegistry, clear_default_server, stop_server
 from agentnb.runtime_dir import pid_alive
 
 KERNEL_NAME = "python3"
@@ -188,6 +188,17 @@ def reap_daemons(runtime_dir: str) -> Iterator[None]:
     """No daemon started during a test outlives it (even when the test fails)."""
     yield
     kill_recorded_servers(runtime_dir)
+
+
+@pytest.fixture
+def daemons() -> Iterator[None]:
+    """Daemons a test starts through agentnb's public API (``agentnb.start_server``...), and the
+    default server it set, end with it."""
+    try:
+        yield
+    finally:
+        clear_default_server()
+        stop_server(all=True, grace=2)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
 
 import pytest
 from agents_for_tests import Worker
@@ -91,16 +90,7 @@ class Steady(metaclass=RpcMeta):
         return "later"
 
 
-@pytest.fixture
-def servers() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        agentnb.clear_default_server()
-        agentnb.stop_server(all=True, grace=2)
-
-
-def test_a_stopped_server_is_named_by_every_later_use(servers: None) -> None:
+def test_a_stopped_server_is_named_by_every_later_use(daemons: None) -> None:
     agentnb.start_server("lab")
     steady = Steady().to_dist()
     earlier = steady.later()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 from helpers_runtime import free_port, wait_for, wait_pid_gone
@@ -30,17 +29,8 @@ class Named(AgentBase):
         return n * 2
 
 
-@pytest.fixture
-def servers() -> Iterator[None]:
-    """Daemons started by the test, and any default it set, end with it."""
-    try:
-        yield
-    finally:
-        agentnb.clear_default_server()
-        agentnb.stop_server(all=True, grace=2)
 
-
-def test_a_named_daemon_is_shown_by_its_name_and_named_when_it_is_lost(servers: None) -> None:
+def test_a_named_daemon_is_shown_by_its_name_and_named_when_it_is_lost(daemons: None) -> None:
     lab = agentnb.start_server("lab", use=False)
     record = read_record("lab")
     assert record is not None and record.address.startswith("unix:")
@@ -61,7 +51,7 @@ def test_a_named_daemon_is_shown_by_its_name_and_named_when_it_is_lost(servers: 
     assert shown in str(lost.value)  # which server went, by its name and address
 
 
-def test_loopback_names_make_one_address_and_a_pool_replica_shows_its_own_name(servers: None) -> None:
+def test_loopback_names_make_one_address_and_a_pool_replica_shows_its_own_name(daemons: None) -> None:
     port = free_port()
     agentnb.start_server("tcp", host="localhost", port=port, use=False)
     record = read_record("tcp")
@@ -77,7 +67,7 @@ def test_loopback_names_make_one_address_and_a_pool_replica_shows_its_own_name(s
     assert on_farm.later(1).call_info.server in ("farm-0", "farm-1")
 
 
-def test_a_child_server_is_shown_as_this_process_s(servers: None) -> None:
+def test_a_child_server_is_shown_as_this_process_s(daemons: None) -> None:
     child = Named("C", to_dist=True)
     info = child.later(1).call_info
     assert info.server.startswith("child server of this ") and info.address.startswith("unix:")
@@ -95,7 +85,7 @@ def test_a_server_without_a_record_is_asked_its_name_once(start_server) -> None:
     assert far.later(1).call_info.server == "remote"
 
 
-def test_get_agent_without_a_default_looks_through_your_running_servers(servers: None) -> None:
+def test_get_agent_without_a_default_looks_through_your_running_servers(daemons: None) -> None:
     with pytest.raises(AgentServerError, match="start one with %agent_server start"):
         agentnb.get_agent("W0")  # nothing runs: the one case where starting a server is the advice
 

@@ -7,18 +7,13 @@ a browser would hold, then reads the SVG a user would see.
 
 from __future__ import annotations
 
-import queue
 import textwrap
-import time
 from collections.abc import Callable
-from typing import Any
 
 from kernel_fixtures import Kernel
+from widget_frontend import WIDGET_MIME, Frontend, run_watching
 
 import agentnb
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-TIMEOUT = 60.0
 
 SETUP = textwrap.dedent("""
     %load_ext agentnb
@@ -33,56 +28,6 @@ SETUP = textwrap.dedent("""
                 raise ValueError(f"call {i} fails")
             return i
 """)
-
-
-class Frontend:
-    """The widget models a frontend holds, from the kernel's messages, and the cell's rich outputs."""
-
-    def __init__(self) -> None:
-        self.models: dict[str, dict[str, Any]] = {}
-        self.values: dict[str, list[Any]] = {}  # every value each model showed, in order
-        self.outputs: list[dict[str, Any]] = []
-
-    def receive(self, msg: dict[str, Any], cell: str) -> None:
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
-            self.models[content["comm_id"]] = dict(content["data"]["state"])
-            self.values[content["comm_id"]] = [content["data"]["state"].get("value")]
-        elif kind == "comm_msg" and content["data"].get("method") == "update":
-            self.models.setdefault(content["comm_id"], {}).update(content["data"]["state"])
-            if "value" in content["data"]["state"]:
-                self.values.setdefault(content["comm_id"], []).append(content["data"]["state"]["value"])
-        elif kind in ("execute_result", "display_data") and msg["parent_header"].get("msg_id") == cell:
-            self.outputs.append(content["data"])
-
-    def timelines(self) -> dict[str, str]:
-        """The SVG shown by each timeline widget, by model id."""
-        return {key: model.get("value", "") for key, model in self.models.items()
-                if "agentnb-timeline" in model.get("_dom_classes", ())}
-
-
-def run_watching(kernel: Kernel, code: str, until: Callable[[Frontend], bool], what: str) -> Frontend:
-    """Run a cell; read the kernel's messages until it is idle and ``until(frontend)`` holds."""
-    frontend = Frontend()
-    cell = kernel.submit(code)
-    deadline = time.monotonic() + TIMEOUT
-    idle = False
-    while not (idle and until(frontend)):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out waiting for {what}; timelines shown: {frontend.timelines()}")
-        try:
-            msg = kernel.client.get_iopub_msg(timeout=min(remaining, 0.5))
-        except queue.Empty:
-            continue
-        frontend.receive(msg, cell)
-        if msg["parent_header"].get("msg_id") != cell:
-            continue
-        if msg["msg_type"] == "error":
-            raise AssertionError("cell failed: " + "\n".join(msg["content"]["traceback"]))
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            idle = True
-    return frontend
 
 
 def one_timeline_showing(text: str) -> Callable[[Frontend], bool]:

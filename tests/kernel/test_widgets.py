@@ -7,21 +7,14 @@ browser would hold, then reads the text a user would see in them.
 
 from __future__ import annotations
 
-import html
-import queue
-import re
 import textwrap
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from helpers_runtime import wait_for
 from kernel_fixtures import Kernel
-
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-TIMEOUT = 60.0
+from widget_frontend import TIMEOUT, WIDGET_MIME, Frontend, run_watching
 
 # Agents defined in a cell (they travel by value to the kernel's child server).
 SETUP = textwrap.dedent("""
@@ -48,71 +41,6 @@ SETUP = textwrap.dedent("""
     workers = [Worker(f"w{k}", to_dist=True) for k in range(3)]
     [w.work(1).result() for w in workers]  # the child server is up and every agent answers
 """)
-
-
-@dataclass
-class Frontend:
-    """The widget models a frontend would hold, rebuilt from the kernel's comm messages."""
-
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # data of this cell's rich outputs
-    first_states: dict[str, dict[str, Any]] = field(default_factory=dict)  # each model as it was opened
-
-    def receive(self, msg: dict[str, Any], cell: str) -> None:
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
-            state = dict(content["data"]["state"])
-            self.models[content["comm_id"]] = state
-            self.first_states[content["comm_id"]] = dict(state)
-        elif kind == "comm_msg" and content["data"].get("method") == "update":
-            self.models.setdefault(content["comm_id"], {}).update(content["data"]["state"])
-        elif kind in ("execute_result", "display_data") and msg["parent_header"].get("msg_id") == cell:
-            self.outputs.append(content["data"])
-
-    def child(self, ref: str) -> dict[str, Any]:
-        return self.models[ref.removeprefix("IPY_MODEL_")]
-
-    def boxes(self, css_class: str) -> list[dict[str, Any]]:
-        return [m for m in self.models.values() if css_class in m.get("_dom_classes", ())]
-
-    def shown(self) -> list[str]:
-        """The text of every agentnb widget (for failure messages)."""
-        return [self.texts(box) for css in ("agentnb-progress", "agentnb-result") for box in self.boxes(css)]
-
-    def texts(self, box: dict[str, Any]) -> str:
-        """The text shown in ``box`` and its descendants, without markup: ``"text | text"``."""
-        parts = []
-        for ref in box.get("children", ()):
-            child = self.child(ref)
-            if isinstance(child.get("value"), str):
-                parts.append(html.unescape(re.sub(r"<[^>]+>", "", child["value"])).strip())
-            parts.append(self.texts(child))
-        return " | ".join(p for p in parts if p)
-
-
-def run_watching(kernel: Kernel, code: str, until: Callable[[Frontend], bool], what: str,
-                 timeout: float = TIMEOUT) -> Frontend:
-    """Run a cell and read the kernel's messages until it is idle and ``until(frontend)`` holds."""
-    frontend = Frontend()
-    cell = kernel.submit(code)
-    deadline = time.monotonic() + timeout
-    idle = False
-    while not (idle and until(frontend)):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; shown: {frontend.shown()}")
-        try:
-            msg = kernel.client.get_iopub_msg(timeout=min(remaining, 0.5))
-        except queue.Empty:
-            continue
-        frontend.receive(msg, cell)
-        if msg["parent_header"].get("msg_id") != cell:
-            continue
-        if msg["msg_type"] == "error":
-            raise AssertionError("cell failed: " + "\n".join(msg["content"]["traceback"]))
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            idle = True
-    return frontend
 
 
 def only(items: list[Any]) -> Any:
@@ -215,7 +143,8 @@ def test_progress_bar_shows_a_failure_as_it_happens(workers: Kernel, tmp_path) -
 
     def failed_while_running(frontend: Frontend) -> bool:
         boxes = frontend.boxes("agentnb-progress")
-        return bool(boxes) and frontend.texts(boxes[0]).startswith("66% | 2/3 done, 1 failed, 1 running")
+        # (the held call is running, or, on a busy machine, still queued: either way not final)
+        return bool(boxes) and frontend.texts(boxes[0]).startswith("66% | 2/3 done, 1 failed")
 
     frontend = run_watching(workers, code, failed_while_running, "the bar to count the failure while a call runs")
     box = only(frontend.boxes("agentnb-progress"))

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,17 +25,8 @@ class Counter(AgentBase):
         return self.count
 
 
-@pytest.fixture
-def servers() -> Iterator[None]:
-    """Daemons started by the test, and the default it set, end with it."""
-    try:
-        yield
-    finally:
-        agentnb.clear_default_server()
-        agentnb.stop_server(all=True, grace=2)
 
-
-def test_a_script_starts_describes_finds_and_stops_a_daemon(servers: None, runtime_dir: str) -> None:
+def test_a_script_starts_describes_finds_and_stops_a_daemon(daemons: None, runtime_dir: str) -> None:
     lab = agentnb.start_server("lab", capacity=3)
     assert agentnb.default_server_name() == "lab"  # the first one becomes the default, as in a notebook
     counter = Counter("c0").to_dist()
@@ -65,7 +55,7 @@ def test_a_script_starts_describes_finds_and_stops_a_daemon(servers: None, runti
         agentnb.find_server("lab")
 
 
-def test_a_pool_of_daemons_is_named_as_one(servers: None) -> None:
+def test_a_pool_of_daemons_is_named_as_one(daemons: None) -> None:
     farm = agentnb.start_server("farm", replicas=2, use=False)
     assert agentnb.default_server_name() is None  # use=False: placement unchanged
     assert [r.name for r in farm.replicas] == ["farm-0", "farm-1"]
@@ -81,7 +71,7 @@ def test_a_pool_of_daemons_is_named_as_one(servers: None) -> None:
     assert agentnb.list_servers() == []
 
 
-def test_a_wrong_option_is_named_before_anything_starts(servers: None) -> None:
+def test_a_wrong_option_is_named_before_anything_starts(daemons: None) -> None:
     with pytest.raises(DaemonError, match="--capacity must be at least 1"):
         agentnb.start_server("bad", capacity=0)
     with pytest.raises(DaemonError, match="--host '0.0.0.0'"):

@@ -11,7 +11,6 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from agents_for_tests import Counter, CustomError, Worker
@@ -23,15 +22,6 @@ from agentnb import DaemonError, RpcAgentServerLauncher
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR) \S")
 DURATION = r"[\d.]+ m?s"
 
-
-@pytest.fixture
-def daemons() -> Iterator[None]:
-    """Daemons started by the test, and the default it set, end with it."""
-    try:
-        yield
-    finally:
-        agentnb.clear_default_server()
-        agentnb.stop_server(all=True, grace=2)
 
 
 def _lines(text: str) -> list[str]:
