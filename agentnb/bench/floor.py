@@ -3,7 +3,10 @@
 It does the least a gRPC server can do for a call (a unary method whose
 request and response are the same ``bytes``, no protobuf, no pickle, no
 interceptor), so agentnb's figures divided by its figures say what agentnb
-adds on top of the transport. Run as ``python -m agentnb.bench.floor``: it
+adds on top of the transport. Its ``PingPong`` method is the same echo on a
+bidirectional stream kept open: one message each way per round, the least a
+call on an open stream (as agentnb's calls travel, on one Session stream per
+server) can cost. Run as ``python -m agentnb.bench.floor``: it
 prints its port on stdout and exits when its stdin closes (so it never
 outlives the benchmark).
 """
@@ -12,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
 
 SERVICE = "agentnb.bench.Floor"
 METHOD = f"/{SERVICE}/Echo"
+PING_PONG = f"/{SERVICE}/PingPong"
 OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
@@ -28,11 +34,18 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
+def _ping_pong(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    yield from requests
+
+
 def serve(host: str = "127.0.0.1", port: int = 0, workers: int = 16) -> tuple[grpc.Server, int]:
     """Start the echo server in this process; return it and its port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS)
     # No (de)serializers: the handler gets and returns the raw bytes.
-    handler = grpc.method_handlers_generic_handler(SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(_echo)})
+    handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+        "PingPong": grpc.stream_stream_rpc_method_handler(_ping_pong),
+    })
     server.add_generic_rpc_handlers((handler,))
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
@@ -40,11 +53,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, workers: int = 16) -> tuple[gr
 
 
 class FloorClient:
-    """A channel to the floor server and the three measurements taken on it."""
+    """A channel to the floor server and the measurements taken on it."""
 
     def __init__(self, host: str, port: int) -> None:
         self._channel = grpc.insecure_channel(f"{host}:{port}", options=OPTIONS)
         self._echo: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(METHOD)
+        self._ping_pong: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(PING_PONG)
         grpc.channel_ready_future(self._channel).result(timeout=30)
 
     def echo(self, data: bytes, timeout: float | None = None) -> bytes:
@@ -59,6 +73,30 @@ class FloorClient:
             start = time.perf_counter()
             echo(payload)
             out.append(time.perf_counter() - start)
+        return out
+
+    def stream_latencies(self, calls: int, payload: bytes = b"x" * 32, warm: int = 50) -> list[float]:
+        """Seconds taken by each of ``calls`` rounds on one open bidi stream (the W3 stream floor).
+
+        The stream is opened, and ``warm`` rounds run, before timing: a round is
+        one message sent and its echo read, as a sync call on an open Session
+        stream is one Call sent and its Reply read.
+        """
+        outbox: queue.SimpleQueue = queue.SimpleQueue()
+        stream = self._ping_pong(iter(outbox.get, None))
+        out = []
+        try:
+            for _ in range(warm):
+                outbox.put(payload)
+                next(stream)
+            for _ in range(calls):
+                start = time.perf_counter()
+                outbox.put(payload)
+                next(stream)
+                out.append(time.perf_counter() - start)
+        finally:
+            outbox.put(None)  # ends the request stream: the server's handler returns
+            stream.cancel()
         return out
 
     def threaded_rate(self, calls: int, threads: int = 4, payload: bytes = b"x" * 32) -> float:

@@ -381,17 +381,12 @@ class Reassembly:
             return exc.message, exc
 
     def _read_shm(self, message: Any, sizes: list[int]) -> list:
-        """The parts of ``message`` from the shared-memory file it names (which is removed)."""
+        """The parts of ``message``: views of the shared-memory file it names (whose name is removed)."""
         if self._shm is None:
             raise PayloadError(f"refused the shared-memory payload {message.shm_name!r}: this stream does "
                                "not take shared-memory payloads", message)
-        writable = list(message.part_writable)
-
-        def blank(index: int, size: int) -> tuple[bytes | bytearray, int]:
-            return _blank_part(size, index < len(writable) and writable[index])
-
         try:
-            return self._shm.read(message.shm_name, sizes, blank)
+            return self._shm.read(message.shm_name, sizes, message.part_writable)
         except MemoryError:
             raise PayloadError(f"no memory for a payload of {sum(sizes)} bytes", message) from None
         except OSError as exc:

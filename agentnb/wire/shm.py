@@ -4,8 +4,11 @@ Between processes of one machine, gRPC Python's own copies limit a stream of
 chunks to a few hundred MiB/s. When a client and its server share the host,
 the large parts of a payload are instead written (one copy) to a file of the
 server's private directory on ``/dev/shm``, and only its name and sizes travel
-in the Call or Reply; the receiver reads the parts straight into their final
-buffers (one copy) and removes the file.
+in the Call or Reply; the receiver maps the file, removes its name at once, and
+hands the parts on as views of the mapping: a value that can be rebuilt from a
+buffer (a NumPy array, a ``PickleBuffer``) is rebuilt on the mapping itself, with
+no copy, and the mapping (the file's memory) lives as long as some value uses it;
+a ``bytes`` or ``bytearray`` value is copied out of it once (see codec).
 
 Safety: the directory is made by the server with a random name and mode 0700,
 so only its user can put files in it or read them; files are 0600 with random
@@ -23,7 +26,7 @@ TLS, and whenever a file cannot be written (``/dev/shm`` missing or full).
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import mmap
 import os
 import re
 import secrets
@@ -31,7 +34,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from functools import cache
 
 from agentnb.runtime_dir import pid_alive
@@ -41,8 +44,9 @@ SHM_ROOT = "/dev/shm"
 _DIR_PREFIX = "agentnb-"
 _DIR_NAME = re.compile(r"agentnb-(\d+)-[A-Za-z0-9_]{4,}\Z")
 _FILE_NAME = re.compile(r"[0-9a-f]{32}\Z")
-# os.writev / os.readv take at most this much at a time (Linux caps one call near 2 GiB).
+# os.write takes at most this much at a time (Linux caps one call near 2 GiB).
 _IO_BYTES = 2**30
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14; older ones refuse it (EINVAL)
 
 
 class ShmError(OSError):
@@ -87,14 +91,16 @@ def _write_all(fd: int, parts: list) -> None:
             done += os.write(fd, view[done:done + _IO_BYTES])
 
 
-def _read_exactly(fd: int, address: int, size: int) -> None:
-    done = 0
-    while done < size:
-        length = min(size - done, _IO_BYTES)
-        got = os.readv(fd, [(ctypes.c_char * length).from_address(address + done)])
-        if got <= 0:
-            raise ShmError("a shared-memory payload file is shorter than announced")
-        done += got
+def _views(mapping: mmap.mmap | None, sizes: list[int], writable: list[bool]) -> list[memoryview]:
+    """The parts of a mapped payload file: back-to-back views of it, read-only unless ``writable[i]``."""
+    whole = memoryview(mapping if mapping is not None else bytearray())
+    parts = []
+    start = 0
+    for index, size in enumerate(sizes):
+        part = whole[start:start + size]
+        parts.append(part if index < len(writable) and writable[index] else part.toreadonly())
+        start += size
+    return parts
 
 
 class ShmDir:
@@ -145,9 +151,15 @@ class ShmDir:
             os.close(fd)
         return name
 
-    def read(self, name: str, sizes: list[int], blank: Callable[[int, int], tuple[object, int]]) -> list:
-        """Read the parts of file ``name`` (removed at once) into buffers made by ``blank(index, size)``,
-        which returns a buffer and the address to write it at. Raises ShmError naming what was wrong."""
+    def read(self, name: str, sizes: list[int], writable: Sequence[bool] = ()) -> list[memoryview]:
+        """The parts of file ``name``, as views of a private mapping of it; its name is removed at once.
+
+        Part ``i`` is a writable view when ``writable[i]`` (copy on write: the
+        file never changes), else a read-only one. The mapping stays as long as
+        one of the views (or a view or value made from one) does, and goes with
+        the last: the file's memory is freed then, its name being gone already.
+        Raises ShmError naming what was wrong.
+        """
         if not _FILE_NAME.match(name):
             raise ShmError(f"refused the shared-memory name {name!r}: not a payload file name")
         path = os.path.join(self.path, name)
@@ -161,14 +173,17 @@ class ShmDir:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size != sum(sizes):
                 raise ShmError(f"the shared-memory payload {name} is not the {sum(sizes)} bytes announced")
-            parts = []
-            for index, size in enumerate(sizes):
-                target, address = blank(index, size)
-                _read_exactly(fd, address, size)
-                parts.append(target)
+            # MAP_PRIVATE: a writable part's value may change without reaching the file.
+            mapping = mmap.mmap(fd, info.st_size, flags=mmap.MAP_PRIVATE,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE) if info.st_size else None
+            if mapping is not None:
+                # The file's pages mapped in one call rather than one fault each; read-only (MAP_POPULATE
+                # would fault a writable private mapping for writing: a private copy of every page).
+                with contextlib.suppress(OSError):
+                    mapping.madvise(_MADV_POPULATE_READ)
         finally:
-            os.close(fd)
-        return parts
+            os.close(fd)  # the mapping holds the file
+        return _views(mapping, sizes, list(writable))
 
     def remove(self, name: str) -> None:
         """Remove file ``name`` if it is still there (a payload never delivered)."""

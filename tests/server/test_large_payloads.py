@@ -3,6 +3,7 @@ through shared memory), both ways, everywhere a result goes. The codec and frame
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import pickle
@@ -25,6 +26,22 @@ from agentnb.wire.protocol import SERVICE
 
 MIB = 2**20
 CHUNK = frames.CHUNK_BYTES
+
+
+class Blob:
+    """A value rebuilt from its buffer without a copy, as a NumPy array is: it keeps the buffer it is given."""
+
+    def __init__(self, buffer) -> None:
+        self.buffer = buffer
+
+    def __reduce_ex__(self, protocol: int):
+        return Blob, (pickle.PickleBuffer(self.buffer),)
+
+
+def _describe(blob: Blob) -> tuple[str, bool, str, str]:
+    view = memoryview(blob.buffer)
+    return (type(blob.buffer).__name__, view.readonly, type(getattr(blob.buffer, "obj", None)).__name__,
+            hashlib.sha256(view).hexdigest())
 
 
 class Store(AgentBase):
@@ -72,6 +89,22 @@ class Store(AgentBase):
 
     def echo(self, value):
         return value
+
+    def describe(self, blob: Blob) -> tuple[str, bool, str, str]:
+        return _describe(blob)
+
+    def bump(self, blob: Blob) -> str:
+        """Change a buffer received writable, in place (its first byte + 1)."""
+        blob.buffer[0] = (blob.buffer[0] + 1) % 256
+        return hashlib.sha256(blob.buffer).hexdigest()
+
+    def make_blob(self, size: int, seed: int = 0, writable: bool = False) -> Blob:
+        data = pattern(size, seed)
+        return Blob(bytearray(data) if writable else data)
+
+    def mapped_files(self) -> list[str]:
+        """The shared-memory payload files this server process has mapped now."""
+        return _mapped_payload_files()
 
 
 # -- on real servers -----------------------------------------------------------------------------
@@ -422,3 +455,58 @@ def test_the_stream_is_used_when_shared_memory_is_off(start_server, monkeypatch,
     ServerConnection.close_all()
     assert Store("s", to_dist=other.to_dist).echo(data) == data
     assert (traffic.sent, traffic.received) == (0, 0)
+
+
+def _mapped_payload_files() -> list[str]:
+    """The payload files of agentnb server directories this process has mapped now (from /proc/self/maps)."""
+    with open("/proc/self/maps") as maps:
+        return [line.split(None, 5)[-1].strip() for line in maps if f"{shm.SHM_ROOT}/agentnb-" in line]
+
+
+def test_values_rebuilt_from_their_buffer_are_views_of_the_mapped_file(server) -> None:
+    """A value that rebuilds from a buffer (a NumPy array, here a Blob) gets a view of the mapped file: no copy.
+    It outlives the file's name, reads right after many more calls, and its mapping goes with it."""
+    directory = _shm_dir(server)
+    store = Store("s", to_dist=server.to_dist)
+    size = 3 * CHUNK + 5
+    kept = store.make_blob(size, seed=5)
+    assert type(kept.buffer) is memoryview and type(kept.buffer.obj).__name__ == "mmap"
+    assert kept.buffer.readonly  # it was bytes
+    assert directory.files() == []  # the name went when the file was opened; the mapping holds the memory
+    assert _mapped_payload_files(), "the kept value's mapping is not there"
+    for seed in range(20):  # many calls both ways: none leaves a file, none disturbs the kept value
+        assert store.echo(pattern(2 * CHUNK, seed=seed)) == pattern(2 * CHUNK, seed=seed)
+    assert directory.files() == []
+    assert bytes(kept.buffer) == pattern(size, seed=5)
+    del kept
+    gc.collect()
+    assert _mapped_payload_files() == [], "a mapping outlived the last value that used it"
+
+
+def test_writable_buffers_arrive_writable_and_their_changes_stay_theirs(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    size = 2 * CHUNK + 1
+    data = bytearray(pattern(size, seed=8))
+    # The server's argument: a writable view of the mapped file, changed in place there.
+    assert store.describe(Blob(data)) == ("memoryview", False, "mmap", hashlib.sha256(data).hexdigest())
+    changed = bytearray(data)
+    changed[0] = (changed[0] + 1) % 256
+    assert store.bump(Blob(data)) == hashlib.sha256(changed).hexdigest()
+    assert data == pattern(size, seed=8)  # the caller's buffer is not the server's
+    # The caller's result: writable too, and a change to it is its own.
+    made = store.make_blob(size, seed=9, writable=True)
+    assert type(made.buffer) is memoryview and not made.buffer.readonly
+    made.buffer[:4] = b"abcd"
+    assert bytes(made.buffer) == b"abcd" + pattern(size, seed=9)[4:]
+    again = store.make_blob(size, seed=9, writable=True)
+    assert bytes(again.buffer) == pattern(size, seed=9)
+    # bytes and bytearray own their memory: they are copied out of the file, once, into their own type.
+    assert type(store.echo(data)) is bytearray and type(store.echo(bytes(data))) is bytes
+
+
+def test_a_server_keeps_no_mapping_of_the_arguments_of_finished_calls(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    for seed in range(5):
+        assert store.length(pattern(2 * CHUNK, seed=seed)) == 2 * CHUNK
+        assert store.describe(Blob(pattern(2 * CHUNK, seed=seed)))[:3] == ("memoryview", True, "mmap")
+    wait_for(lambda: store.mapped_files() == [], 15, "the server to unmap the arguments of finished calls")
