@@ -26,14 +26,15 @@ import functools
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.concurrently import gather, run_together
 from agentnb.config import server_environment
 from agentnb.errors import AgentServerError, DaemonError, VersionMismatch
-from agentnb.launch.command import ServerProcess, start_server_process
+from agentnb.launch.command import ServerProcess, server_argv, start_server_process
 from agentnb.launch.daemon_options import DaemonOptions, check_name
 from agentnb.launch.daemons import (
     DAEMON_KIND,
@@ -41,9 +42,11 @@ from agentnb.launch.daemons import (
     DaemonProcesses,
     check_free,
     free_name,
+    log_path_for,
     log_tail,
     naming_lock,
 )
+from agentnb.launch.launchers import LOCAL, ServerSpec, check_launcher, cluster_launcher, engine_state, stop_launched
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
 from agentnb.rpc.server_pool import Replica, ServerPool
@@ -178,19 +181,23 @@ class DaemonRegistry:
             name = options.name or free_name(running)
             check_free(name, running)
             names = [replica_name(name, i) for i in range(options.replicas)]
-            records = self._launch(options, names, running)
+            records = self._launch(options, names, running, name)
             records = [mark_replica(r.name, name, i, len(names)) or r for i, r in enumerate(records)]
         self._default_if(ServerPool.from_records(records, name), make_default, running)
         return records
 
-    def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord]) -> list[ServerRecord]:
+    def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord],
+                pool_name: str = "") -> list[ServerRecord]:
         """Start the daemons and check that each answers; if one does not, none is left running."""
-        records = self._processes.start(options, names, running)
+        if options.launcher == LOCAL:
+            records = self._processes.start(options, names, running)
+        else:
+            records = _launch_on_cluster(options, pool_name, names)
         errors = run_together([functools.partial(_check_answers, record, "started but does not answer")
                                for record in records])
         failure = next((e for e in errors if e is not None), None)
         if failure is not None:
-            self._processes.terminate(records, grace=1.0)
+            self._processes.terminate(stop_launched(records, grace=1.0), grace=1.0)
             raise failure
         return records
 
@@ -269,7 +276,8 @@ class DaemonRegistry:
         except VersionMismatch as exc:
             return ServerStatus(record, None, str(exc), is_default, version=exc.server_version)
         except (AgentServerError, TimeoutError) as exc:
-            return ServerStatus(record, None, str(exc), is_default)
+            ended = engine_state(record)  # e.g. "slurm job 12 ended: TIMEOUT": the reason, not a hang
+            return ServerStatus(record, None, f"{ended}; {exc}" if ended else str(exc), is_default)
         return ServerStatus(record, info, "", is_default, version=info.version)
 
     def log_tail(self, name: str, lines: int = 50) -> str:
@@ -311,7 +319,9 @@ class DaemonRegistry:
         for record in records:
             self._forget(record)
         try:
-            return self._processes.terminate(records, grace)
+            local = stop_launched(records, grace)
+            self._processes.terminate(local, grace)
+            return [record.name for record in records]
         finally:
             self._drop_dead_default(records)
 
@@ -349,7 +359,8 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
                  port: int = 0, pool_type: str = "local", redis_url: str | None = None,
                  max_expire_time: float | None = None, max_len: int | None = None,
                  model_config_path: str | None = None, use: bool | None = None,
-                 log_level: str = "INFO") -> ServerPool:
+                 log_level: str = "INFO", launcher: str = LOCAL,
+                 launcher_options: Mapping[str, Any] | None = None) -> ServerPool:
     """Start a daemon (or, with ``replicas`` > 1, a pool of daemons) that outlives this process.
 
     The same as ``%agent_server start``: the servers run in their own session,
@@ -369,6 +380,9 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
             start and stop, clients, agents created and deleted, and every failed or
             cancelled call; ``DEBUG`` adds every successful call with its duration;
             ``WARNING`` or ``ERROR`` keep only problems.
+        launcher: what starts the servers: ``local`` (this machine) or ``slurm`` (one Slurm
+            job; its servers are a pool, also of one replica). See :func:`start_pool`.
+        launcher_options: the launcher's options (see :func:`start_pool`).
 
     Returns:
         The server (a pool of one) or pool, usable as ``to_dist=``.
@@ -379,8 +393,9 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
     """
     options = DaemonOptions(name=name, host=host, port=port, capacity=capacity, pool_type=pool_type,
                             redis_url=redis_url, max_expire_time=max_expire_time, max_len=max_len,
-                            model_config_path=model_config_path, replicas=replicas, log_level=log_level)
-    if replicas > 1:
+                            model_config_path=model_config_path, replicas=replicas, log_level=log_level,
+                            launcher=launcher, launcher_options=dict(launcher_options or {}))
+    if replicas > 1 or launcher != LOCAL:
         records = registry().start_pool(options, make_default=use)
         return ServerPool.from_records(records, records[0].pool or "")
     record = registry().start(options, make_default=use)
@@ -477,7 +492,8 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
                host: str = "localhost", token: str | None = None, pool_type: str = "local",
                redis_url: str | None = None, max_len: int | None = None, max_expire_time: float | None = None,
                local_mode: bool = True, agent_dir: str | None = None, model_config_path: str | None = None,
-               custom_agent_classes: Sequence[type] = ()) -> ServerPool:
+               custom_agent_classes: Sequence[type] = (), launcher: str = LOCAL,
+               launcher_options: Mapping[str, Any] | None = None) -> ServerPool:
     """Start ``replicas`` agent servers that act as one target; return their pool.
 
     The servers are subprocesses of this process: they end when it does, or
@@ -495,11 +511,20 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
         agent_dir: import every module of this folder in each server.
         model_config_path: a JSON file of model configurations.
         custom_agent_classes: importable classes the servers import at start.
+        launcher: what starts the servers: ``local`` (subprocesses of this one) or
+            ``slurm`` (the steps of one Slurm job, each bound to its node's name;
+            ``host`` and ``local_mode`` do not apply). The pool's end, or this
+            process's, cancels the job. ``list_servers()`` shows where each runs.
+        launcher_options: the launcher's options; for ``slurm``: ``partition``,
+            ``time``, ``cpus_per_server``, ``mem_per_server``, ``sbatch_lines`` and
+            ``start_timeout`` (see :class:`agentnb.launch.slurm.SlurmLauncher`).
 
     Raises:
+        ValueError: an unknown launcher or launcher option (the message names the supported ones).
         AgentServerError: a replica did not start (the others are stopped); the
-            message says which and why.
+            message says which and why (for Slurm: a job Slurm ended, with its state).
     """
+    check_launcher(launcher, launcher_options)
     count = (os.cpu_count() or 1) if replicas is None else int(replicas)
     if count < 1:
         raise ValueError(f"a server pool needs at least 1 replica, got {replicas}")
@@ -509,6 +534,17 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     if taken:
         raise AgentServerError(f"agent server(s) named {', '.join(taken)} already run: choose another pool name")
     token = token or secrets.token_urlsafe(32)
+    if launcher != LOCAL:
+        modules = [cls.__module__ for cls in custom_agent_classes if cls.__module__ != "__main__"]
+
+        def args_for(replica: str) -> list[str]:
+            return server_argv(name=replica, capacity=capacity, pool_type=pool_type, redis_url=redis_url,
+                               max_len=max_len, max_expire_time=max_expire_time, agent_dir=agent_dir,
+                               agent_modules=modules, model_config_path=model_config_path, log_level="WARNING")
+
+        launched = cluster_launcher(launcher, launcher_options).start(
+            name, names, ServerSpec(args_for, token, server_environment()))
+        return ServerPool([Replica(r.host, r.port, token, r.name) for r in launched.records], name, [launched])
     started: list[ServerProcess | None] = [None] * count
 
     def launch(i: int) -> None:
@@ -529,3 +565,13 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     for i, server in enumerate(servers):
         mark_replica(server.name, name, i, count)
     return ServerPool([Replica(host, s.port, token, s.name) for s in servers], name, servers)
+
+
+def _launch_on_cluster(options: DaemonOptions, pool_name: str, names: list[str]) -> list[ServerRecord]:
+    """Start daemons ``names`` (pool ``pool_name``) with ``options.launcher``; DaemonError if they do not start."""
+    spec = ServerSpec(lambda name: options.server_args(name, str(log_path_for(name))), secrets.token_urlsafe(32),
+                      server_environment(), DAEMON_KIND)
+    try:
+        return cluster_launcher(options.launcher, options.launcher_options).start(pool_name, names, spec).records
+    except AgentServerError as exc:
+        raise DaemonError(f"the {options.launcher} launcher did not start pool {pool_name!r}: {exc}") from None

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import pathlib
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -31,10 +32,18 @@ from agentnb.runtime_home import (
 
 __all__ = ["ENV_DIR", "LOOPBACK_HOSTS", "ServerRecord", "canonical_host", "find_record", "find_token", "is_unix",
            "iter_records", "mark_replica", "pid_alive", "process_started", "read_record", "recorded_pools",
-           "remove_record", "replica_name", "runtime_dir", "server_address", "write_record"]
+           "remove_record", "replica_name", "runtime_dir", "server_address", "this_node", "write_record"]
 
 # In ServerRecord.extra of a pool's replica: the pool's name, its index, how many replicas.
 POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"
+# In ServerRecord.extra: the machine the server runs on (it writes it), and, for a server a cluster
+# launcher started, that launcher's name and its handle there (e.g. ``job 12`` for Slurm).
+NODE_KEY, LAUNCHER_KEY, HANDLE_KEY = "node", "launcher", "handle"
+
+
+def this_node() -> str:
+    """This machine's name, as a server records where it runs."""
+    return socket.gethostname()
 
 
 @dataclass
@@ -80,6 +89,29 @@ class ServerRecord:
     def replicas(self) -> int:
         """How many replicas its pool has (1 for a lone server)."""
         return int(self.extra.get(REPLICAS_KEY, 1)) if self.pool is not None else 1
+
+    @property
+    def node(self) -> str:
+        """The machine the server runs on (empty in records of servers that did not say)."""
+        node = self.extra.get(NODE_KEY, "") if isinstance(self.extra, dict) else ""
+        return node if isinstance(node, str) else ""
+
+    @property
+    def launcher(self) -> str:
+        """What started it on a cluster (``slurm``), or ``local``."""
+        name = self.extra.get(LAUNCHER_KEY) if isinstance(self.extra, dict) else None
+        return name if isinstance(name, str) else "local"
+
+    @property
+    def where(self) -> str:
+        """Where it runs, as listings show it: ``node01 (slurm job 12)``, or the node alone."""
+        handle = self.extra.get(HANDLE_KEY, "") if isinstance(self.extra, dict) else ""
+        return f"{self.node} ({self.launcher} {handle})" if handle else self.node
+
+    @property
+    def elsewhere(self) -> bool:
+        """It runs on another machine: its pid says nothing here."""
+        return bool(self.node) and self.node != this_node()
 
     def is_at(self, host: str, port: int) -> bool:
         """Whether this server listens at ``host:port`` (loopback names are one host)."""
@@ -127,7 +159,15 @@ def process_started(pid: int) -> int | None:
 
 def _is_writer_alive(record: ServerRecord) -> bool:
     """Whether the process that wrote ``record`` still runs: its pid is alive, is this
-    user's, and started when the record says (not a later process given the same pid)."""
+    user's, and started when the record says (not a later process given the same pid).
+
+    A server on another machine cannot be checked from here, and a cluster launcher's is
+    the engine's to account for (a server killed with its node is listed with what the
+    engine says, e.g. ``slurm job 12 ended: NODE_FAIL``): such a record stands until its
+    launcher's stop removes it, or the server's own stop does.
+    """
+    if record.elsewhere or record.launcher != "local":
+        return True
     if record.pid <= 0:
         return False
     started = process_started(record.pid)
@@ -214,11 +254,12 @@ def replica_name(pool_name: str, index: int) -> str:
     return f"{pool_name}-{index}"
 
 
-def mark_replica(record_name: str, pool_name: str, index: int, count: int) -> ServerRecord | None:
-    """Note in the record of server ``record_name`` that it is replica ``index`` of ``count`` of a pool."""
+def mark_replica(record_name: str, pool_name: str, index: int, count: int, **extra: Any) -> ServerRecord | None:
+    """Note in the record of server ``record_name`` that it is replica ``index`` of ``count`` of a pool
+    (and the ``extra`` items, e.g. what launched it)."""
     record = read_record(record_name)
     if record is not None:
-        record.extra = {**record.extra, POOL_KEY: pool_name, REPLICA_KEY: index, REPLICAS_KEY: count}
+        record.extra = {**record.extra, **extra, POOL_KEY: pool_name, REPLICA_KEY: index, REPLICAS_KEY: count}
         write_record(record)
     return record
 

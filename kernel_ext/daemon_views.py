@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import agentnb
 from agentnb import ServerRecord, ServerStatus
 
-LIST_COLUMNS = ("name", "address", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "pool",
+LIST_COLUMNS = ("name", "address", "where", "pid", "uptime", "capacity", "busy", "queued", "agents", "kind", "pool",
                 "version", "default")
 AGENT_COLUMNS = ("name", "id", "class", "pending")
 
@@ -54,6 +54,7 @@ def status_row(status: ServerStatus) -> dict[str, str]:
     return {
         "name": record.name,
         "address": record.address,
+        "where": record.where or "-",
         "pid": str(record.pid),
         "uptime": format_duration(status.uptime),
         "capacity": live("capacity") if info is not None else str(record.capacity),

@@ -10,6 +10,8 @@ from agentnb import DaemonOptions
 
 PROG = "%agent_server"
 COMMANDS = ("start", "list", "status", "logs", "stop", "use", "timeline")
+# The start flags that are a cluster launcher's options (launcher_options), by option name.
+LAUNCHER_FLAGS = ("partition", "time", "cpus_per_server", "mem_per_server", "sbatch_lines")
 
 DESCRIPTION = """\
 Manage agent-server daemons: servers that run apart from this kernel (they
@@ -26,6 +28,7 @@ examples:
   %agent_server start --name lab --capacity 8
   %agent_server start --name dbg --log-level DEBUG
   %agent_server start --name farm --replicas 4
+  %agent_server start --name farm --replicas 2 --launcher slurm --partition debug --time 60
   %agent_server list
   %agent_server status lab
   %agent_server logs lab -n 20
@@ -105,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what its log records: INFO (default) has its start and stop, clients, agents "
                             "created and deleted, failed and cancelled calls; DEBUG adds every call; "
                             "WARNING or ERROR only problems")
+    start.add_argument("--launcher", choices=DaemonOptions.LAUNCHERS, default="local",
+                       help="what starts the servers: local (this machine, default) or slurm (one Slurm job)")
+    slurm = start.add_argument_group("slurm launcher options")
+    slurm.add_argument("--partition", help="the job's partition (default: the cluster's)")
+    slurm.add_argument("--time", help="the job's time limit: minutes, HH:MM:SS or D-HH:MM:SS")
+    slurm.add_argument("--cpus-per-server", type=_positive_int, help="CPUs each server gets (default: 1)")
+    slurm.add_argument("--mem-per-server", help="memory each server gets, e.g. 2G")
+    slurm.add_argument("--sbatch", action="append", metavar="LINE", dest="sbatch_lines",
+                       help="one more #SBATCH line, e.g. --sbatch=--account=lab (repeatable)")
     start.add_argument("--no-default", action="store_true",
                        help="do not make it this kernel's default even if there is none yet")
 
@@ -168,4 +180,9 @@ def parse(line: str) -> argparse.Namespace:
         raise MagicUsageError(f"{PROG} stop: name the daemons to stop, or pass --all (not both)")
     if args.command == "use" and (args.name is None) != args.none:
         raise MagicUsageError(f"{PROG} use: name a daemon, or pass --none to go back to child servers (not both)")
+    if args.command == "start":
+        args.launcher_options = {key: getattr(args, key) for key in LAUNCHER_FLAGS if getattr(args, key) is not None}
+        if args.launcher == "local" and args.launcher_options:
+            flags = ", ".join("--" + key.replace("_", "-") for key in args.launcher_options)
+            raise MagicUsageError(f"{PROG} start: {flags} only apply to a cluster launcher (--launcher slurm)")
     return args

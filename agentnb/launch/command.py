@@ -224,6 +224,10 @@ class ServerProcess:
     def __repr__(self) -> str:
         return f"ServerProcess({self.name or '?'}, pid={self.process.pid}, {self.host}:{self.port})"
 
+    def covers(self, host: str, port: int) -> bool:
+        """Whether it is the server at ``host:port``."""
+        return (host, port) == (self.host, self.port)
+
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop it, letting running calls finish for up to ``grace`` s."""
         # Its stdin stays open: closing it (--exit-with-parent) would end the server without the grace.

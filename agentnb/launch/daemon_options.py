@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from agentnb.errors import DaemonError
 from agentnb.launch.command import DEFAULT_LOG_LEVEL, LOG_LEVELS, check_log_level, server_argv
+from agentnb.launch.launchers import LAUNCHERS, LOCAL, check_launcher
 from agentnb.runtime_dir import LOOPBACK_HOSTS
 from agentnb.runtime_home import socket_host
 
@@ -51,10 +53,14 @@ class DaemonOptions:
             its start and stop, clients, agents created and deleted, and every
             failed or cancelled call; ``DEBUG`` adds every successful call;
             ``WARNING`` and ``ERROR`` keep only problems.
+        launcher: what starts the servers: ``local`` (processes of this machine) or
+            ``slurm`` (a Slurm job; see :mod:`agentnb.launch.slurm`).
+        launcher_options: the cluster launcher's options (e.g. ``{"partition": "debug"}``).
     """
 
     POOL_TYPES: ClassVar[tuple[str, ...]] = POOL_TYPES
     LOG_LEVELS: ClassVar[tuple[str, ...]] = LOG_LEVELS
+    LAUNCHERS: ClassVar[tuple[str, ...]] = LAUNCHERS
     DEFAULT_STOP_GRACE: ClassVar[float] = DEFAULT_STOP_GRACE
 
     name: str | None = None
@@ -68,6 +74,8 @@ class DaemonOptions:
     model_config_path: str | None = None
     replicas: int = 1
     log_level: str = DEFAULT_LOG_LEVEL
+    launcher: str = LOCAL
+    launcher_options: Mapping[str, Any] = field(default_factory=dict)
 
     def checked(self) -> DaemonOptions:
         """These options with paths made absolute; DaemonError names the first wrong one."""
@@ -103,6 +111,13 @@ class DaemonOptions:
             log_level = check_log_level(self.log_level)
         except ValueError:
             raise DaemonError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}") from None
+        try:
+            check_launcher(self.launcher, self.launcher_options)
+        except ValueError as exc:
+            raise DaemonError(f"--launcher {self.launcher}: {exc}") from None
+        if self.launcher != LOCAL and (self.host != DEFAULT_HOST or self.port):
+            raise DaemonError(f"--host and --port choose a local daemon's address; the {self.launcher} launcher's "
+                              "servers each listen on a free port of their node")
         model_config_path = self.model_config_path
         if model_config_path is not None:
             model_config_path = os.path.abspath(os.path.expanduser(model_config_path))

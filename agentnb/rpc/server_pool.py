@@ -43,10 +43,11 @@ INFO_TIMEOUT = 5.0
 
 
 class StartedServer(Protocol):
-    """A server process this process started (see :class:`agentnb.launch.command.ServerProcess`)."""
+    """Servers this process started, and how to stop them: a process
+    (:class:`agentnb.launch.command.ServerProcess`) or a cluster launcher's
+    (:class:`agentnb.launch.launchers.LaunchedServers`, e.g. a Slurm job)."""
 
-    host: str
-    port: int
+    def covers(self, host: str, port: int) -> bool: ...
 
     def shutdown(self, grace: float = 5.0) -> None: ...
 
@@ -289,9 +290,8 @@ class ServerPool:
             self.stopped = True
         stoppers: list[Callable[[], None]] = [functools.partial(server.shutdown, grace)
                                               for server in self._started]
-        started = {(server.host, server.port) for server in self._started}
-        stoppers += [functools.partial(_shut_down, replica, grace)
-                     for replica in self._replicas if (replica.host, replica.port) not in started]
+        stoppers += [functools.partial(_shut_down, replica, grace) for replica in self._replicas
+                     if not any(server.covers(replica.host, replica.port) for server in self._started)]
         run_together(stoppers, ignore=(AgentServerError, TimeoutError))
         for replica in self._replicas:
             replica.connection().close()

@@ -20,11 +20,13 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
 from agentnb.runtime_dir import (
     LOOPBACK_HOSTS,
+    NODE_KEY,
     ServerRecord,
     canonical_host,
     is_unix,
     remove_record,
     server_address,
+    this_node,
     write_record,
 )
 from agentnb.server.late_removals import sweep_stale_files
@@ -237,6 +239,7 @@ class AgentServer:
             write_record(ServerRecord(
                 name=self.name, host=self.host, port=port, pid=os.getpid(), token=self.token,
                 kind=self.record_kind, log_path=self.log_path, started=time.time(), capacity=self.capacity,
+                extra={NODE_KEY: this_node()},
             ))
         _LOGGER.info("agent server %s listening on %s (capacity %d, pid %d)", self.name,
                      server_address(self.host, port), self.capacity, os.getpid())

@@ -1,0 +1,61 @@
+"""What a cluster launcher is given and gives back: the servers to start, and the servers started.
+
+The launchers themselves, and how one is chosen by name, are :mod:`agentnb.launch.launchers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from agentnb.runtime_dir import ServerRecord
+
+ArgsFor = Callable[[str], list[str]]
+
+
+class LaunchedServers(Protocol):
+    """Servers a cluster launcher started, where they run, and how to stop them."""
+
+    records: list[ServerRecord]
+
+    def covers(self, host: str, port: int) -> bool:
+        """Whether the server at ``host:port`` is one of these."""
+        ...
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop every one of them (running calls get ``grace`` seconds) and release what the engine holds."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What each server of a pool runs, whatever starts it.
+
+    Attributes:
+        args_for: the options of ``python -m agentnb.server`` for the replica of a given
+            name (from :func:`agentnb.launch.command.server_argv`); the launcher adds
+            where it listens.
+        token: the pool's token; it reaches the servers privately, never on a command line.
+        extra_env: environment the servers get (e.g. this process's model configurations).
+        record_kind: ``daemon`` (found and stopped by name from any process) or ``server``.
+    """
+
+    args_for: ArgsFor
+    token: str = field(repr=False)
+    extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    record_kind: str = "server"
+
+
+class ClusterLauncher(Protocol):
+    """Starts the servers of a pool on a cluster engine."""
+
+    name: ClassVar[str]
+
+    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec) -> LaunchedServers:
+        """Start one server per name; return them once each listens.
+
+        Raises:
+            AgentServerError: they did not all start (none is left running); the message says why.
+        """
+        ...
