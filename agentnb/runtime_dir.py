@@ -104,13 +104,13 @@ class ServerRecord:
 
     @property
     def where(self) -> str:
-        """Where it runs, as listings show it: ``node01 (slurm job 12)``, or the node alone."""
+        """Where it runs, as listings show it (``node01 (slurm job 12)``, or the node alone)."""
         handle = self.extra.get(HANDLE_KEY, "") if isinstance(self.extra, dict) else ""
         return f"{self.node} ({self.launcher} {handle})" if handle else self.node
 
     @property
     def elsewhere(self) -> bool:
-        """It runs on another machine: its pid says nothing here."""
+        """Whether it runs on another machine (then its pid says nothing here)."""
         return bool(self.node) and self.node != this_node()
 
     def is_at(self, host: str, port: int) -> bool:
