@@ -212,7 +212,7 @@ class RayLauncher:
                     for i in range(count)]
         bundle = {"CPU": self.cpus_per_server} if self.cpus_per_server else {"CPU": 0.001}
         group = ray.util.placement_group([bundle] * count, strategy="SPREAD", name=f"agentnb-{pool_name}",
-                                         namespace=NAMESPACE, lifetime="detached" if detached else None)
+                                         lifetime="detached" if detached else None)
         ready, _ = ray.wait([group.ready()], timeout=self.start_timeout)
         if not ready:
             raise AgentServerError(f"the Ray cluster has no room for {count} servers of {self.cpus_per_server:g} "

@@ -30,6 +30,35 @@ def unavailable(worker: Worker) -> bool:
     return False
 
 
+def test_a_daemon_pool_on_ray_is_detached_named_actors_that_stop_server_kills(
+        ray_cluster: RayCluster, daemons: None) -> None:
+    # Before the test that kills the worker node: this one uses both nodes (the default spread).
+    import ray
+
+    farm = agentnb.start_server("rdaemon", replicas=2, launcher="ray",
+                                launcher_options={"address": ray_cluster.address}, use=False)
+    listed = {s.record.name: s for s in agentnb.list_servers()}
+    assert sorted(listed) == ["rdaemon-0", "rdaemon-1"]
+    assert all(s.reachable and s.record.where.endswith(f"(ray actor agentnb-{n})") for n, s in listed.items())
+    worker = Worker("w", to_dist=farm)
+    assert worker.reply(Msg("user", content="hi")).result(timeout=60).content == "w(hi)"
+    for name in listed:  # found by name, as a restarted kernel would
+        assert ray.get_actor(f"agentnb-{name}", namespace="agentnb") is not None
+
+    assert sorted(agentnb.stop_server("rdaemon")) == ["rdaemon-0", "rdaemon-1"]
+    assert agentnb.list_servers() == []
+    for name in listed:
+        wait_for(lambda n=name: not actor_exists(ray, f"agentnb-{n}"), timeout=30, what=f"the actor of {name} to end")
+
+
+def actor_exists(ray: object, name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace="agentnb")  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    return True
+
+
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
     options = {"address": ray_cluster.address, "servers_per_node": 1}
     with agentnb.start_pool(2, name="rfarm", launcher="ray", launcher_options=options) as pool:
