@@ -515,9 +515,12 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
             ``slurm`` (the steps of one Slurm job, each bound to its node's name;
             ``host`` and ``local_mode`` do not apply). The pool's end, or this
             process's, cancels the job. ``list_servers()`` shows where each runs.
+            ``ray``: each server in a Ray actor on its node (see ``launcher_options``).
         launcher_options: the launcher's options; for ``slurm``: ``partition``,
             ``time``, ``cpus_per_server``, ``mem_per_server``, ``sbatch_lines`` and
-            ``start_timeout`` (see :class:`agentnb.launch.slurm.SlurmLauncher`).
+            ``start_timeout`` (see :class:`agentnb.launch.slurm.SlurmLauncher`); for ``ray``
+            (Ray actors on a Ray cluster's nodes): ``address``, ``servers_per_node``,
+            ``cpus_per_server`` and ``start_timeout`` (see :class:`agentnb.launch.ray_launcher.RayLauncher`).
 
     Raises:
         ValueError: an unknown launcher or launcher option (the message names the supported ones).

@@ -6,6 +6,10 @@
 ``debug``. The tests' processes, and the jobs they submit, see that configuration through
 their environment. Every daemon started here is stopped by its pid, also when a test fails.
 
+``ray_cluster``: a Ray head on this host, on its end of a veth pair, and a worker node in a
+network namespace at the other end: two real nodes (``RayCluster``), with token authentication
+(a token of the session's own) and stopped by pid, never ``ray stop``.
+
 Where the engine cannot be started (not installed, not root), the tests that need it are
 skipped with the reason, which under ``CI=true`` is a failure (``skip_report``).
 """
@@ -13,12 +17,15 @@ skipped with the reason, which under ``CI=true`` is a failure (``skip_report``).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -159,3 +166,180 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def ray_missing() -> str:
+    """Why a two-node Ray cluster cannot be started here, or '' when it can."""
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'agentnb[ray]'; the test extra brings it)"
+    if shutil.which("ip") is None:
+        return "`ip` (iproute2) is needed for the Ray worker node's network namespace; Debian: apt-get install iproute2"
+    if os.geteuid() != 0:
+        return "the Ray worker node's network namespace needs root"
+    return ""
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"`ip {' '.join(args)}` failed: {done.stderr.strip()}")
+    return done
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[3])
+
+
+@dataclass
+class RayCluster:
+    """A Ray head on this host (on its end of a veth pair) and a worker node in a network namespace.
+
+    Each ``ray start --block`` runs in its own session: the head's processes are those of that
+    session, the worker node's those of its namespace; both are stopped by their pids, never by
+    ``ray stop`` (which would end every Ray of the machine).
+    """
+
+    folder: pathlib.Path
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        subnet = f"10.232.{int(self.tag, 16) % 250 + 1}"
+        self.head_ip, self.worker_ip = f"{subnet}.1", f"{subnet}.2"
+        self.namespace = f"anb-{self.tag}-ray"
+        self.veth_host, self.veth_worker = f"anbh{self.tag}", f"anbw{self.tag}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.head_ip}:{self.port}"
+
+    def ray_env(self) -> dict[str, str]:
+        """What every process of the cluster, and every driver, needs: token authentication, with
+        the cluster's own token (in a 0600 file of the session, not ``~/.ray/auth_token``)."""
+        return {**RAY_ENV, "RAY_AUTH_TOKEN_PATH": str(self.folder / "auth_token")}
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.ray_env()}
+
+    def _ray_start(self, name: str, *args: str, wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
+        ray = str(pathlib.Path(sys.executable).with_name("ray"))
+        log = open(self.folder / f"{name}.out", "wb")  # noqa: SIM115 (the process keeps it)
+        process = subprocess.Popen([*wrapper, ray, "start", "--block", "--disable-usage-stats", *args], env=self.env(),
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def start(self) -> RayCluster:
+        fd = os.open(self.folder / "auth_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        _ip("netns", "add", self.namespace)
+        _ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_worker)
+        _ip("link", "set", self.veth_worker, "netns", self.namespace)
+        _ip("addr", "add", f"{self.head_ip}/24", "dev", self.veth_host)
+        _ip("link", "set", self.veth_host, "up")
+        _ip("-n", self.namespace, "addr", "add", f"{self.worker_ip}/24", "dev", self.veth_worker)
+        _ip("-n", self.namespace, "link", "set", self.veth_worker, "up")
+        _ip("-n", self.namespace, "link", "set", "lo", "up")
+        self.port = free_port()
+        self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
+                        f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                        "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir=/tmp/anbray-{self.tag}h")
+        wait_for(lambda: self.nodes_alive() >= 1, timeout=120, what=f"the Ray head\n{self.logs()}")
+        self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
+                        "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
+        wait_for(lambda: self.nodes_alive() >= 2, timeout=120, what=f"the Ray worker node\n{self.logs()}")
+        return self
+
+    def nodes_alive(self) -> int:
+        for process in self.processes:
+            assert process.poll() is None, f"{process.args[-1]} exited ({process.returncode})\n{self.logs()}"
+        done = subprocess.run([str(pathlib.Path(sys.executable).with_name("ray")), "status",
+                               f"--address={self.address}"], env=self.env(), capture_output=True, text=True,
+                              timeout=60)
+        return done.stdout.count(" node_") if done.returncode == 0 else 0
+
+    def worker_pids(self) -> list[int]:
+        """Every process of the worker node (its namespace)."""
+        try:
+            namespace = os.stat(f"/run/netns/{self.namespace}").st_ino
+        except FileNotFoundError:
+            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            with contextlib.suppress(OSError):
+                if entry.isdigit() and os.stat(f"/proc/{entry}/ns/net").st_ino == namespace:
+                    pids.append(int(entry))
+        return pids
+
+    def head_pids(self) -> list[int]:
+        head = self.processes[0].pid
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _session_of(int(p)) == head]
+
+    def kill_worker_node(self) -> None:
+        """Kill every process of the worker node at once, as when the machine fails."""
+        for pid in self.worker_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        texts = []
+        for name in ("head.out", "worker.out"):
+            path = self.folder / name
+            if path.exists():
+                texts.append(f"--- {name} ---\n" + "".join(path.read_text(errors="replace").splitlines(True)[-15:]))
+        return "\n".join(texts)
+
+    def stop(self) -> None:
+        self.kill_worker_node()
+        pids = self.head_pids() if self.processes else []
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        for pid in pids:  # what `ray start` left of the head (raylet, GCS, workers, dashboard)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _ip("netns", "del", self.namespace, check=False)  # and with it the veth pair
+        shutil.rmtree(f"/tmp/anbray-{self.tag}h", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """A real two-node Ray cluster for the session (see :class:`RayCluster`)."""
+    missing = ray_missing()
+    if missing:
+        pytest.skip(missing)
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    previous = {key: os.environ.get(key) for key in cluster.ray_env()}
+    os.environ.update(cluster.ray_env())  # this process connects to it as a driver
+    try:
+        yield cluster.start()
+    finally:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        cluster.stop()
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -78,7 +78,8 @@ def server_argv(*, host: str = "localhost", port: int = 0, capacity: int = 32, p
 
 
 def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
-                 wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+                 wrapper: Sequence[str] = (), python_path: Sequence[str] | None = None,
+                 **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
     """Run ``python -m agentnb.server SERVER_ARGS`` and wait until it listens.
 
     The token, and ``extra_env`` (e.g. the model configurations of
@@ -86,9 +87,11 @@ def spawn_server(server_args: list[str], token: str, *, extra_env: dict[str, str
     command line, which other users can read. ``wrapper`` is a command that
     runs the server (e.g. ``["ip", "netns", "exec", "ns1"]``); it must keep
     the environment and open file descriptors. Returns the process and the
-    port it reported.
+    port it reported. ``python_path``: the server's import path, when not this process's
+    (:func:`import_path`), e.g. that of the process that asked another node to start it.
     """
-    process, ready_read = launch_server(server_args, token, extra_env=extra_env, wrapper=wrapper, **popen_kwargs)
+    process, ready_read = launch_server(server_args, token, extra_env=extra_env, wrapper=wrapper,
+                                        python_path=python_path, **popen_kwargs)
     return process, await_server(process, ready_read)
 
 
@@ -106,7 +109,8 @@ def import_path() -> list[str]:
 
 
 def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, str] | None = None,
-                  wrapper: Sequence[str] = (), **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
+                  wrapper: Sequence[str] = (), python_path: Sequence[str] | None = None,
+                  **popen_kwargs: Any) -> tuple[subprocess.Popen, int]:
     """Start ``python -m agentnb.server SERVER_ARGS`` (as :func:`spawn_server`) without waiting.
 
     Returns the process and the read end of its ready pipe, for :func:`await_server`.
@@ -114,7 +118,7 @@ def launch_server(server_args: list[str], token: str, *, extra_env: dict[str, st
     env = dict(os.environ)
     env.update(extra_env or {})
     env[ENV_TOKEN] = token
-    env["PYTHONPATH"] = os.pathsep.join(import_path())
+    env["PYTHONPATH"] = os.pathsep.join(import_path() if python_path is None else python_path)
     ready_read, ready_write = os.pipe()
     # -P: no current directory first on the server's sys.path (``python -m`` would put it there).
     cmd = [*wrapper, sys.executable, "-P", "-m", "agentnb.server", *server_args, "--ready-fd", str(ready_write)]

@@ -3,7 +3,8 @@
 - ``local`` (the default): processes of this machine, children of this process
   (:func:`agentnb.start_pool`) or daemons (:func:`agentnb.start_server`), as
   :mod:`agentnb.launch.command` and :mod:`agentnb.launch.daemons` start them;
-- ``slurm``: one Slurm job whose steps are the servers (:mod:`agentnb.launch.slurm`).
+- ``slurm``: one Slurm job whose steps are the servers (:mod:`agentnb.launch.slurm`);
+- ``ray``: Ray actors on the nodes of a Ray cluster, each holding a server (:mod:`agentnb.launch.ray_launcher`).
 
 A cluster launcher starts N servers as ``python -m agentnb.server`` (the one argv
 builder, :func:`agentnb.launch.command.server_argv`) with the pool's token passed
@@ -24,7 +25,7 @@ from agentnb.launch.launched import ClusterLauncher, LaunchedServers, ServerSpec
 from agentnb.runtime_dir import ServerRecord
 
 LOCAL = "local"
-LAUNCHERS = (LOCAL, "slurm")
+LAUNCHERS = (LOCAL, "slurm", "ray")
 __all__ = ["LAUNCHERS", "LOCAL", "ClusterLauncher", "LaunchedServers", "ServerSpec", "check_launcher",
            "cluster_launcher", "engine_state", "stop_launched"]
 
@@ -45,6 +46,10 @@ def cluster_launcher(launcher: str, options: Mapping[str, Any] | None = None) ->
         from agentnb.launch.slurm import SlurmLauncher
 
         return SlurmLauncher.from_options(options or {})
+    if launcher == "ray":
+        from agentnb.launch.ray_launcher import RayLauncher
+
+        return RayLauncher.from_options(options or {})
     raise ValueError(f"unknown cluster launcher {launcher!r}: use one of {', '.join(LAUNCHERS[1:])}")
 
 
@@ -63,6 +68,10 @@ def stop_launched(records: Sequence[ServerRecord], grace: float) -> list[ServerR
             from agentnb.launch.slurm import stop_recorded
 
             stop_recorded(members, grace)
+        elif launcher == "ray":
+            from agentnb.launch import ray_launcher
+
+            ray_launcher.stop_recorded(members, grace)
         else:  # a launcher of a later version: its servers are still processes that answer Shutdown
             rest.extend(members)
     return rest

@@ -111,8 +111,8 @@ def test_wrong_launchers_and_options_are_named_before_anything_starts(daemons: N
         agentnb.start_server("bad", launcher="slurm", port=4242)
     with pytest.raises(MagicUsageError, match="--partition only apply to a cluster launcher"):
         parse("start --partition debug")
-    with pytest.raises(MagicUsageError, match="invalid choice: 'ray'"):
-        parse("start --launcher ray")
+    with pytest.raises(MagicUsageError, match="invalid choice: 'nomad'"):
+        parse("start --launcher nomad")
     args = parse("start --name f --replicas 2 --launcher slurm --partition debug --time 5 --sbatch=--qos=short")
     assert args.launcher_options == {"partition": "debug", "time": "5", "sbatch_lines": ["--qos=short"]}
     assert agentnb.list_servers() == []

@@ -1,0 +1,113 @@
+"""Pools started through a real two-node Ray cluster (``engines_fixtures.ray_cluster``).
+
+A head on this host and a worker node in a network namespace: a pool of one server per
+node, agents on both calling each other; the worker node killed, its agents raise
+ServerUnavailable within seconds while the head's keep answering.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+from agents_for_tests import Worker
+from engines_fixtures import RayCluster
+from helpers_runtime import script_env, wait_for
+
+import agentnb
+from agentnb import Msg, ServerUnavailable
+from agentnb.runtime_dir import iter_records
+
+
+def unavailable(worker: Worker) -> bool:
+    try:
+        worker.pid()
+    except ServerUnavailable:
+        return True
+    return False
+
+
+def test_a_daemon_pool_on_ray_is_detached_named_actors_that_stop_server_kills(
+        ray_cluster: RayCluster, daemons: None) -> None:
+    # Before the test that kills the worker node: this one uses both nodes (the default spread).
+    import ray
+
+    farm = agentnb.start_server("rdaemon", replicas=2, launcher="ray",
+                                launcher_options={"address": ray_cluster.address}, use=False)
+    listed = {s.record.name: s for s in agentnb.list_servers()}
+    assert sorted(listed) == ["rdaemon-0", "rdaemon-1"]
+    assert all(s.reachable and s.record.where.endswith(f"(ray actor agentnb-{n})") for n, s in listed.items())
+    worker = Worker("w", to_dist=farm)
+    assert worker.reply(Msg("user", content="hi")).result(timeout=60).content == "w(hi)"
+    for name in listed:  # found by name, as a restarted kernel would
+        assert ray.get_actor(f"agentnb-{name}", namespace="agentnb") is not None
+
+    assert sorted(agentnb.stop_server("rdaemon")) == ["rdaemon-0", "rdaemon-1"]
+    assert agentnb.list_servers() == []
+    for name in listed:
+        wait_for(lambda n=name: not actor_exists(ray, f"agentnb-{n}"), timeout=30, what=f"the actor of {name} to end")
+
+
+def actor_exists(ray: object, name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace="agentnb")  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    return True
+
+
+def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
+    options = {"address": ray_cluster.address, "servers_per_node": 1}
+    with agentnb.start_pool(2, name="rfarm", launcher="ray", launcher_options=options) as pool:
+        records = sorted((r for r in iter_records() if r.pool == "rfarm"), key=lambda r: r.replica)
+        assert [r.name for r in records] == ["rfarm-0", "rfarm-1"]
+        assert {r.host for r in records} == {ray_cluster.head_ip, ray_cluster.worker_ip}  # one on each node
+        assert all(r.launcher == "ray" and r.where.endswith(f"(ray actor agentnb-{r.name})") for r in records)
+        on_worker = next(r for r in records if r.host == ray_cluster.worker_ip)
+        assert on_worker.pid in ray_cluster.worker_pids()
+
+        a, b = Worker("a", to_dist=pool), Worker("b", to_dist=pool)
+        assert {a.pid(), b.pid()} == {r.pid for r in records}  # one agent on each server
+        assert a.ask(b, "across") == "b(across)"  # an agent calls one on the other node
+        assert b.reply(a.reply(Msg("user", content="x"))).result(timeout=60).content == "b(a(x))"
+
+        token = pool.replicas[0].token
+        for record in records:  # never on a command line
+            assert token.encode() not in pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
+
+        far, near = (a, b) if a.pid() == on_worker.pid else (b, a)
+        ray_cluster.kill_worker_node()
+        started = time.monotonic()
+        wait_for(lambda: unavailable(far), timeout=10, what="the lost node's agent to raise ServerUnavailable")
+        lost_after = time.monotonic() - started
+        assert near.reply(Msg("user", content="still")).result(timeout=30).content.endswith("(still)")
+        print(f"ServerUnavailable {lost_after:.2f} s after the node was killed")
+    assert not [r for r in iter_records() if r.pool == "rfarm"]
+
+
+def test_wrong_ray_options_are_named_before_anything_starts() -> None:
+    with pytest.raises(ValueError, match="unknown option.*ray launcher: nodes; it takes address, servers_per_node"):
+        agentnb.start_pool(2, launcher="ray", launcher_options={"nodes": 2})
+    with pytest.raises(ValueError, match="servers_per_node must be a whole number"):
+        agentnb.start_pool(2, launcher="ray", launcher_options={"servers_per_node": 0})
+
+
+NO_RAY = """
+import sys
+import agentnb
+from agentnb.launch.launchers import check_launcher, cluster_launcher
+check_launcher("ray", {"servers_per_node": 1})
+cluster_launcher("ray", {"address": "ray://head:10001"})
+pool = agentnb.start_pool(1)
+pool.stop()
+assert not [m for m in sys.modules if m == "ray" or m.startswith("ray.")], "ray was imported"
+"""
+
+
+def test_agentnb_and_its_local_pools_never_import_ray() -> None:
+    done = subprocess.run([sys.executable, "-c", NO_RAY], capture_output=True, text=True, timeout=120,
+                          env=script_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
