@@ -5,6 +5,8 @@ The launchers themselves, and how one is chosen by name, are :mod:`agentnb.launc
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -26,6 +28,30 @@ class LaunchedServers(Protocol):
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop every one of them (running calls get ``grace`` seconds) and release what the engine holds."""
         ...
+
+
+class OwnLaunches:
+    """The servers a launcher started from this process and has not stopped yet.
+
+    At exit, those of this process's own pools (``start_pool``; not daemons, which outlive it)
+    are stopped, with a short grace.
+    """
+
+    def __init__(self) -> None:
+        self._live: set[LaunchedServers] = set()
+        atexit.register(self._stop_own)
+
+    def add(self, servers: LaunchedServers) -> None:
+        self._live.add(servers)
+
+    def discard(self, servers: LaunchedServers) -> None:
+        self._live.discard(servers)
+
+    def _stop_own(self) -> None:
+        for servers in list(self._live):
+            with contextlib.suppress(Exception):
+                if servers.records and all(record.kind != "daemon" for record in servers.records):
+                    servers.shutdown(grace=1.0)
 
 
 @dataclass(frozen=True)

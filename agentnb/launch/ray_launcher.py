@@ -25,7 +25,6 @@ launcher (the ``agentnb[ray]`` extra installs it).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import socket
 import subprocess
@@ -36,7 +35,7 @@ from typing import Any, ClassVar
 
 from agentnb.errors import AgentServerError
 from agentnb.launch.command import import_path
-from agentnb.launch.launched import ServerSpec
+from agentnb.launch.launched import OwnLaunches, ServerSpec
 from agentnb.runtime_dir import (
     HANDLE_KEY,
     LAUNCHER_KEY,
@@ -273,7 +272,7 @@ class RayServers:
             remove_record(record.name)
 
 
-_live: set[RayServers] = set()
+_live: OwnLaunches = OwnLaunches()  # stopped at exit unless they are daemons
 
 
 def stop_recorded(records: Sequence[ServerRecord], grace: float) -> None:
@@ -285,12 +284,3 @@ def stop_recorded(records: Sequence[ServerRecord], grace: float) -> None:
         pools = {str(r.pool) for r in members if r.pool}
         group = f"agentnb-{pools.pop()}" if len(pools) == 1 else None
         RayServers(address, [actor_name(r.name) for r in members], members, group).shutdown(grace)
-
-
-@atexit.register
-def _stop_servers_of_this_process() -> None:
-    """The servers of pools this process started as its own (``start_pool``) end with it."""
-    for servers in list(_live):
-        with contextlib.suppress(Exception):
-            if servers.records and all(record.kind != "daemon" for record in servers.records):
-                servers.shutdown(grace=1.0)

@@ -18,7 +18,6 @@ wrong partition) is reported with its state and reason, not waited on.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pathlib
@@ -34,7 +33,7 @@ from typing import Any, ClassVar
 
 from agentnb.errors import AgentServerError
 from agentnb.launch.command import ENV_TOKEN, import_path
-from agentnb.launch.launched import ServerSpec
+from agentnb.launch.launched import OwnLaunches, ServerSpec
 from agentnb.runtime_dir import (
     HANDLE_KEY,
     LAUNCHER_KEY,
@@ -278,7 +277,7 @@ class SlurmJob:
             remove_record(record.name)
 
 
-_live_jobs: set[SlurmJob] = set()
+_live_jobs: OwnLaunches = OwnLaunches()  # stopped at exit unless they are daemons
 
 
 def stop_recorded(records: Sequence[ServerRecord], grace: float) -> None:
@@ -295,12 +294,3 @@ def job_state(record: ServerRecord) -> str:
     """What Slurm says of the job of the server of ``record``: empty while it runs."""
     handle = str(record.extra.get(HANDLE_KEY, ""))
     return SlurmJob(handle.removeprefix("job ")).ended()
-
-
-@atexit.register
-def _cancel_jobs_of_this_process() -> None:
-    """The jobs of pools this process started as its own (``start_pool``) end with it."""
-    for job in list(_live_jobs):
-        with contextlib.suppress(Exception):
-            if job.records and all(record.kind != "daemon" for record in job.records):
-                job.shutdown(grace=1.0)

@@ -15,12 +15,9 @@ worker that ran it, nor the calls queued behind it.
 
 from __future__ import annotations
 
-import functools
 import logging
 import pickle
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.server.hosted import HostedAgent
@@ -29,56 +26,50 @@ from agentnb.wire import codec
 _LOGGER = logging.getLogger(__name__)
 
 _MESSAGE_CHARS = 300  # of an error message in the log: its first line, at most this long
+_UNLOGGED = "agentnb: a call could not be logged"
 
-_F = TypeVar("_F", bound=Callable[..., None])
-
-
-def _never_raises(fn: _F) -> _F:
-    @functools.wraps(fn)
-    def logged(*args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            _LOGGER.exception("agentnb: a call could not be logged")
-
-    return logged  # type: ignore[return-value]
-
-
-@_never_raises
 def call_ended(agent: HostedAgent, call: pb.Call, status: int, payload: codec.Encoded, started: float) -> None:
     """Log a call a worker ran, which began at ``time.perf_counter()`` = ``started``
     and ended with ``status`` and ``payload`` (its final reply's)."""
-    kind = call.kind
-    if status == pb.OK:
+    try:
+        kind = call.kind
+        if status == pb.OK:
+            if kind == pb.CREATE:
+                _LOGGER.info("agent created: %s in %s", _who(agent), _duration(started))
+            elif kind == pb.DELETE:
+                _LOGGER.info("agent deleted: %s", _who(agent))
+            elif _LOGGER.isEnabledFor(logging.DEBUG):
+                _LOGGER.debug("%s done in %s [%s]", _label(agent, call), _duration(started), _who(agent))
+            return
         if kind == pb.CREATE:
-            _LOGGER.info("agent created: %s in %s", _who(agent), _duration(started))
-        elif kind == pb.DELETE:
-            _LOGGER.info("agent deleted: %s", _who(agent))
-        elif _LOGGER.isEnabledFor(logging.DEBUG):
-            _LOGGER.debug("%s done in %s [%s]", _label(agent, call), _duration(started), _who(agent))
-        return
-    if kind == pb.CREATE:
-        _LOGGER.info("creation of %s failed after %s: %s", _who(agent), _duration(started), error_summary(payload))
-    else:
-        _LOGGER.info("%s failed after %s: %s [%s]", _label(agent, call), _duration(started),
-                     error_summary(payload), _who(agent))
+            _LOGGER.info("creation of %s failed after %s: %s", _who(agent), _duration(started),
+                         error_summary(payload))
+        else:
+            _LOGGER.info("%s failed after %s: %s [%s]", _label(agent, call), _duration(started),
+                         error_summary(payload), _who(agent))
+    except Exception:
+        _LOGGER.exception(_UNLOGGED)
 
 
-@_never_raises
 def call_refused(agent: HostedAgent | None, call: pb.Call, error: BaseException) -> None:
     """Log a call refused as it arrived (``agent``: the one it is for, if known)."""
-    if call.kind == pb.CREATE:
-        _LOGGER.info("creation of an agent (id %s) refused: %s", call.agent_id, _summary(error))
-        return
-    target = _who(agent) if agent is not None else f"id {call.agent_id}"
-    _LOGGER.info("%s refused: %s [%s]", _label(agent, call), _summary(error), target)
+    try:
+        if call.kind == pb.CREATE:
+            _LOGGER.info("creation of an agent (id %s) refused: %s", call.agent_id, _summary(error))
+            return
+        target = _who(agent) if agent is not None else f"id {call.agent_id}"
+        _LOGGER.info("%s refused: %s [%s]", _label(agent, call), _summary(error), target)
+    except Exception:
+        _LOGGER.exception(_UNLOGGED)
 
 
-@_never_raises
 def call_cancelled(agent: HostedAgent | None, call: pb.Call, why: str) -> None:
     """Log a queued call cancelled before it ran, ``why`` (e.g. ``"by its caller"``)."""
-    target = _who(agent) if agent is not None else f"id {call.agent_id}"
-    _LOGGER.info("%s cancelled before it ran, %s [%s]", _label(agent, call), why, target)
+    try:
+        target = _who(agent) if agent is not None else f"id {call.agent_id}"
+        _LOGGER.info("%s cancelled before it ran, %s [%s]", _label(agent, call), why, target)
+    except Exception:
+        _LOGGER.exception(_UNLOGGED)
 
 
 def error_summary(payload: codec.Encoded) -> str:
