@@ -253,15 +253,40 @@ class RayCluster:
         _ip("-n", self.namespace, "addr", "add", f"{self.worker_ip}/24", "dev", self.veth_worker)
         _ip("-n", self.namespace, "link", "set", self.veth_worker, "up")
         _ip("-n", self.namespace, "link", "set", "lo", "up")
-        self.port = free_port()
-        self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
-                        f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
-                        "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir=/tmp/anbray-{self.tag}h")
-        wait_for(lambda: self.nodes_alive() >= 1, timeout=120, what=f"the Ray head\n{self.logs()}")
-        self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
-                        "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
-        wait_for(lambda: self.nodes_alive() >= 2, timeout=120, what=f"the Ray worker node\n{self.logs()}")
+        for attempt in (1, 2):  # `ray start` gives a node 30 s to register: a loaded machine may need another go
+            self.port = free_port()
+            head = self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
+                                   f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                                   "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir=/tmp/anbray-{self.tag}h")
+            if self._node_started(head, 1, "the Ray head", last=attempt == 2):
+                break
+            self._forget_node(head, self.head_pids())
+            shutil.rmtree(f"/tmp/anbray-{self.tag}h", ignore_errors=True)
+        for attempt in (1, 2):
+            worker = self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
+                                     "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
+            if self._node_started(worker, 2, "the Ray worker node", last=attempt == 2):
+                break
+            self._forget_node(worker, self.worker_pids())
         return self
+
+    def _node_started(self, process: subprocess.Popen, nodes: int, what: str, last: bool) -> bool:
+        """Wait until ``nodes`` nodes are alive; False when ``process`` (a `ray start`) gave up on
+        Ray's own startup bound and may be tried again (unless ``last``)."""
+        try:
+            wait_for(lambda: self.nodes_alive() >= nodes, timeout=120, what=f"{what}\n{self.logs()}")
+        except AssertionError:
+            if last or process.poll() is None or "timed out during startup" not in self.logs():
+                raise
+            return False
+        return True
+
+    def _forget_node(self, process: subprocess.Popen, pids: list[int]) -> None:
+        """Kill what a failed `ray start` left (``pids``) and stop counting it."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.processes.remove(process)
 
     def nodes_alive(self) -> int:
         for process in self.processes:
