@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if settings.quick else "full"
     print(f"agentnb benchmark ({mode}, {settings.repetitions} repetitions, {elapsed:.0f} s) on "
           f"{machine['cpu_count']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
-          f"grpcio {machine['grpcio']}; floor = bare grpcio unary echo of raw bytes (W3.p50_stream: "
+          f"grpcio {machine['grpcio']}; floor = bare grpcio unary echo of raw bytes (W3.p50_stream, W3.p99_stream: "
           "one message each way on an open bidi stream); ratio = agentnb median / floor median")
     print(report.table(metrics))
     print()
