@@ -79,6 +79,8 @@ class ClientSession:
             for calls, chunk in requests:
                 for call, payload in incoming.receive(calls, chunk):
                     accept(call, payload, self)
+                # Not held here until the next frame: a payload may hold a segment its writer waits for.
+                call = payload = None  # type: ignore[assignment]
         except grpc.RpcError:
             self.close()  # the client went away
         except Exception:
