@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from agentnb.bench.agents import BenchAgent
+from agentnb.bench.agents import BenchAgent, Buffer
 from agentnb.bench.floor import FloorClient
 from agentnb.bench.report import Metric, Target
 from agentnb.bench.servers import AgentServerProcess
@@ -90,6 +90,9 @@ def build_workloads(s: Settings) -> list[Workload]:
     w5_targets = {64: Target(">=", 1024.0), 256: Target(">=", 1536.0)}
     w5_metrics = [
         Metric(f"W5.echo{size}", f"{size} MiB echo", "MiB/s", "higher", has_floor=True, target=w5_targets.get(size))
+        for size in s.w5_sizes_mib
+    ] + [
+        Metric(f"W5.view{size}", f"{size} MiB echo of a value rebuilt from its buffer (as NumPy)", "MiB/s", "higher")
         for size in s.w5_sizes_mib
     ]
     return [
@@ -327,6 +330,12 @@ def run_w5(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
                 metric.values.append(size / _timed_echo(agent.echo, data))
             except Exception as exc:
                 metric.fail(f"{side}: {type(exc).__name__}: {exc}")
+            view = m[f"view{size}"]
+            if view.error is None:
+                try:
+                    view.values.append(size / _timed_echo(lambda d: agent.echo(Buffer(d)).buffer, data))
+                except Exception as exc:
+                    view.fail(f"agentnb: {type(exc).__name__}: {exc}")
 
 
 def _timed_echo(echo: Callable[[bytes], bytes], data: bytes) -> float:
