@@ -6,10 +6,21 @@ They live in an importable module, so they travel to the server by reference
 
 from __future__ import annotations
 
+import pickle
 import time
 
 from agentnb.agents import AgentBase
 from agentnb.rpc import async_func
+
+
+class Buffer:
+    """A value rebuilt from its buffer without a copy, as a NumPy array is (W5's view echo)."""
+
+    def __init__(self, buffer: bytes | memoryview) -> None:
+        self.buffer = buffer
+
+    def __reduce_ex__(self, protocol: object) -> tuple:
+        return Buffer, (pickle.PickleBuffer(self.buffer),)
 
 
 class BenchAgent(AgentBase):

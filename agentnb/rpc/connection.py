@@ -109,6 +109,7 @@ class _Session:
         # Large replies whose chunks are on their way (or whose shared-memory file is read at once).
         self.incoming = frames.Reassembly(shm=shm_dir)
         self.shm_dir = shm_dir
+        self.shm_pool = shm.SegmentPool(shm_dir) if shm_dir is not None else None  # segments for large calls
         self.shm_files: dict[int, str] = {}  # seq -> shared-memory file of a call not answered yet
         self.dead = False
         self.answered = False  # the server has sent something on this stream
@@ -143,9 +144,12 @@ class _Session:
             self.shm_dir.remove(name)
 
     def forget_files(self) -> None:
-        """Remove the files of all calls not answered (the session is over)."""
+        """Remove the files of all calls not answered and let go of the shared-memory segments (the session ended)."""
         for seq in list(self.shm_files):
             self.forget_file(seq)
+        if self.shm_pool is not None:
+            self.shm_pool.close()
+        self.incoming.close()
 
 
 class ServerConnection:
@@ -332,7 +336,7 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            item = frames.outgoing(pb.Call, payload, session.shm_dir, seq=seq, kind=kind, agent_id=agent_id,
+            item = frames.outgoing(pb.Call, payload, session.shm_pool, seq=seq, kind=kind, agent_id=agent_id,
                                  method=method, task_id=task_id, watch=watch, waiting_chain=waiting_chain,
                                  shm_reply=session.shm_dir is not None, owned=owned)
             if type(item) is pb.Call and item.shm_name:

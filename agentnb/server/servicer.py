@@ -280,7 +280,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self.results.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result store could not keep the result of task %s", task_id)
-        task.session.send(frames.outgoing(pb.Reply, payload, self.shm if call.shm_reply else None, seq=call.seq,
+        shm_pool = task.session.shm_pool if call.shm_reply else None
+        task.session.send(frames.outgoing(pb.Reply, payload, shm_pool, seq=call.seq,
                                          status=status, task_id=task_id, timestamp=now),
                           final=final)
 

@@ -44,15 +44,18 @@ class ClientSession:
     client that half-closes its side still gets every reply. It remembers the
     shared-memory files of the replies it sent, and removes those its client
     did not take when the stream ends (a client killed before reading its
-    reply leaves nothing behind).
+    reply leaves nothing behind); its pool of segments for large replies is
+    retired then too.
     """
 
-    __slots__ = ("outbox", "closed", "shm_dir", "files", "lock", "pending", "draining", "owned", "__weakref__")
+    __slots__ = ("outbox", "closed", "shm_dir", "shm_pool", "files", "lock", "pending", "draining", "owned",
+                 "__weakref__")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
         self.shm_dir = shm_dir
+        self.shm_pool = shm.SegmentPool(shm_dir) if shm_dir is not None else None  # segments for large replies
         self.files: set[str] = set()
         self.lock = threading.Lock()
         self.pending = 0  # calls taken whose final reply is not sent yet
@@ -76,6 +79,8 @@ class ClientSession:
             for calls, chunk in requests:
                 for call, payload in incoming.receive(calls, chunk):
                     accept(call, payload, self)
+                # Not held here until the next frame: a payload may hold a segment its writer waits for.
+                call = payload = None  # type: ignore[assignment]
         except grpc.RpcError:
             self.close()  # the client went away
         except Exception:
@@ -83,6 +88,8 @@ class ClientSession:
             self.close()
         else:  # the client sent its last call: its replies still go out
             self.drain()
+        finally:
+            incoming.close()
 
     # -- replies out -----------------------------------------------------------------------
 
@@ -147,6 +154,8 @@ class ClientSession:
         self.outbox.put(_END)
         for name in files:
             self.shm_dir.remove(name)  # type: ignore[union-attr]
+        if self.shm_pool is not None:
+            self.shm_pool.close()
 
 
 class Task:

@@ -55,5 +55,7 @@ class WorkerThreads:
                 fn(*args)
             except BaseException:
                 _LOGGER.exception("an agentnb worker task failed")
+            # Held no longer than the task runs: a call's payload may hold a shared-memory segment its writer waits for.
+            fn = args = None
             with self._lock:
                 self._idle += 1

@@ -13,7 +13,6 @@ pickle stream, and travel as the parts of a :class:`Payload`, in chunks
 
 from __future__ import annotations
 
-import ctypes
 import io
 import operator
 import pickle
@@ -28,6 +27,7 @@ from cloudpickle import cloudpickle as _cloudpickle_internals
 
 from agentnb.errors import RemoteError, SerializationError
 from agentnb.wire import tracebacks
+from agentnb.wire.buffers import copy_out
 
 PROTOCOL = 5
 # The most a call's argument or result may take, pickled (a limit of the seed's
@@ -73,8 +73,9 @@ class _OutOfBand:
     written in band by the C pickler), so :class:`_Scan` swaps them for
     this before pickling. Unpickled with a ``bytes`` buffer, a ``bytes`` value
     is that very object: no copy. From any other buffer (a view of a
-    shared-memory mapping), it is copied out once, since a ``bytes`` or
-    ``bytearray`` owns its memory and cannot be a view.
+    shared-memory mapping), it is copied out once (without the GIL, into
+    memory that faults in huge pages: see :mod:`agentnb.wire.buffers`), since
+    a ``bytes`` or ``bytearray`` owns its memory and cannot be a view.
     """
 
     __slots__ = ("obj",)
@@ -89,61 +90,12 @@ class _OutOfBand:
 
 def _bytes_of(buffer: Any) -> bytes:
     """A bytes unpickled from its out-of-band buffer: that buffer itself when it is one (no copy)."""
-    return buffer if type(buffer) is bytes else _copy_out(buffer, _new_bytes)  # type: ignore[return-value]
+    return buffer if type(buffer) is bytes else copy_out(buffer, bytes)  # type: ignore[return-value]
 
 
 def _bytearray_of(buffer: Any) -> bytearray:
     """A bytearray unpickled from its out-of-band buffer: that buffer itself when it is one (no copy)."""
-    return buffer if type(buffer) is bytearray else _copy_out(buffer, _new_bytearray)  # type: ignore[return-value]
-
-
-class _PyBuffer(ctypes.Structure):
-    """CPython's ``Py_buffer`` (part of the stable ABI since 3.11)."""
-
-    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
-                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
-                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
-
-
-_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
-_get_buffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
-_release_buffer = ctypes.pythonapi.PyBuffer_Release
-_release_buffer.argtypes = (ctypes.POINTER(_PyBuffer),)
-_release_buffer.restype = None
-# bytes and bytearray objects of a given size, not yet filled in (the C API's way to build them).
-_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
-_new_bytes.restype = ctypes.py_object
-_new_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-_new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-_new_bytearray.restype = ctypes.py_object
-_new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-_bytearray_address = ctypes.pythonapi.PyByteArray_AsString
-_bytearray_address.restype = ctypes.c_void_p
-_bytearray_address.argtypes = (ctypes.py_object,)
-_bytes_address = ctypes.pythonapi.PyBytes_AsString
-_bytes_address.restype = ctypes.c_void_p
-_bytes_address.argtypes = (ctypes.py_object,)
-
-
-def _copy_out(buffer: Any, new: Callable[[Any, int], bytes | bytearray]) -> bytes | bytearray:
-    """A new bytes (or bytearray) holding a copy of the contiguous ``buffer``, copied without the GIL.
-
-    ``bytes(view)`` would hold the GIL for the whole copy (tens of ms at 64
-    MiB, mostly the first touch of the new memory), stopping every other thread
-    of the process, gRPC's included; ``ctypes.memmove`` lets go of it.
-    """
-    view = _PyBuffer()
-    _get_buffer(buffer, ctypes.byref(view), 0)  # PyBUF_SIMPLE: contiguous bytes, or it raises
-    try:
-        size = view.len
-        target = new(None, size)
-        if size:
-            address = _bytes_address(target) if type(target) is bytes else _bytearray_address(target)
-            ctypes.memmove(address, view.buf, size)
-    finally:
-        _release_buffer(ctypes.byref(view))
-    return target
+    return buffer if type(buffer) is bytearray else copy_out(buffer, bytearray)  # type: ignore[return-value]
 
 
 # Types plain pickle writes exactly as cloudpickle does (no code, no classes).

@@ -23,8 +23,9 @@ from google.protobuf.message import Message
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentServerError
+from agentnb.wire import buffers
 from agentnb.wire.codec import MAX_PAYLOAD_BYTES, Encoded, Payload
-from agentnb.wire.shm import ShmDir
+from agentnb.wire.shm import MappedSegments, SegmentPool, ShmDir
 
 # The frame type a stream sends (pb.ClientFrame or pb.ServerFrame).
 FrameT = TypeVar("FrameT", bound=Message)
@@ -87,12 +88,14 @@ def from_parts(data: bytes, parts: list) -> Encoded:
     return Payload(data, parts) if parts else data
 
 
-def outgoing(make: Callable[..., Message], payload: Encoded, shm: ShmDir | None = None, **fields: Any) -> Any:
+def outgoing(make: Callable[..., Message], payload: Encoded, shm: SegmentPool | ShmDir | None = None,
+             **fields: Any) -> Any:
     """The Call or Reply ``make(payload=..., **fields)`` to queue for sending: a :class:`Large` when it has parts.
 
-    With ``shm`` (the receiver shares the host and can read that directory),
-    the parts are written to a file of it and the message, naming the file, is
-    all there is to send; when the file cannot be written, they go in chunks.
+    With ``shm`` (the receiver shares the host and can read that directory:
+    the stream's pool of segments, or the directory itself for a segment used
+    once), the parts are written to a segment and the message, naming it, is
+    all there is to send; when no segment can be written, they go in chunks.
     """
     if type(payload) is bytes and len(payload) <= CHUNK_BYTES:  # most calls: no parts
         return make(payload=payload, **fields)
@@ -106,7 +109,7 @@ def outgoing(make: Callable[..., Message], payload: Encoded, shm: ShmDir | None 
     return message if name else Large(message, parts)
 
 
-def _to_shm(shm: ShmDir | None, parts: list) -> str:
+def _to_shm(shm: SegmentPool | ShmDir | None, parts: list) -> str:
     """The name of a shared-memory file holding ``parts``; empty when they are to be streamed."""
     if shm is None:
         return ""
@@ -257,14 +260,9 @@ decode_client_frame = _frame_decoder(pb.ClientFrame, "calls")
 decode_server_frame = _frame_decoder(pb.ServerFrame, "replies")
 
 
-_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
-_new_bytes.restype = ctypes.py_object
-_new_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-
-
 def _address(data: bytes) -> int:
     """Where the bytes of a ``bytes`` object are in memory."""
-    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value  # type: ignore[return-value]
+    return buffers.address(data)
 
 
 def _blank_part(size: int, writable: bool) -> tuple[bytes | bytearray, int]:
@@ -272,21 +270,17 @@ def _blank_part(size: int, writable: bool) -> tuple[bytes | bytearray, int]:
 
     A read-only part becomes a ``bytes`` object filled in place while its
     chunks arrive (``PyBytes_FromStringAndSize(NULL, size)``: the C API's way
-    to build a bytes object, written only before anyone else sees it). So the
-    one copy the receiver makes overlaps the transfer, and the bytes value a
-    caller gets is that object (see codec._OutOfBand), not a copy of it. Chunks are
-    copied in with ``ctypes.memmove``, which lets go of the GIL: gRPC's thread
-    takes in the next chunk meanwhile.
+    to build a bytes object, written only before anyone else sees it; see
+    :func:`agentnb.wire.buffers.fresh`). So the one copy the receiver makes
+    overlaps the transfer, and the bytes value a caller gets is that object
+    (see codec._OutOfBand), not a copy of it. Chunks are copied in with
+    ``ctypes.memmove``, which lets go of the GIL: gRPC's thread takes in the
+    next chunk meanwhile.
     """
     if size == 0:
         return (bytearray() if writable else b""), 0
-    if writable:
-        target = bytearray(size)
-        address = ctypes.addressof(ctypes.c_char.from_buffer(target))  # the bytearray never grows
-    else:
-        target = _new_bytes(None, size)
-        address = _address(target)
-    return target, address
+    target = buffers.fresh(size, bytearray if writable else bytes)
+    return target, buffers.address(target)
 
 
 class _Incoming:
@@ -324,10 +318,16 @@ class Reassembly:
     def __init__(self, max_bytes: int = MAX_PAYLOAD_BYTES, shm: ShmDir | None = None) -> None:
         self._open: dict[int, _Incoming] = {}
         self._max_bytes = max_bytes
-        self._shm = shm  # where payloads naming a shared-memory file are read from
+        # Where payloads naming a shared-memory segment are read from (the segments of this stream).
+        self._segments = MappedSegments(shm) if shm is not None else None
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def close(self) -> None:
+        """Let go of the stream's shared-memory segments (it ended); values using one keep it."""
+        if self._segments is not None:
+            self._segments.close()
 
     def start(self, message: Any) -> tuple[Any, Encoded] | None:
         """Expect the parts of ``message`` (a Call or Reply with ``part_sizes``).
@@ -382,11 +382,11 @@ class Reassembly:
 
     def _read_shm(self, message: Any, sizes: list[int]) -> list:
         """The parts of ``message``: views of the shared-memory file it names (whose name is removed)."""
-        if self._shm is None:
+        if self._segments is None:
             raise PayloadError(f"refused the shared-memory payload {message.shm_name!r}: this stream does "
                                "not take shared-memory payloads", message)
         try:
-            return self._shm.read(message.shm_name, sizes, message.part_writable)
+            return self._segments.read(message.shm_name, sizes, message.part_writable)
         except MemoryError:
             raise PayloadError(f"no memory for a payload of {sum(sizes)} bytes", message) from None
         except OSError as exc:

@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import uuid
 
 import grpc
@@ -20,7 +21,7 @@ from redis_fixtures import RedisServer
 from agentnb import AgentBase, AuthenticationError, TaskCancelled, __version__, async_func
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.rpc.connection import ServerConnection
-from agentnb.wire import codec, frames, shm
+from agentnb.wire import buffers, codec, frames, shm
 from agentnb.wire.handshake import authenticate
 from agentnb.wire.protocol import SERVICE
 
@@ -39,9 +40,21 @@ class Blob:
 
 
 def _describe(blob: Blob) -> tuple[str, bool, str, str]:
+    """The buffer's type, whether it is read-only, where its memory is ("shm": a payload segment), its digest."""
     view = memoryview(blob.buffer)
-    return (type(blob.buffer).__name__, view.readonly, type(getattr(blob.buffer, "obj", None)).__name__,
-            hashlib.sha256(view).hexdigest())
+    return (type(blob.buffer).__name__, view.readonly, _memory_of(view), hashlib.sha256(view).hexdigest())
+
+
+def _memory_of(view: memoryview) -> str:
+    """"shm" when ``view`` is memory of a shared-memory payload segment mapped in this process, else "private"."""
+    start = buffers.address_of(view)
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if f"{shm.SHM_ROOT}/agentnb-" in line:
+                low, high = (int(end, 16) for end in line.split(None, 1)[0].split("-"))
+                if low <= start and start + len(view) <= high:
+                    return "shm"
+    return "private"
 
 
 class Store(AgentBase):
@@ -105,6 +118,14 @@ class Store(AgentBase):
     def mapped_files(self) -> list[str]:
         """The shared-memory payload files this server process has mapped now."""
         return _mapped_payload_files()
+
+    def keep(self, blob: Blob) -> str:
+        """Keep a value rebuilt on its argument's buffer (a view of a segment); its digest."""
+        self.kept = blob
+        return hashlib.sha256(blob.buffer).hexdigest()
+
+    def kept_digest(self) -> str:
+        return hashlib.sha256(self.kept.buffer).hexdigest()
 
 
 # -- on real servers -----------------------------------------------------------------------------
@@ -293,24 +314,25 @@ def _shm_dir(server) -> shm.ShmDir:
 
 
 class ShmTraffic:
-    """Counts the payloads this process writes to and reads from shared memory (the real ShmDir does the work)."""
+    """Counts the payloads this process writes to and reads from shared-memory segments (the real ones do the work)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent = self.received = 0
-        write, read = shm.ShmDir.write, shm.ShmDir.read
+        self.segments: set[str] = set()  # the names of the segments written
+        fill, read = shm._Segment.fill, shm.MappedSegments.read
 
-        def counted_write(directory: shm.ShmDir, parts: list) -> str:
-            name = write(directory, parts)
+        def counted_fill(segment, parts: list) -> None:
+            fill(segment, parts)
             self.sent += 1
-            return name
+            self.segments.add(segment.name)
 
-        def counted_read(directory: shm.ShmDir, *args, **kwargs) -> list:
-            parts = read(directory, *args, **kwargs)
+        def counted_read(segments: shm.MappedSegments, *args, **kwargs) -> list:
+            parts = read(segments, *args, **kwargs)
             self.received += 1
             return parts
 
-        monkeypatch.setattr(shm.ShmDir, "write", counted_write)
-        monkeypatch.setattr(shm.ShmDir, "read", counted_read)
+        monkeypatch.setattr(shm._Segment, "fill", counted_fill)
+        monkeypatch.setattr(shm.MappedSegments, "read", counted_read)
 
 
 @pytest.fixture
@@ -470,7 +492,7 @@ def test_values_rebuilt_from_their_buffer_are_views_of_the_mapped_file(server) -
     store = Store("s", to_dist=server.to_dist)
     size = 3 * CHUNK + 5
     kept = store.make_blob(size, seed=5)
-    assert type(kept.buffer) is memoryview and type(kept.buffer.obj).__name__ == "mmap"
+    assert type(kept.buffer) is memoryview and _memory_of(kept.buffer) == "shm"
     assert kept.buffer.readonly  # it was bytes
     assert directory.files() == []  # the name went when the file was opened; the mapping holds the memory
     assert _mapped_payload_files(), "the kept value's mapping is not there"
@@ -478,6 +500,10 @@ def test_values_rebuilt_from_their_buffer_are_views_of_the_mapped_file(server) -
         assert store.echo(pattern(2 * CHUNK, seed=seed)) == pattern(2 * CHUNK, seed=seed)
     assert directory.files() == []
     assert bytes(kept.buffer) == pattern(size, seed=5)
+    connection = server.connection()
+    connection.close()  # the stream ends: its segments are let go of, but the kept value keeps its memory
+    wait_for(lambda: connection._session is None, 30, "the stream to end")
+    assert bytes(kept.buffer) == pattern(size, seed=5) and _mapped_payload_files()
     del kept
     gc.collect()
     assert _mapped_payload_files() == [], "a mapping outlived the last value that used it"
@@ -488,7 +514,7 @@ def test_writable_buffers_arrive_writable_and_their_changes_stay_theirs(server) 
     size = 2 * CHUNK + 1
     data = bytearray(pattern(size, seed=8))
     # The server's argument: a writable view of the mapped file, changed in place there.
-    assert store.describe(Blob(data)) == ("memoryview", False, "mmap", hashlib.sha256(data).hexdigest())
+    assert store.describe(Blob(data)) == ("memoryview", False, "shm", hashlib.sha256(data).hexdigest())
     changed = bytearray(data)
     changed[0] = (changed[0] + 1) % 256
     assert store.bump(Blob(data)) == hashlib.sha256(changed).hexdigest()
@@ -504,9 +530,91 @@ def test_writable_buffers_arrive_writable_and_their_changes_stay_theirs(server) 
     assert type(store.echo(data)) is bytearray and type(store.echo(bytes(data))) is bytes
 
 
-def test_a_server_keeps_no_mapping_of_the_arguments_of_finished_calls(server) -> None:
+def test_a_server_keeps_no_mapping_of_a_client_that_left(server) -> None:
     store = Store("s", to_dist=server.to_dist)
     for seed in range(5):
         assert store.length(pattern(2 * CHUNK, seed=seed)) == 2 * CHUNK
-        assert store.describe(Blob(pattern(2 * CHUNK, seed=seed)))[:3] == ("memoryview", True, "mmap")
-    wait_for(lambda: store.mapped_files() == [], 15, "the server to unmap the arguments of finished calls")
+        assert store.describe(Blob(pattern(2 * CHUNK, seed=seed)))[:3] == ("memoryview", True, "shm")
+    assert 0 < len(store.mapped_files()) <= 2 * shm.POOL_SEGMENTS  # reused, not one per call
+    server.connection().close()
+    probe = Store("probe", to_dist=server.to_dist)  # on a new connection, with small calls only
+    wait_for(lambda: probe.mapped_files() == [], 15, "the server to unmap the segments of the client that left")
+
+
+def test_segments_are_reused_and_a_value_using_one_is_never_overwritten(server, traffic: ShmTraffic) -> None:
+    """A segment is written again only once its reader is done with it: values rebuilt on it (here Blobs,
+    as NumPy arrays are) stay as they were, on both sides, while payloads of the same size keep coming."""
+    directory = _shm_dir(server)
+    store = Store("s", to_dist=server.to_dist)
+    size = 3 * CHUNK
+    kept_here = store.make_blob(size, seed=1)  # a view of the server's reply segment, in this process
+    kept_there = store.keep(Blob(pattern(size, seed=2)))  # a view of this process's call segment, in the server
+    for seed in range(3, 23):
+        data = pattern(size, seed=seed)
+        assert store.echo(data) == data
+        assert store.make(size, seed=seed) == data
+    assert bytes(kept_here.buffer) == pattern(size, seed=1) and _memory_of(kept_here.buffer) == "shm"
+    assert store.kept_digest() == kept_there == hashlib.sha256(pattern(size, seed=2)).hexdigest()
+    assert traffic.sent == 21 and len(traffic.segments) <= 3  # 21 large calls from here: few segments, reused
+    assert directory.files() == []
+
+
+def test_large_calls_from_many_threads_on_one_connection_are_not_mixed_up(server) -> None:
+    store = Store("s", to_dist=server.to_dist)
+    size = 2 * CHUNK
+    errors: list[str] = []
+
+    def run(thread: int) -> None:
+        for round_ in range(6):
+            data = pattern(size, seed=100 * thread + round_)
+            back = store.echo(data)
+            if back != data:
+                errors.append(f"thread {thread}, round {round_}: a different value came back")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads) and errors == []
+    assert _shm_dir(server).files() == []
+
+
+_POOLED_CLIENT = """
+from agents_for_tests import Worker
+from helpers_runtime import pattern
+worker = Worker("pooled", to_dist={{"host": "127.0.0.1", "port": {port}, "token": {token!r}}})
+for seed in range(3):
+    assert worker.echo(pattern(3 * 2**20, seed)) == pattern(3 * 2**20, seed)
+print("ready", flush=True)
+input()
+"""
+
+
+def test_a_killed_client_leaves_no_file_and_no_mapping_in_the_server(server) -> None:
+    directory = _shm_dir(server)
+    script = _POOLED_CLIENT.format(port=server.port, token=server.token)
+    client = subprocess.Popen([sys.executable, "-c", script], env=script_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "ready"
+        probe = Store("probe", to_dist=server.to_dist)
+        assert probe.mapped_files(), "the server keeps no segment of its client for reuse"
+    finally:
+        client.kill()
+        client.wait(10)
+    assert directory.files() == []
+    wait_for(lambda: probe.mapped_files() == [], 30, "the server to unmap the segments of the killed client")
+
+
+def test_idle_segments_are_let_go_of(start_server, monkeypatch) -> None:
+    monkeypatch.setattr(shm, "IDLE_SECONDS", 0.5)
+    monkeypatch.setattr(shm, "_SWEEP_SECONDS", 0.2)
+    server = start_server(extra_env={shm.ENV_IDLE: "0.5"})
+    store = Store("s", to_dist=server.to_dist)
+    data = pattern(3 * CHUNK, seed=3)
+    assert store.echo(data) == data
+    # The connection stays open, idle: both sides retire their segments, and let go of the other's.
+    wait_for(lambda: _mapped_payload_files() == [] and store.mapped_files() == [], 30,
+             "both sides to let go of idle segments")
+    assert store.echo(data) == data  # and new ones are made when needed
