@@ -62,6 +62,7 @@ _LAZY = {
     "set_watch": "agentnb.rpc.rpc_object",
     "wait_created": "agentnb.rpc.rpc_object",
     "to_dist": "agentnb.rpc.distribute",
+    "create_many": "agentnb.rpc.batch_creation",
     "RetryPolicy": "agentnb.rpc.call_policy",
     "Creations": "agentnb.rpc.creations",
     "failed_creations": "agentnb.rpc.creations",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # what the names below are, for a type checker (they are impo
     from agentnb.message_hub import MsgHub, msghub
     from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
     from agentnb.rpc.async_result import AsyncResult, cancel, new_results, watch_results
+    from agentnb.rpc.batch_creation import create_many
     from agentnb.rpc.call_policy import RetryPolicy
     from agentnb.rpc.creations import Creations, failed_creations, watch_creations
     from agentnb.rpc.distribute import to_dist
@@ -177,6 +179,7 @@ __all__ = [
     "__version__",
     "async_func",
     "cancel",
+    "create_many",
     "clear_default_server",
     "concurrent",
     "default_server_name",

@@ -124,7 +124,8 @@ class RpcObject:
             try:
                 creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
             except Exception as error:
-                error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
+                named = f" {self._name!r}" if self._name else ""
+                error.add_note(f"(raised when {self._short_class()}{named} {self._agent_id} was created on "
                                f"{self._conn.address} by to_dist(); the object does not exist)")
                 raise
         created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")

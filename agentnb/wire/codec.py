@@ -201,6 +201,17 @@ class _Scan:
             return {**value, **changed} if changed else value
         if self.plain and isinstance(value, type) and _by_reference(value):
             return value
+        if (self.plain and isinstance(value, dict) and _by_reference(kind) and not getattr(value, "__dict__", None)
+                and hosted_reduction(value) is None):
+            # A dict of an importable class (a Msg) with no attributes of its own: plain when its keys
+            # and values are (its own reduction may still need cloudpickle: see dumps). It is kept
+            # whole: a large bytes in it goes in band (plain=False), as cloudpickle would send it.
+            if value and not self._searched(value):
+                return value
+            for key, item in value.items():
+                if type(key) not in _SCALARS or self.visit(item) is not item:
+                    self.plain = False
+            return value
         self.plain = False
         return value
 
@@ -296,9 +307,15 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     scan = _Scan()
     try:
         value = scan.visit(value)
+        data = None
         if scan.plain:
-            data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
-        else:  # cloudpickle (plus, in a server, its agents as proxies: see set_hosted_reducer)
+            try:
+                data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+            except Exception:  # a dict subclass whose own reduction needs cloudpickle: let it try
+                if not _dict_subclass_in(value):
+                    raise
+                buffers.clear()
+        if data is None:  # cloudpickle (plus, in a server, its agents as proxies: see set_hosted_reducer)
             file = io.BytesIO()
             _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
             data = file.getvalue()
@@ -312,6 +329,16 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     if payload.nbytes > MAX_PAYLOAD_BYTES:
         raise _too_large(what, payload.nbytes)
     return payload
+
+
+def _dict_subclass_in(value: Any) -> bool:
+    """Whether a value the scan found plain holds a dict subclass (only those may fail plain pickling)."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return any(_dict_subclass_in(item) for item in value)
+    if kind is dict:
+        return any(_dict_subclass_in(item) for item in value.values())
+    return isinstance(value, dict)
 
 
 def _too_large(what: str, size: int) -> SerializationError:
