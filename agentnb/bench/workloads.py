@@ -397,10 +397,13 @@ def run_w8(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
     Memory per idle participant is (RSS after creation - RSS before) / participants on a server, for
     each of the two; the moderator's is its server's growth per participant it holds proxies to.
     """
-    from agentnb.examples.distributed_simulation import Moderator
+    from agentnb import create_many
+    from agentnb.examples.distributed_simulation import Moderator, RandomParticipant
 
     with agent_server(32) as first, agent_server(32) as second, agent_server(32) as third:
         servers = (first, second)
+        for x in servers:  # first-use costs (the participant's module, a connection) are not a participant's
+            wait_created(*create_many(RandomParticipant, [{"name": "warm"}], to_dist=x.to_dist))
         before = [x.rss_kib() for x in (first, second, third)]
         started = time.perf_counter()
         # (A type checker reads Moderator.__init__, not RpcMeta.__call__, which takes to_dist.)
