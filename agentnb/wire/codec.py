@@ -19,6 +19,7 @@ import operator
 import pickle
 import traceback
 import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -201,8 +202,8 @@ class _Scan:
             return {**value, **changed} if changed else value
         if self.plain and isinstance(value, type) and _by_reference(value):
             return value
-        if (self.plain and isinstance(value, dict) and _by_reference(kind) and not getattr(value, "__dict__", None)
-                and hosted_reduction(value) is None):
+        if (self.plain and isinstance(value, dict) and _dict_class_by_reference(kind)
+                and not getattr(value, "__dict__", None) and hosted_reduction(value) is None):
             # A dict of an importable class (a Msg) with no attributes of its own: plain when its keys
             # and values are (its own reduction may still need cloudpickle: see dumps). It is kept
             # whole: a large bytes in it goes in band (plain=False), as cloudpickle would send it.
@@ -228,6 +229,18 @@ class _Scan:
         if wrapper is None:
             wrapper = self.seen[id(value)] = _OutOfBand(value)
         return wrapper
+
+
+# Dict subclasses (Msg) seen, and whether each travels by reference: asked once per class, since
+# cloudpickle's test looks the class up in its module each time (several us, on every call's Msg).
+_dict_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _dict_class_by_reference(kind: type) -> bool:
+    known = _dict_classes.get(kind)
+    if known is None:
+        known = _dict_classes[kind] = bool(_by_reference(kind))
+    return known
 
 
 # Set by an agent server (see set_hosted_reducer): how an object it hosts pickles.
