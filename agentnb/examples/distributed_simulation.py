@@ -4,7 +4,7 @@ Each participant answers a number between 0 and ``--max-value`` after
 ``--sleep`` seconds of "thinking". The participants live on two agent servers;
 a moderator agent on a third server creates them (from inside its own
 ``__init__``, on its server, with ``agentnb.create_many``) and, each round,
-asks all of them at once and sums their answers. This process only talks to
+asks all of them at once (``agentnb.call_many``) and sums their answers. This process only talks to
 the moderator.
 
     python agentnb/examples/distributed_simulation.py [--participants 8] [--rounds 2] [--sleep 0.5]
@@ -66,7 +66,8 @@ class Moderator(AgentBase):
 
     def reply(self, x: Msg | None = None) -> Msg:
         ask = Msg("moderator", f"Now give a number between 0 and {self.max_value}.", role="user")
-        results = [p(ask) for p in self.participants]  # all at once: each returns an AsyncResult
+        # All at once, ``ask`` pickled once: the same as [p(ask) for p in self.participants].
+        results = agentnb.call_many(self.participants, "__call__", ask)
         answers = [r.result() for r in results]
         return Msg(self.name, {"sum": sum(int(a.content) for a in answers), "cnt": len(answers),
                                "participant_pids": sorted({a.pid for a in answers}), "moderator_pid": os.getpid()})

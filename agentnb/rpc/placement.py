@@ -201,7 +201,7 @@ def creator(options: DistOptions) -> Callable[[type, codec.Encoded, str | None],
     one creation there and returns its proxy (``label``: the object's name, for its errors).
 
     The server (or pool) and its connection are found once, here: a creator of many objects
-    (:func:`agentnb.rpc.batch_creation.create_many`) calls ``create`` for each.
+    (:func:`agentnb.rpc.batches.create_many`) calls ``create`` for each.
 
     Raises:
         ServerUnavailable: (from ``create``) the server cannot be reached.

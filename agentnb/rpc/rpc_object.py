@@ -182,13 +182,17 @@ class RpcObject:
         label = f"{self._label()}.{method}"
         payload = codec.dumps((args, kwargs), f"an argument of {label}()")
         if kind == ASYNC:
-            task_id = self._conn.new_task_id()
-            future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
-                                       watch=WATCH_STATES, nudge=True)
-            return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method, policy=self._policy)
+            return self._call_async(method, payload)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         policy = self._policy
         return wait_value(future, self._conn, f"{label}()", policy.timeout if policy is not None else None)
+
+    def _call_async(self, method: str, payload: codec.Encoded) -> AsyncResult[Any]:
+        """Send a call of ``method`` with pickled arguments ``payload`` (the object exists); its AsyncResult."""
+        task_id = self._conn.new_task_id()
+        future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
+                                   watch=WATCH_STATES, nudge=True)
+        return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method, policy=self._policy)
 
     def to_dist(self, *args: Any, **kwargs: Any) -> RpcObject:
         """Refused: the object is already distributed.

@@ -149,6 +149,7 @@ def _copy_out(buffer: Any, new: Callable[[Any, int], bytes | bytearray]) -> byte
 
 # Types plain pickle writes exactly as cloudpickle does (no code, no classes).
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray})
+_SMALL_SCALARS = _SCALARS - {bytes, bytearray}  # never set apart, whatever their size
 # cloudpickle's own test of whether a class travels by reference (an importable
 # class, not in __main__ nor in a module registered to travel by value); such
 # a class is written by plain pickle exactly as cloudpickle writes it.
@@ -210,7 +211,11 @@ class _Scan:
             if value and not self._searched(value):
                 return value
             for key, item in value.items():
-                if type(key) not in _SCALARS or self.visit(item) is not item:
+                if type(key) not in _SCALARS:
+                    self.plain = False
+                elif type(item) in _SMALL_SCALARS:  # (most of a message: spares a call of visit)
+                    continue
+                if self.visit(item) is not item:
                     self.plain = False
             return value
         self.plain = False

@@ -94,3 +94,21 @@ def test_a_server_logs_many_creations_in_a_few_lines(start_server, tmp_path) -> 
     assert named <= CREATIONS_LOGGED, named
     assert named + sum(int(n) for n in summary.findall(text)) == count
     assert os.path.getsize(log) < 200 * CREATIONS_LOGGED + 10_000  # not a line per agent
+
+
+def test_call_many_calls_every_proxy_with_the_arguments_as_they_were(server) -> None:
+    proxies = agentnb.create_many(RandomParticipant, [{"name": f"P{i}"} for i in range(300)],
+                                  to_dist=_to_dist(server), sleep_time=0.0)
+    ask = agentnb.Msg("moderator", "a number, please", role="user")
+    results = agentnb.call_many(proxies, "__call__", ask)
+    ask["content"] = "changed after the calls were made"
+    assert [r.result(timeout=60).name for r in results] == [f"P{i}" for i in range(300)]
+    assert [r.result(timeout=60).pid for r in agentnb.call_many(proxies[:3], "reply")] == [server.process.pid] * 3
+
+
+def test_call_many_refuses_what_is_not_a_proxy_or_not_a_method(server) -> None:
+    proxies = agentnb.create_many(RandomParticipant, [{"name": "A"}], to_dist=_to_dist(server))
+    with pytest.raises(TypeError, match="item 1 is a RandomParticipant"):
+        agentnb.call_many([proxies[0], RandomParticipant("local")], "reply")
+    with pytest.raises(AttributeError, match="'_secret' is not a public method of RandomParticipant"):
+        agentnb.call_many(proxies, "_secret")

@@ -1,4 +1,4 @@
-"""create_many: many objects of one class created on servers at once.
+"""Many objects at once: :func:`create_many` creates them, :func:`call_many` calls them all.
 
 ``[Cls(name=f"P{i}", to_dist=target) for i in range(n)]`` does the same work
 for every object: it reads ``to_dist``, finds the server and its connection,
@@ -8,6 +8,11 @@ where they leave several hundred to a frame; their replies are read lazily,
 as for ``to_dist``. A million objects cost a million small pickles and
 messages, and nothing that grows faster than their number, in the caller or
 on the servers (whose log counts them rather than naming each one).
+
+``[p.reply(x) for p in proxies]`` pickles ``x`` once per call; :func:`call_many`
+pickles the arguments once for all the calls (a moderator asking a million
+participants the same question), and sends the calls as fast as the stream
+takes them.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from agentnb.rpc import audience
+from agentnb.rpc.async_result import AsyncResult
 from agentnb.rpc.placement import DistOptions, creator
 from agentnb.rpc.rpc_meta import prestart_child_for
+from agentnb.rpc.rpc_object import RpcObject
 from agentnb.wire import codec
 
 T = TypeVar("T")
@@ -76,3 +84,46 @@ def _arguments(item: Mapping[str, Any] | tuple[Any, ...], common: dict[str, Any]
     raise TypeError(f"create_many() item {number} is a {type(item).__name__}: give each object's constructor "
                     "arguments as a dict of keyword arguments or a tuple of positional ones")
 
+
+
+def call_many(proxies: Iterable[Any], method: str, /, *args: Any, **kwargs: Any) -> list[AsyncResult[Any]]:
+    """Call ``method(*args, **kwargs)`` on every proxy at once; return their AsyncResults, in order.
+
+    The same as ``[getattr(p, method)(*args, **kwargs) for p in proxies]`` for an
+    ``@async_func`` method, but the arguments are pickled once for all the calls
+    (as they are now: changing them later reaches none of the calls), and every
+    call returns an AsyncResult, a synchronous method's too: nothing waits here
+    but for objects still being created. ``method="__call__"`` calls the objects
+    themselves (``p(x)``), as a message hub hears them.
+
+    Args:
+        proxies: proxies returned by ``to_dist``, :func:`create_many` or ``get_agent``.
+        method: the name of a public method of their objects (``"reply"``, ``"__call__"``).
+        args, kwargs: the arguments of every call.
+
+    Raises:
+        TypeError: an item is not a proxy.
+        AttributeError: ``method`` is not a public method of some proxy's object
+            (nothing is sent to that one or the ones after it).
+        SerializationError: the arguments cannot be pickled (nothing is sent).
+        Exception: the ``__init__`` error of an object whose creation failed
+            (the calls before it are sent).
+    """
+    targets = list(proxies)
+    for number, proxy in enumerate(targets):
+        if not isinstance(proxy, RpcObject):
+            raise TypeError(f"call_many() takes proxies returned by to_dist(); item {number} is a "
+                            f"{type(proxy).__name__}")
+    payload = codec.dumps((args, kwargs), f"an argument of {method}()")
+    results: list[AsyncResult[Any]] = []
+    for proxy in targets:
+        if proxy._creating is not None:
+            proxy._created()  # its methods are known once it exists; a failed creation raises here
+        if method not in proxy._methods:
+            raise AttributeError(f"{method!r} is not a public method of {proxy._short_class()}: "
+                                 "call_many() calls methods a proxy may call")
+        result = proxy._call_async(method, payload)
+        if method == "__call__" and audience.LISTENERS:  # a message hub of this process may hear it speak
+            audience.spoke(proxy._identity(), proxy, result)
+        results.append(result)
+    return results
