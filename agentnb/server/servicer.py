@@ -53,6 +53,8 @@ from agentnb.wire.protocol import is_final
 
 _LOGGER = logging.getLogger(__name__)
 
+# Agents a release names in the log (a moderator's million participants make one short line).
+_RELEASES_NAMED = 20
 # How long a GetResult's shared-memory file waits for its client after the RPC ended.
 UNCLAIMED_FILE_SECONDS = 30.0
 
@@ -176,8 +178,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self._queued += 1
             if mailbox.post(delete):
                 self._workers.submit(self._run_mailbox, agent)
-        _LOGGER.info("a client is gone: released its %d agent(s), %s", len(owned),
-                     ", ".join(a.name or a.agent_id for a in owned))
+        named = ", ".join(a.name or a.agent_id for a in owned[:_RELEASES_NAMED])
+        more = f" and {len(owned) - _RELEASES_NAMED} more" if len(owned) > _RELEASES_NAMED else ""
+        _LOGGER.info("a client is gone: released its %d agent(s), %s%s", len(owned), named, more)
 
     def _run_mailbox(self, agent: HostedAgent) -> None:
         """A worker's job: run the calls in ``agent``'s mailbox, one after another, until none is left."""
