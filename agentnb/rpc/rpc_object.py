@@ -131,7 +131,11 @@ class RpcObject:
         created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
         object.__setattr__(self, "_name", created["name"])
         methods = created["methods"]  # the server's class has the last word, but for the caller's choices
-        object.__setattr__(self, "_methods", {**methods, **self._method_kinds} if self._method_kinds else methods)
+        if self._method_kinds:
+            methods = {**methods, **self._method_kinds}
+        elif methods == self._methods:
+            methods = self._methods  # (the dict every proxy of its class shares, not one more per proxy)
+        object.__setattr__(self, "_methods", methods)
         object.__setattr__(self, "_creating", None)
 
     def _creation_failed(self) -> bool:
