@@ -13,6 +13,7 @@ pickle stream, and travel as the parts of a :class:`Payload`, in chunks
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import operator
@@ -201,9 +202,9 @@ class _Scan:
                 if new is not item:
                     changed[key] = new
             return {**value, **changed} if changed else value
-        if self.plain and isinstance(value, type) and _by_reference(value):
+        if self.plain and isinstance(value, type) and _class_by_reference(value):
             return value
-        if (self.plain and isinstance(value, dict) and _dict_class_by_reference(kind)
+        if (self.plain and isinstance(value, dict) and _class_by_reference(kind)
                 and not getattr(value, "__dict__", None) and hosted_reduction(value) is None):
             # A dict of an importable class (a Msg) with no attributes of its own: plain when its keys
             # and values are (its own reduction may still need cloudpickle: see dumps). It is kept
@@ -236,15 +237,27 @@ class _Scan:
         return wrapper
 
 
-# Dict subclasses (Msg) seen, and whether each travels by reference: asked once per class, since
-# cloudpickle's test looks the class up in its module each time (several us, on every call's Msg).
-_dict_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+# Classes seen (an agent's class at its creation, a Msg's), and whether each travels by reference:
+# asked once per class, since cloudpickle's test looks the class up in its module each time (several
+# us, on every creation and every message). Forgotten when a module is registered to travel by value.
+_by_reference_known: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+_by_value_modules: set[str] | frozenset[str] = getattr(_cloudpickle_internals, "_PICKLE_BY_VALUE_MODULES", frozenset())
+_known_with = len(_by_value_modules)
 
 
-def _dict_class_by_reference(kind: type) -> bool:
-    known = _dict_classes.get(kind)
+def _class_by_reference(cls: type) -> bool:
+    global _known_with
+    if len(_by_value_modules) != _known_with:
+        _by_reference_known.clear()
+        _known_with = len(_by_value_modules)
+    try:
+        known = _by_reference_known.get(cls)
+    except TypeError:  # a class that cannot be weakly referenced
+        return bool(_by_reference(cls))
     if known is None:
-        known = _dict_classes[kind] = bool(_by_reference(kind))
+        known = bool(_by_reference(cls))
+        with contextlib.suppress(TypeError):
+            _by_reference_known[cls] = known
     return known
 
 
