@@ -62,6 +62,8 @@ _LAZY = {
     "set_watch": "agentnb.rpc.rpc_object",
     "wait_created": "agentnb.rpc.rpc_object",
     "to_dist": "agentnb.rpc.distribute",
+    "create_many": "agentnb.rpc.batches",
+    "call_many": "agentnb.rpc.batches",
     "RetryPolicy": "agentnb.rpc.call_policy",
     "Creations": "agentnb.rpc.creations",
     "failed_creations": "agentnb.rpc.creations",
@@ -111,6 +113,7 @@ if TYPE_CHECKING:  # what the names below are, for a type checker (they are impo
     from agentnb.message_hub import MsgHub, msghub
     from agentnb.models import ModelCallError, ModelResponse, ModelsExtraMissing, load_model
     from agentnb.rpc.async_result import AsyncResult, cancel, new_results, watch_results
+    from agentnb.rpc.batches import call_many, create_many
     from agentnb.rpc.call_policy import RetryPolicy
     from agentnb.rpc.creations import Creations, failed_creations, watch_creations
     from agentnb.rpc.distribute import to_dist
@@ -176,9 +179,11 @@ __all__ = [
     "VersionMismatch",
     "__version__",
     "async_func",
+    "call_many",
     "cancel",
     "clear_default_server",
     "concurrent",
+    "create_many",
     "default_server_name",
     "describe_server",
     "failed_creations",

@@ -1,6 +1,7 @@
-"""``python -m agentnb.bench [--quick] [--json PATH] [--compare OLD.json] [--only W3,W5]``.
+"""``python -m agentnb.bench [--quick] [--json PATH] [--compare OLD.json] [--only W3,W5] [--w8-agents N]``.
 
-Runs W1-W7 of issue 7 and prints the table (then the figures of issue 2);
+Runs W1-W7 of issue 7 and W8 of issue 17 (a million agents: ``--only W8 --w8-agents 1000000``)
+and prints the table (then the figures of issue 2);
 writes the JSON file; with ``--compare``, prints the change from an earlier
 run. Exits with 1 when a workload failed (the table says why), else 0.
 """
@@ -72,7 +73,8 @@ def run_workload(workload: Workload, settings: Settings, floor: FloorClient) -> 
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(agent_server(settings.server_capacity)) if workload.needs_server else None
             try:
-                run_with_deadline(lambda: workload.run(settings, server, floor, metrics), settings.timeout)
+                run_with_deadline(lambda: workload.run(settings, server, floor, metrics),
+                                  workload.timeout or settings.timeout)
             except Exception as exc:
                 reason = _reason(exc)
                 blocked = exc.thread if isinstance(exc, WorkloadTimeout) else None
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where to write the results (default: {DEFAULT_JSON})")
     parser.add_argument("--compare", default=None, metavar="OLD.json", help="print the change from an earlier run")
     parser.add_argument("--only", default=None, metavar="W1,W3", help="run only these workloads")
+    parser.add_argument("--w8-agents", type=int, default=None, metavar="N",
+                        help="participants of W8 (default 100,000; 10,000 with --quick)")
     args = parser.parse_args(argv)
 
     old = None
@@ -108,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.compare) as src:
             old = json.load(src)
     settings = Settings.quick_mode() if args.quick else Settings.full()
+    if args.w8_agents is not None:
+        try:
+            settings = settings.with_w8_agents(args.w8_agents)
+        except ValueError as exc:
+            parser.error(f"--w8-agents: {exc}")
     workloads = build_workloads(settings)
     if args.only:
         wanted = {key.strip().upper() for key in args.only.split(",")}

@@ -20,12 +20,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from agentnb.bench.agents import BenchAgent, Buffer
 from agentnb.bench.floor import FloorClient
 from agentnb.bench.report import Metric, Target
-from agentnb.bench.servers import AgentServerProcess
+from agentnb.bench.servers import AgentServerProcess, agent_server
 from agentnb.rpc.rpc_object import wait_created
 
 MIB = 1 << 20
@@ -48,6 +48,8 @@ class Settings:
     w7_agents: int
     timeout: float  # seconds a workload may take before it is recorded as failed
     server_capacity: int = 256
+    w8_agents: int = 100_000
+    w8_rounds: int = 3
 
     @classmethod
     def full(cls) -> Settings:
@@ -59,7 +61,17 @@ class Settings:
     def quick_mode(cls) -> Settings:
         return cls(quick=True, repetitions=3, w1_agents=5, w1_nap=0.2, w2_agents=100, w3_calls=500,
                    w4_calls=2000, w5_sizes_mib=(64,), w6_agents=200, w6_nap=0.5, w7_agents=300,
-                   timeout=60.0)
+                   timeout=60.0, w8_agents=10_000)
+
+    def with_w8_agents(self, agents: int) -> Settings:
+        """These settings with W8 run at ``agents`` participants."""
+        if agents < 2:
+            raise ValueError("W8 needs at least 2 participants (one on each server)")
+        return replace(self, w8_agents=agents)
+
+    def w8_timeout(self) -> float:
+        """Seconds W8 may take: its creation and rounds at a few times the targets' pace, at least ``timeout``."""
+        return max(self.timeout, 60.0 + self.w8_agents * (1 + self.w8_rounds) * 300e-6)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,6 +89,7 @@ class Workload:
     metrics: list[Metric]
     run: RunFn
     needs_server: bool = True
+    timeout: float | None = None  # seconds it may take, when not the settings' timeout
 
     def by_name(self) -> dict[str, Metric]:
         """The metrics by figure name ("p50" for "W3.p50")."""
@@ -132,6 +145,15 @@ def build_workloads(s: Settings) -> list[Workload]:
             Metric("W7.rss", f"server RSS per idle agent, over {s.w7_agents}", "KiB", "lower",
                    target=Target("<", 5.0)),
         ], run_w7),
+        Workload("W8", f"{s.w8_agents:,} participants on two servers, a moderator on a third", [
+            Metric("W8.create", f"create {s.w8_agents:,} participants from inside the moderator", "s", "lower",
+                   target=Target("<", 120.0 * s.w8_agents / 1e6), note="target: 2 min a million"),
+            Metric("W8.round", f"a round: the moderator asks all {s.w8_agents:,} and sums", "s", "lower",
+                   target=Target("<", 40.0 * s.w8_agents / 1e6), note="target: 40 s a million"),
+            Metric("W8.rss", "RSS of each participants' server after creation", "MiB", "lower"),
+            Metric("W8.idle", "server memory per idle participant", "B", "lower", target=Target("<", 2048.0)),
+            Metric("W8.moderator", "moderator's memory per participant it holds", "B", "lower"),
+        ], run_w8, needs_server=False, timeout=s.w8_timeout()),
     ]
 
 
@@ -372,3 +394,44 @@ def run_w7(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m
         before = server.rss_kib()
         kept += _agents(server, s.w7_agents, f"r{rep}-")
         m["rss"].values.append((server.rss_kib() - before) / s.w7_agents)
+
+
+# -- W8: the seed's distributed simulation at scale ----------------------------------------------
+
+
+def run_w8(s: Settings, server: AgentServerProcess | None, floor: FloorClient, m: dict[str, Metric]) -> None:
+    """W8: ``w8_agents`` participants (agentnb/examples/distributed_simulation.py, thinking 0 s) on two
+    servers, created by a moderator on a third in its ``__init__``; ``w8_rounds`` rounds, each one call to
+    every participant, summed by the moderator.
+
+    Memory per idle participant is (RSS after creation - RSS before) / participants on a server, for
+    each of the two; the moderator's is its server's growth per participant it holds proxies to.
+    """
+    from agentnb import create_many
+    from agentnb.examples.distributed_simulation import Moderator, RandomParticipant
+
+    with agent_server(32) as first, agent_server(32) as second, agent_server(32) as third:
+        servers = (first, second)
+        for x in servers:  # first-use costs (the participant's module, a connection) are not a participant's
+            wait_created(*create_many(RandomParticipant, [{"name": "warm"}], to_dist=x.to_dist))
+        before = [x.rss_kib() for x in (first, second, third)]
+        started = time.perf_counter()
+        # (A type checker reads Moderator.__init__, not RpcMeta.__call__, which takes to_dist.)
+        moderator = Moderator("moderator", s.w8_agents, [x.to_dist for x in servers],  # type: ignore[call-arg]
+                              max_value=100, sleep_time=0.0, to_dist=third.to_dist)
+        created = moderator.created()
+        m["create"].values.append(time.perf_counter() - started)
+        after = [x.rss_kib() for x in (first, second, third)]
+        if created != s.w8_agents:
+            raise RuntimeError(f"the moderator holds {created} participants, not {s.w8_agents}")
+        hosted = [(s.w8_agents + 1) // 2, s.w8_agents // 2]  # participant i is on server i % 2
+        for kib, old, count in zip(after[:2], before[:2], hosted, strict=True):
+            m["rss"].values.append(kib / 1024)
+            m["idle"].values.append((kib - old) * 1024 / count)
+        m["moderator"].values.append((after[2] - before[2]) * 1024 / s.w8_agents)
+        for _ in range(s.w8_rounds):
+            started = time.perf_counter()
+            outcome = moderator().result(timeout=s.w8_timeout())
+            m["round"].values.append(time.perf_counter() - started)
+            if outcome.content["cnt"] != s.w8_agents:
+                raise RuntimeError(f"{outcome.content['cnt']} of {s.w8_agents} participants answered")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
 from agentnb.rpc.methods import ASYNC, class_methods
-from agentnb.rpc.rpc_meta import _prestart_child_server
+from agentnb.rpc.rpc_meta import prestart_child_for
 from agentnb.rpc.rpc_object import RpcObject
 
 T = TypeVar("T")
@@ -69,7 +69,7 @@ def to_dist(target: Any, *args: Any, to_dist: Any = True, async_methods: Iterabl
     kinds = _chosen_kinds(cls, async_methods)
     if kinds:
         options = dataclasses.replace(options, method_kinds=kinds)
-    _prestart_child_server(to_dist)
+    prestart_child_for(to_dist)
     if isinstance(target, type):
         return create_remote(cls, args, kwargs, options)
     return create_remote(cls, (), {}, options, instance=target)

@@ -29,6 +29,11 @@ def decode_final(state: str, payload: codec.Encoded, address: str, what: str) ->
     raise codec.decode_error(payload, address)
 
 
+# Guards every future's end and callbacks: held for a few operations at a time, and a lock
+# per future would be one more allocation per call (a million calls in flight in a round).
+_LOCK = threading.Lock()
+
+
 class CallFuture:
     """Completed by the connection's reader thread when the server replies.
 
@@ -36,7 +41,7 @@ class CallFuture:
     asks for it, so that user code never runs on the reader thread.
     """
 
-    __slots__ = ("_done", "_finished", "state", "payload", "error", "times", "_callbacks", "_lock")
+    __slots__ = ("_done", "_finished", "state", "payload", "error", "times", "_callbacks")
 
     def __init__(self) -> None:
         # Held until the call ends (a threading.Event costs 20 times as much to make,
@@ -48,8 +53,7 @@ class CallFuture:
         self.payload: codec.Encoded = b""
         self.error: BaseException | None = None  # a local error (connection lost...)
         self.times: dict[str, float] = {"submitted": time.time()}
-        self._callbacks: list[Callable[[CallFuture], None]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[CallFuture], None]] | None = None  # made by the first add_callback
 
     def done(self) -> bool:
         return self._finished
@@ -86,7 +90,7 @@ class CallFuture:
         self._finish(FAILED, 0.0)
 
     def _finish(self, state: str, timestamp: float) -> None:
-        with self._lock:
+        with _LOCK:
             if self._finished:
                 return
             self.state = state
@@ -104,17 +108,21 @@ class CallFuture:
 
     def add_callback(self, fn: Callable[[CallFuture], None]) -> None:
         """Call ``fn(self)`` on every state change (at once if already final)."""
-        with self._lock:
+        with _LOCK:
             if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn(self)
 
     def _run_callbacks(self, final: bool) -> None:
-        with self._lock:
-            callbacks = list(self._callbacks)
+        if self._callbacks is None:  # most calls: nobody asked (read without the lock: see add_callback)
+            return
+        with _LOCK:
+            callbacks = list(self._callbacks or ())
             if final:
-                self._callbacks.clear()
+                self._callbacks = None
         for fn in callbacks:
             try:
                 fn(self)

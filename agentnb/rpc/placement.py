@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -192,9 +193,27 @@ def create_remote(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], opti
         payload = codec.dumps((cls, args, kwargs), f"{cls.__name__} or its constructor arguments")
     else:  # the server calls adopt(instance): the object made is the one sent
         payload = codec.dumps((adopt, (instance,), {}), f"the {cls.__name__} object")
+    return creator(options)(cls, payload, None)
+
+
+def creator(options: DistOptions) -> Callable[[type, codec.Encoded, str | None], RpcObject]:
+    """Where objects created with ``options`` go: ``create(cls, payload, label=None)``, which sends
+    one creation there and returns its proxy (``label``: the object's name, for its errors).
+
+    The server (or pool) and its connection are found once, here: a creator of many objects
+    (:func:`agentnb.rpc.batches.create_many`) calls ``create`` for each.
+
+    Raises:
+        ServerUnavailable: (from ``create``) the server cannot be reached.
+    """
     pool, detached = (options.pool, False) if options.pool is not None else (default_pool(), _default_detached)
     if options.host is None and pool is not None:
-        return _create_in_pool(pool, cls, payload, owner=not detached, options=options)
+        in_pool = pool
+
+        def create_in_pool(cls: type, payload: codec.Encoded, label: str | None = None) -> RpcObject:
+            return _create_in_pool(in_pool, cls, payload, owner=not detached, options=options, label=label)
+
+        return create_in_pool
     if options.host is not None:
         conn = connect(options.host, options.port, options.token, options.tls_ca)  # type: ignore[arg-type]
     else:
@@ -202,10 +221,14 @@ def create_remote(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], opti
 
         child = child_server()
         conn = ServerConnection.get(child.host, child.port, child.token)
-    try:
-        return _create(conn, cls, payload, owner=True, options=options)
-    except _ReplicaGone as gone:
-        raise gone.error from None
+
+    def create(cls: type, payload: codec.Encoded, label: str | None = None) -> RpcObject:
+        try:
+            return _create(conn, cls, payload, owner=True, options=options, label=label)
+        except _ReplicaGone as gone:
+            raise gone.error from None
+
+    return create
 
 
 def adopt(obj: T) -> T:
@@ -214,13 +237,13 @@ def adopt(obj: T) -> T:
 
 
 def _create_in_pool(pool: ServerPool, cls: type, payload: codec.Encoded, owner: bool,
-                    options: DistOptions) -> RpcObject:
+                    options: DistOptions, label: str | None = None) -> RpcObject:
     """Create on the least loaded replica; a replica found gone is skipped for the next one."""
     error: ServerUnavailable | None = None
     for _ in range(len(pool)):
         replica = pool.place()
         try:
-            return _create(replica.connection(), cls, payload, owner, options)
+            return _create(replica.connection(), cls, payload, owner, options, label)
         except _ReplicaGone as gone:
             pool.mark_unreachable(replica)
             error = gone.error
@@ -236,7 +259,8 @@ class _ReplicaGone(Exception):
         self.error = error
 
 
-def _create(conn: ServerConnection, cls: type, payload: codec.Encoded, owner: bool, options: DistOptions) -> RpcObject:
+def _create(conn: ServerConnection, cls: type, payload: codec.Encoded, owner: bool, options: DistOptions,
+            label: str | None = None) -> RpcObject:
     """Send the creation and return the proxy at once; its first use waits for the object.
 
     Only the first creation on a connection that has not answered yet waits, for
@@ -259,8 +283,8 @@ def _create(conn: ServerConnection, cls: type, payload: codec.Encoded, owner: bo
             raise _ReplicaGone(future.error)
         if future.error is not None:
             raise future.error
-    conn.creations.track(future, f"{cls.__name__} {agent_id}", detached=not owner)
-    proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), owner=owner, creating=future,
+    conn.creations.track(future, f"{cls.__name__} {label + ' ' if label else ''}{agent_id}", detached=not owner)
+    proxy = RpcObject(conn, agent_id, qualified_name(cls), class_methods(cls), label, owner=owner, creating=future,
                       policy=options.policy, method_kinds=options.method_kinds)
     creations.note(proxy)
     return proxy

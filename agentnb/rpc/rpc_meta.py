@@ -39,7 +39,7 @@ class RpcMeta(ABCMeta):
             except (AttributeError, TypeError):  # __slots__ without room for it
                 pass
             return obj
-        _prestart_child_server(to_dist)
+        prestart_child_for(to_dist)
         from agentnb.rpc.placement import DistOptions, create_remote
 
         return create_remote(cls, args, kwargs, DistOptions.parse(to_dist))
@@ -65,13 +65,13 @@ def _to_dist(self: Any, host: str | None = None, port: int | str | None = None, 
     if port is not None:
         opts["port"] = port
     args, kwargs = init_args
-    _prestart_child_server(opts or True)
+    prestart_child_for(opts or True)
     from agentnb.rpc.placement import DistOptions, create_remote
 
     return create_remote(type(self), args, kwargs, DistOptions.parse(opts or True))
 
 
-def _prestart_child_server(to_dist: Any) -> None:
+def prestart_child_for(to_dist: Any) -> None:
     """For an object bound to a child server, have that server start now.
 
     It then boots (its interpreter, its imports) while this process loads

@@ -124,13 +124,18 @@ class RpcObject:
             try:
                 creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
             except Exception as error:
-                error.add_note(f"(raised when {self._short_class()} {self._agent_id} was created on "
+                named = f" {self._name!r}" if self._name else ""
+                error.add_note(f"(raised when {self._short_class()}{named} {self._agent_id} was created on "
                                f"{self._conn.address} by to_dist(); the object does not exist)")
                 raise
         created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
         object.__setattr__(self, "_name", created["name"])
         methods = created["methods"]  # the server's class has the last word, but for the caller's choices
-        object.__setattr__(self, "_methods", {**methods, **self._method_kinds} if self._method_kinds else methods)
+        if self._method_kinds:
+            methods = {**methods, **self._method_kinds}
+        elif methods == self._methods:
+            methods = self._methods  # (the dict every proxy of its class shares, not one more per proxy)
+        object.__setattr__(self, "_methods", methods)
         object.__setattr__(self, "_creating", None)
 
     def _creation_failed(self) -> bool:
@@ -181,13 +186,17 @@ class RpcObject:
         label = f"{self._label()}.{method}"
         payload = codec.dumps((args, kwargs), f"an argument of {label}()")
         if kind == ASYNC:
-            task_id = self._conn.new_task_id()
-            future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
-                                       watch=WATCH_STATES, nudge=True)
-            return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method, policy=self._policy)
+            return self._call_async(method, payload)
         future = self._conn.submit(pb.CALL, self._agent_id, method, payload, waiting_chain=waiting_chain() or ())
         policy = self._policy
         return wait_value(future, self._conn, f"{label}()", policy.timeout if policy is not None else None)
+
+    def _call_async(self, method: str, payload: codec.Encoded) -> AsyncResult[Any]:
+        """Send a call of ``method`` with pickled arguments ``payload`` (the object exists); its AsyncResult."""
+        task_id = self._conn.new_task_id()
+        future = self._conn.submit(pb.CALL, self._agent_id, method, payload, task_id=task_id,
+                                   watch=WATCH_STATES, nudge=True)
+        return AsyncResult(self._conn, task_id, future, agent=self._label(), method=method, policy=self._policy)
 
     def to_dist(self, *args: Any, **kwargs: Any) -> RpcObject:
         """Refused: the object is already distributed.

@@ -1,6 +1,9 @@
 """What the server's log says about calls: one function for each way a call ends.
 
-- :func:`call_ended`: a worker ran the call. At INFO: an agent created or
+- :func:`call_ended`: a worker ran the call. At INFO: an agent created (one
+  line each for the first :data:`CREATIONS_LOGGED` of every
+  :data:`CREATION_WINDOW` seconds, then one line for the rest of that window:
+  a server creating a million agents writes a few lines, not a million), an agent
   deleted, a creation that failed, any call that failed (agent, method, error
   type and message, duration). At DEBUG: every other call, with its duration.
 - :func:`call_refused`: the call was answered with an error as it arrived (no
@@ -15,8 +18,10 @@ worker that ran it, nor the calls queued behind it.
 
 from __future__ import annotations
 
+import collections
 import logging
 import pickle
+import threading
 import time
 
 from agentnb._proto import agentnb_pb2 as pb
@@ -35,7 +40,8 @@ def call_ended(agent: HostedAgent, call: pb.Call, status: int, payload: codec.En
         kind = call.kind
         if status == pb.OK:
             if kind == pb.CREATE:
-                _LOGGER.info("agent created: %s in %s", _who(agent), _duration(started))
+                if _creations.one_more(agent):
+                    _LOGGER.info("agent created: %s in %s", _who(agent), _duration(started))
             elif kind == pb.DELETE:
                 _LOGGER.info("agent deleted: %s", _who(agent))
             elif _LOGGER.isEnabledFor(logging.DEBUG):
@@ -49,6 +55,51 @@ def call_ended(agent: HostedAgent, call: pb.Call, status: int, payload: codec.En
                          error_summary(payload), _who(agent))
     except Exception:
         _LOGGER.exception(_UNLOGGED)
+
+
+CREATIONS_LOGGED = 100  # agents created logged one by one in each window; the others are counted
+CREATION_WINDOW = 10.0  # seconds
+
+
+class _CreationTally:
+    """Which creations the log names one by one, and the count of the others, by class, per window."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._logged = 0
+        self._counted: collections.Counter[str] = collections.Counter()
+
+    def one_more(self, agent: HostedAgent) -> bool:
+        """Count a creation; whether to log it on its own line (else the window's summary tells it)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start >= CREATION_WINDOW and not self._counted:
+                self._window_start, self._logged = now, 0
+            if self._logged < CREATIONS_LOGGED:
+                self._logged += 1
+                return True
+            if not self._counted:  # the first one counted: the summary is logged when the window ends
+                timer = threading.Timer(max(0.0, self._window_start + CREATION_WINDOW - now), self._summarise)
+                timer.daemon = True
+                timer.start()
+            self._counted[agent.class_name or "agent"] += 1
+            return False
+
+    def _summarise(self) -> None:
+        with self._lock:
+            counted, self._counted = self._counted, collections.Counter()
+            started, self._window_start, self._logged = self._window_start, time.monotonic(), 0
+        try:
+            _LOGGER.info("agents created: %d more in the %.0f s from %s (not named one by one): %s",
+                         sum(counted.values()), time.monotonic() - started,
+                         time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - started))),
+                         ", ".join(f"{count} {name}" for name, count in counted.most_common()))
+        except Exception:
+            _LOGGER.exception(_UNLOGGED)
+
+
+_creations = _CreationTally()
 
 
 def call_refused(agent: HostedAgent | None, call: pb.Call, error: BaseException) -> None:

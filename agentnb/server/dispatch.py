@@ -21,8 +21,7 @@ from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError
 from agentnb.rpc.async_result import resolve_results
 from agentnb.rpc.context import set_waiting_chain
-from agentnb.rpc.methods import qualified_name
-from agentnb.server.hosted import HostedAgent, HostedAgents
+from agentnb.server.hosted import HostedAgent, HostedAgents, class_name
 from agentnb.server.session import Task
 from agentnb.wire import codec
 from agentnb.wire.frames import PayloadError
@@ -95,7 +94,7 @@ def _create(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: co
     """
     try:
         cls, args, kwargs = codec.loads(payload, "the class or its constructor arguments")
-        agent.class_name = qualified_name(cls)  # named in the log even if its constructor fails
+        agent.class_name = class_name(cls)  # named in the log even if its constructor fails
         obj = cls(*resolve_results(args), **resolve_results(kwargs))
     except BaseException:
         agents.remove(agent)

@@ -13,9 +13,11 @@ it), it travels as a proxy to itself, not as a copy that would live apart
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+import weakref
 from typing import Protocol
 
 from agentnb._proto import agentnb_pb2 as pb
@@ -38,7 +40,12 @@ class Address(Protocol):
 
 
 class HostedAgent:
-    """One agent: its object (None until its CREATE ran, and after its DELETE) and its mailbox."""
+    """One agent: its object (None until its CREATE ran, and after its DELETE) and its mailbox.
+
+    A server may host a million of them, most of them idle: the record has
+    slots, shares its class name, methods and @concurrent set with every agent of
+    its class, and has no mailbox until its first call (see :meth:`box`).
+    """
 
     __slots__ = ("agent_id", "obj", "name", "class_name", "methods", "concurrent", "created", "deleted", "mailbox")
 
@@ -51,7 +58,14 @@ class HostedAgent:
         self.concurrent: frozenset[str] = frozenset()  # its @concurrent methods, once its object is made
         self.created = time.time()
         self.deleted = False
-        self.mailbox = Mailbox()
+        self.mailbox: Mailbox | None = None  # made by box(), at the agent's first call
+
+    def box(self) -> Mailbox:
+        """The agent's mailbox, made now if it has none. (Called with its registry's ``lock`` held.)"""
+        mailbox = self.mailbox
+        if mailbox is None:
+            mailbox = self.mailbox = Mailbox()
+        return mailbox
 
     def describe(self) -> pb.AgentDescription:
         """The agent as ListAgents shows it."""
@@ -59,7 +73,7 @@ class HostedAgent:
             agent_id=self.agent_id, name=self.name, class_name=self.class_name,
             sync_methods=[m for m, k in self.methods.items() if k != ASYNC],
             async_methods=[m for m, k in self.methods.items() if k == ASYNC],
-            pending=self.mailbox.pending(), created=self.created,
+            pending=self.mailbox.pending() if self.mailbox is not None else 0, created=self.created,
         )
 
 
@@ -96,7 +110,7 @@ class HostedAgents:
         agent.obj = obj
         name = getattr(obj, "name", "")
         agent.name = name if isinstance(name, str) else ""
-        agent.class_name = qualified_name(cls)
+        agent.class_name = class_name(cls)
         agent.methods = class_methods(cls)
         agent.concurrent = concurrent_methods(cls)  # (after obj: a call sees these only with the object made)
         if not _HOSTED:
@@ -116,6 +130,20 @@ class HostedAgents:
         """The agents whose object is made and not deleted."""
         with self.lock:
             return [a for a in self._by_id.values() if a.obj is not None and not a.deleted]
+
+
+_class_names: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+
+def class_name(cls: type) -> str:
+    """``qualified_name(cls)``, one string per class for all of its agents."""
+    try:
+        return _class_names[cls]
+    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
+        name = qualified_name(cls)
+        with contextlib.suppress(TypeError):
+            _class_names[cls] = name
+        return name
 
 
 # The agents hosted in this process, by id() of their object, with the address of their server.

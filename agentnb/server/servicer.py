@@ -53,6 +53,8 @@ from agentnb.wire.protocol import is_final
 
 _LOGGER = logging.getLogger(__name__)
 
+# Agents a release names in the log (a moderator's million participants make one short line).
+_RELEASES_NAMED = 20
 # How long a GetResult's shared-memory file waits for its client after the RPC ended.
 UNCLAIMED_FILE_SECONDS = 30.0
 
@@ -145,6 +147,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         try:
             with self._lock:
                 agent = dispatch.admit(self._agents, call)
+                mailbox = agent.box()
                 self._queued += 1
                 if call.task_id:
                     self._tasks[call.task_id] = task
@@ -158,28 +161,30 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             self._reply(task, pb.QUEUED, b"")
         if dispatch.runs_beside(agent, call):
             self._workers.submit(self._run, agent, task, None)
-        elif agent.mailbox.post(task):
+        elif mailbox.post(task):
             self._workers.submit(self._run_mailbox, agent)
 
     def _release(self, session: ClientSession, owned: list[HostedAgent]) -> None:
         """A client is gone: cancel the calls queued for the agents it owned and delete those
         agents once their running call, if any, ends (see :mod:`agentnb.server.ownership`)."""
         for agent in owned:
-            with agent.mailbox.lock:
-                queued = [task for task in agent.mailbox.calls if not task.cancelled]
+            with self._lock:
+                mailbox = agent.box()
+            queued = [task for task in mailbox.waiting() if not task.cancelled]
             for task in queued:
                 self._cancel_task(task, agent, "its client is gone")
             delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session)
             with self._lock:
                 self._queued += 1
-            if agent.mailbox.post(delete):
+            if mailbox.post(delete):
                 self._workers.submit(self._run_mailbox, agent)
-        _LOGGER.info("a client is gone: released its %d agent(s), %s", len(owned),
-                     ", ".join(a.name or a.agent_id for a in owned))
+        named = ", ".join(a.name or a.agent_id for a in owned[:_RELEASES_NAMED])
+        more = f" and {len(owned) - _RELEASES_NAMED} more" if len(owned) > _RELEASES_NAMED else ""
+        _LOGGER.info("a client is gone: released its %d agent(s), %s%s", len(owned), named, more)
 
     def _run_mailbox(self, agent: HostedAgent) -> None:
         """A worker's job: run the calls in ``agent``'s mailbox, one after another, until none is left."""
-        mailbox = agent.mailbox
+        mailbox = agent.box()  # (made by the call that had this job submitted)
         while True:
             task = mailbox.next()
             if task is None:

@@ -13,11 +13,13 @@ pickle stream, and travel as the parts of a :class:`Payload`, in chunks
 
 from __future__ import annotations
 
+import contextlib
 import io
 import operator
 import pickle
 import traceback
 import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +102,7 @@ def _bytearray_of(buffer: Any) -> bytearray:
 
 # Types plain pickle writes exactly as cloudpickle does (no code, no classes).
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray})
+_SMALL_SCALARS = _SCALARS - {bytes, bytearray}  # never set apart, whatever their size
 # cloudpickle's own test of whether a class travels by reference (an importable
 # class, not in __main__ nor in a module registered to travel by value); such
 # a class is written by plain pickle exactly as cloudpickle writes it.
@@ -151,7 +154,22 @@ class _Scan:
                 if new is not item:
                     changed[key] = new
             return {**value, **changed} if changed else value
-        if self.plain and isinstance(value, type) and _by_reference(value):
+        if self.plain and isinstance(value, type) and _class_by_reference(value):
+            return value
+        if (self.plain and isinstance(value, dict) and _class_by_reference(kind)
+                and not getattr(value, "__dict__", None) and hosted_reduction(value) is None):
+            # A dict of an importable class (a Msg) with no attributes of its own: plain when its keys
+            # and values are (its own reduction may still need cloudpickle: see dumps). It is kept
+            # whole: a large bytes in it goes in band (plain=False), as cloudpickle would send it.
+            if value and not self._searched(value):
+                return value
+            for key, item in value.items():
+                if type(key) not in _SCALARS:
+                    self.plain = False
+                elif type(item) in _SMALL_SCALARS:  # (most of a message: spares a call of visit)
+                    continue
+                if self.visit(item) is not item:
+                    self.plain = False
             return value
         self.plain = False
         return value
@@ -169,6 +187,30 @@ class _Scan:
         if wrapper is None:
             wrapper = self.seen[id(value)] = _OutOfBand(value)
         return wrapper
+
+
+# Classes seen (an agent's class at its creation, a Msg's), and whether each travels by reference:
+# asked once per class, since cloudpickle's test looks the class up in its module each time (several
+# us, on every creation and every message). Forgotten when a module is registered to travel by value.
+_by_reference_known: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+_by_value_modules: set[str] | frozenset[str] = getattr(_cloudpickle_internals, "_PICKLE_BY_VALUE_MODULES", frozenset())
+_known_with = len(_by_value_modules)
+
+
+def _class_by_reference(cls: type) -> bool:
+    global _known_with
+    if len(_by_value_modules) != _known_with:
+        _by_reference_known.clear()
+        _known_with = len(_by_value_modules)
+    try:
+        known = _by_reference_known.get(cls)
+    except TypeError:  # a class that cannot be weakly referenced
+        return bool(_by_reference(cls))
+    if known is None:
+        known = bool(_by_reference(cls))
+        with contextlib.suppress(TypeError):
+            _by_reference_known[cls] = known
+    return known
 
 
 # Set by an agent server (see set_hosted_reducer): how an object it hosts pickles.
@@ -248,9 +290,15 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     scan = _Scan()
     try:
         value = scan.visit(value)
+        data = None
         if scan.plain:
-            data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
-        else:  # cloudpickle (plus, in a server, its agents as proxies: see set_hosted_reducer)
+            try:
+                data = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+            except Exception:  # a dict subclass whose own reduction needs cloudpickle: let it try
+                if not _dict_subclass_in(value):
+                    raise
+                buffers.clear()
+        if data is None:  # cloudpickle (plus, in a server, its agents as proxies: see set_hosted_reducer)
             file = io.BytesIO()
             _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
             data = file.getvalue()
@@ -264,6 +312,16 @@ def dumps(value: Any, what: str = "value") -> Encoded:
     if payload.nbytes > MAX_PAYLOAD_BYTES:
         raise _too_large(what, payload.nbytes)
     return payload
+
+
+def _dict_subclass_in(value: Any) -> bool:
+    """Whether a value the scan found plain holds a dict subclass (only those may fail plain pickling)."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return any(_dict_subclass_in(item) for item in value)
+    if kind is dict:
+        return any(_dict_subclass_in(item) for item in value.values())
+    return isinstance(value, dict)
 
 
 def _too_large(what: str, size: int) -> SerializationError:

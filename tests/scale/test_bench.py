@@ -13,7 +13,9 @@ import sys
 
 from agentnb.bench.report import ISSUE2_FIGURES, compare
 
-WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
+# Figures measured once a run, not once a repetition (W8 creates its 10,000 participants once).
+ONCE = {"W8.create", "W8.moderator"}
 FLOOR_FIGURES = {"W3.p50", "W3.p99", "W3.p50_stream", "W3.p99_stream", "W4.rate", "W5.echo64"}
 
 
@@ -44,7 +46,7 @@ def test_quick_benchmark_reports_every_workload(tmp_path) -> None:
     assert {key.split(".")[0] for key in metrics} == set(WORKLOADS)
     for key, metric in metrics.items():
         assert metric["error"] is None, (key, metric["error"])
-        assert len(metric["values"]) >= 3, key
+        assert len(metric["values"]) >= (1 if key in ONCE else 2 if key in {"W8.rss", "W8.idle"} else 3), key
         assert all(_number(v) for v in metric["values"]), (key, metric["values"])
         assert all(_number(metric[stat]) for stat in ("median", "min", "max")), key
         assert metric["min"] <= metric["median"] <= metric["max"], key
