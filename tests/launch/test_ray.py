@@ -45,7 +45,16 @@ def test_a_daemon_pool_on_ray_is_detached_named_actors_that_stop_server_kills(
     for name in listed:  # found by name, as a restarted kernel would
         assert ray.get_actor(f"agentnb-{name}", namespace="agentnb") is not None
 
-    assert sorted(agentnb.stop_server("rdaemon")) == ["rdaemon-0", "rdaemon-1"]
+    assert Worker("w1", to_dist=farm).pid() != worker.pid()  # the first two replicas have an agent each
+    # Grown by one more detached actor, recorded as the pool's third replica.
+    [added] = agentnb.find_server("rdaemon").scale(3)
+    listed = {s.record.name: s for s in agentnb.list_servers()}
+    assert sorted(listed) == ["rdaemon-0", "rdaemon-1", "rdaemon-2"] and added.name == "rdaemon-2"
+    assert listed["rdaemon-2"].reachable and listed["rdaemon-2"].record.replicas == 3
+    assert listed["rdaemon-2"].record.where.endswith("(ray actor agentnb-rdaemon-2)")
+    assert Worker("w2", to_dist=agentnb.find_server("rdaemon")).pid() == listed["rdaemon-2"].record.pid
+
+    assert sorted(agentnb.stop_server("rdaemon")) == ["rdaemon-0", "rdaemon-1", "rdaemon-2"]
     assert agentnb.list_servers() == []
     for name in listed:
         wait_for(lambda n=name: not actor_exists(ray, f"agentnb-{n}"), timeout=30, what=f"the actor of {name} to end")
@@ -57,6 +66,33 @@ def actor_exists(ray: object, name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def live_placement_groups(ray: object) -> list[str]:
+    table = ray.util.placement_group_table()  # type: ignore[attr-defined]
+    return sorted(g["name"] for g in table.values() if g["state"] != "REMOVED")
+
+
+def test_a_ray_pool_grows_through_more_actors_that_take_the_next_agents(ray_cluster: RayCluster) -> None:
+    import ray
+
+    options = {"address": ray_cluster.address, "cpus_per_server": 0.5}
+    with agentnb.start_pool(1, name="rgrow", launcher="ray", launcher_options=options) as pool:
+        first = Worker("first", to_dist=pool)
+        added = pool.scale(3)
+        assert [r.name for r in added] == ["rgrow-1", "rgrow-2"]
+        records = sorted((r for r in iter_records() if r.pool == "rgrow"), key=lambda r: r.replica)
+        assert [(r.name, r.replicas) for r in records] == [(f"rgrow-{i}", 3) for i in range(3)]
+        assert all(r.where.endswith(f"(ray actor agentnb-{r.name})") for r in records)
+        assert {r.host for r in records[1:]} == {ray_cluster.head_ip, ray_cluster.worker_ip}  # spread, as the first
+        later = [Worker(f"later{i}", to_dist=pool) for i in range(2)]
+        assert {w.pid() for w in later} == {r.pid for r in records[1:]}  # the new replicas take them at once
+        assert later[0].ask(first, "grown") == "first(grown)"
+        assert live_placement_groups(ray) == ["agentnb-rgrow", "agentnb-rgrow-1"]  # one per start
+    assert not [r for r in iter_records() if r.pool == "rgrow"]
+    for name in ("rgrow-0", "rgrow-1", "rgrow-2"):  # the pool's stop ends the actors it grew too
+        wait_for(lambda n=name: not actor_exists(ray, f"agentnb-{n}"), timeout=30, what=f"the actor of {name} to end")
+    wait_for(lambda: not live_placement_groups(ray), timeout=30, what="the placement groups to be removed")
 
 
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
