@@ -93,6 +93,8 @@ class ServerStatus:
         agents: the agents it hosts (filled by :func:`describe_server`).
         version: the agentnb version it runs, as it told it (also when that version does not work
             with this one: then ``info`` is None and ``error`` says so); empty when it did not tell.
+        ended: when it did not answer, what the engine that started it says of it
+            (``slurm job 12 ended: TIMEOUT``, ``ray node 10.0.0.2 died``); empty otherwise.
     """
 
     record: ServerRecord
@@ -101,6 +103,7 @@ class ServerStatus:
     is_default: bool = False
     agents: list[pb.AgentDescription] = field(default_factory=list)
     version: str = ""
+    ended: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -314,7 +317,7 @@ class DaemonRegistry:
             return ServerStatus(record, None, str(exc), is_default, version=exc.server_version)
         except (AgentServerError, TimeoutError) as exc:
             ended = engine_state(record)  # e.g. "slurm job 12 ended: TIMEOUT": the reason, not a hang
-            return ServerStatus(record, None, f"{ended}; {exc}" if ended else str(exc), is_default)
+            return ServerStatus(record, None, f"{ended}; {exc}" if ended else str(exc), is_default, ended=ended)
         return ServerStatus(record, info, "", is_default, version=info.version)
 
     def log_tail(self, name: str, lines: int = 50) -> str:

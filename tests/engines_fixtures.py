@@ -223,6 +223,11 @@ class RayCluster:
     def address(self) -> str:
         return f"{self.head_ip}:{self.port}"
 
+    @property
+    def temp_dir(self) -> pathlib.Path:
+        """The head's Ray folder (sessions, logs); the worker node's is Ray's default, /tmp/ray."""
+        return pathlib.Path(f"/tmp/anbray-{self.tag}h")
+
     def ray_env(self) -> dict[str, str]:
         """What every process of the cluster, and every driver, needs: token authentication, with
         the cluster's own token (in a 0600 file of the session, not ``~/.ray/auth_token``)."""
@@ -256,7 +261,7 @@ class RayCluster:
         self.port = free_port()
         self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
                         f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
-                        "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir=/tmp/anbray-{self.tag}h")
+                        "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={self.temp_dir}")
         wait_for(lambda: self.nodes_alive() >= 1, timeout=120, what=f"the Ray head\n{self.logs()}")
         self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
                         "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
@@ -318,7 +323,7 @@ class RayCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _ip("netns", "del", self.namespace, check=False)  # and with it the veth pair
-        shutil.rmtree(f"/tmp/anbray-{self.tag}h", ignore_errors=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -43,6 +44,7 @@ from agentnb.runtime_dir import (
     ServerRecord,
     mark_replica,
     read_record,
+    recorded_pools,
     remove_record,
     runtime_dir,
     write_record,
@@ -170,7 +172,9 @@ class RayLauncher:
                              placement_group=None if self.servers_per_node else group)
         _live.add(servers)
         try:
-            strategies = self._strategies(ray, group, len(names), detached)
+            # A growing pool's servers already placed count against servers_per_node on their nodes.
+            placed = Counter(r.host for r in recorded_pools().get(pool_name, []) if r.name not in names)
+            strategies = self._strategies(ray, group, len(names), detached, placed)
             remote = ray.remote(ServerActor)
             actors = [remote.options(name=actor_name(n), namespace=NAMESPACE, scheduling_strategy=s,
                                      num_cpus=self.cpus_per_server, max_restarts=0,
@@ -204,17 +208,21 @@ class RayLauncher:
             return str(ray.get_runtime_context().gcs_address)
         return self.address
 
-    def _strategies(self, ray: Any, group_name: str, count: int, detached: bool) -> list[Any]:
+    def _strategies(self, ray: Any, group_name: str, count: int, detached: bool,
+                    placed: Mapping[str, int]) -> list[Any]:
+        """Where each of ``count`` servers goes; ``placed`` counts the pool's servers already on
+        each node (by its address), when it grows."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
         if self.servers_per_node:
-            nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-            if count > len(nodes) * self.servers_per_node:
-                raise AgentServerError(f"{count} servers at {self.servers_per_node} per node need "
-                                       f"{-(-count // self.servers_per_node)} nodes; the Ray cluster has "
-                                       f"{len(nodes)} live")
-            return [NodeAffinitySchedulingStrategy(nodes[i // self.servers_per_node], soft=False)
-                    for i in range(count)]
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            slots = [n["NodeID"] for n in nodes
+                     for _ in range(max(0, self.servers_per_node - placed.get(n["NodeManagerAddress"], 0)))]
+            if count > len(slots):
+                already = f" ({sum(placed.values())} already placed)" if placed else ""
+                raise AgentServerError(f"{count} more servers at {self.servers_per_node} per node do not fit: the "
+                                       f"Ray cluster has {len(nodes)} live nodes, room for {len(slots)}{already}")
+            return [NodeAffinitySchedulingStrategy(node, soft=False) for node in slots[:count]]
         bundle = {"CPU": self.cpus_per_server} if self.cpus_per_server else {"CPU": 0.001}
         group = ray.util.placement_group([bundle] * count, strategy="SPREAD", name=group_name,
                                          lifetime="detached" if detached else None)
@@ -291,3 +299,19 @@ def stop_recorded(records: Sequence[ServerRecord], grace: float) -> None:
     for address, members in by_address.items():
         groups = {str(r.extra.get(GROUP_KEY) or "") for r in members} - {""}
         RayServers(address, [actor_name(r.name) for r in members], members, sorted(groups)).shutdown(grace)
+
+
+def replica_state(record: ServerRecord) -> str:
+    """What Ray says of the node and actor of ``record``'s server once they are gone
+    (``ray node 10.0.0.2 died: ...``, ``ray actor agentnb-farm-1 ended``); empty while both live."""
+    ray = connect(str(record.extra.get(ADDRESS_KEY, "auto")))
+    on_node = [n for n in ray.nodes() if n.get("NodeManagerAddress") == record.host]
+    if on_node and not any(n.get("Alive") for n in on_node):
+        reason = next((str(n.get("DeathReasonMessage") or "") for n in on_node), "")
+        return f"ray node {record.host} died" + (f": {reason}" if reason else "") + \
+            f" (with actor {actor_name(record.name)})"
+    try:
+        ray.get_actor(actor_name(record.name), namespace=NAMESPACE)
+    except ValueError:
+        return f"ray actor {actor_name(record.name)} ended"
+    return ""

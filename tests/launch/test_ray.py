@@ -7,6 +7,7 @@ ServerUnavailable within seconds while the head's keep answering.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from helpers_runtime import script_env, wait_for
 import agentnb
 from agentnb import Msg, ServerUnavailable
 from agentnb.runtime_dir import iter_records
+from kernel_ext.magic_args import MagicUsageError, parse
 
 
 def unavailable(worker: Worker) -> bool:
@@ -68,6 +70,10 @@ def actor_exists(ray: object, name: str) -> bool:
     return True
 
 
+def status_error(name: str) -> str:
+    return next((s.error for s in agentnb.list_servers() if s.record.name == name), "")
+
+
 def live_placement_groups(ray: object) -> list[str]:
     table = ray.util.placement_group_table()  # type: ignore[attr-defined]
     return sorted(g["name"] for g in table.values() if g["state"] != "REMOVED")
@@ -93,6 +99,35 @@ def test_a_ray_pool_grows_through_more_actors_that_take_the_next_agents(ray_clus
     for name in ("rgrow-0", "rgrow-1", "rgrow-2"):  # the pool's stop ends the actors it grew too
         wait_for(lambda n=name: not actor_exists(ray, f"agentnb-{n}"), timeout=30, what=f"the actor of {name} to end")
     wait_for(lambda: not live_placement_groups(ray), timeout=30, what="the placement groups to be removed")
+
+
+def files_holding(folders: list[pathlib.Path], secret: bytes) -> list[str]:
+    """The regular files under ``folders`` whose bytes contain ``secret``."""
+    found = []
+    for folder in folders:
+        for path in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink() and secret in path.read_bytes():
+                    found.append(str(path))
+    return found
+
+
+def test_the_token_is_in_no_ray_log_nor_in_its_state_api(ray_cluster: RayCluster) -> None:
+    from ray.util import state
+
+    options = {"address": ray_cluster.address, "servers_per_node": 1}
+    with agentnb.start_pool(2, name="rsecret", launcher="ray", launcher_options=options) as pool:
+        token = pool.replicas[0].token
+        assert {Worker(f"s{i}", to_dist=pool).pid() for i in range(2)}  # calls made: whatever Ray logs, it has
+        # What the dashboard shows, through the state API (the GCS's actor, task, placement group tables).
+        listings = repr([state.list_actors(detail=True), state.list_tasks(detail=True),
+                         state.list_placement_groups(detail=True), state.list_workers(detail=True)])
+        assert "ServerActor" in listings and "agentnb-rsecret-0" in listings  # the listings are of these actors
+        assert token not in listings
+        # Every file of the session folders of both nodes (logs, GCS and raylet state, spilled objects).
+        folders = [ray_cluster.temp_dir, *(p for p in [pathlib.Path("/tmp/ray")] if p.is_dir())]
+        assert any(folder.is_dir() and any(folder.rglob("*.log")) for folder in folders)
+        assert files_holding(folders, token.encode()) == []
 
 
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
@@ -121,6 +156,12 @@ def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: 
         lost_after = time.monotonic() - started
         assert near.reply(Msg("user", content="still")).result(timeout=30).content.endswith("(still)")
         print(f"ServerUnavailable {lost_after:.2f} s after the node was killed")
+        # Listings say why the replica does not answer: what Ray says of its node (once Ray knows).
+        wait_for(lambda: f"ray node {ray_cluster.worker_ip} died" in status_error(on_worker.name), timeout=120,
+                 what="the listing to say the replica's Ray node died")
+        [described] = agentnb.describe_server(on_worker.name)
+        assert described.error.startswith(f"ray node {ray_cluster.worker_ip} died")
+        assert "(with actor agentnb-rfarm-" in described.error, described.error
     assert not [r for r in iter_records() if r.pool == "rfarm"]
 
 
@@ -129,6 +170,14 @@ def test_wrong_ray_options_are_named_before_anything_starts() -> None:
         agentnb.start_pool(2, launcher="ray", launcher_options={"nodes": 2})
     with pytest.raises(ValueError, match="servers_per_node must be a whole number"):
         agentnb.start_pool(2, launcher="ray", launcher_options={"servers_per_node": 0})
+    # The same options from %agent_server start.
+    args = parse("start --name f --replicas 4 --launcher ray --address ray://head:10001 --servers-per-node 2 "
+                 "--cpus-per-server 0.5")
+    assert args.launcher_options == {"address": "ray://head:10001", "servers_per_node": 2, "cpus_per_server": 0.5}
+    with pytest.raises(MagicUsageError, match="--partition only apply to --launcher slurm, not ray"):
+        parse("start --launcher ray --partition debug")
+    with pytest.raises(MagicUsageError, match="--address, --servers-per-node only apply to --launcher ray, not local"):
+        parse("start --address auto --servers-per-node 1")
 
 
 NO_RAY = """

@@ -109,10 +109,13 @@ def test_wrong_launchers_and_options_are_named_before_anything_starts(daemons: N
         agentnb.start_server("bad", launcher="slurm", launcher_options={"time": "soon"})
     with pytest.raises(DaemonError, match="--host and --port choose a local daemon"):
         agentnb.start_server("bad", launcher="slurm", port=4242)
-    with pytest.raises(MagicUsageError, match="--partition only apply to a cluster launcher"):
+    with pytest.raises(MagicUsageError, match="--partition only apply to --launcher slurm, not local"):
         parse("start --partition debug")
+    with pytest.raises(MagicUsageError, match="--cpus-per-server for slurm is a whole number of at least 1, got 0.5"):
+        parse("start --launcher slurm --cpus-per-server 0.5")
     with pytest.raises(MagicUsageError, match="invalid choice: 'nomad'"):
         parse("start --launcher nomad")
     args = parse("start --name f --replicas 2 --launcher slurm --partition debug --time 5 --sbatch=--qos=short")
     assert args.launcher_options == {"partition": "debug", "time": "5", "sbatch_lines": ["--qos=short"]}
+    assert parse("start --launcher slurm --cpus-per-server 2").launcher_options == {"cpus_per_server": 2}
     assert agentnb.list_servers() == []
