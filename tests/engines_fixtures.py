@@ -128,6 +128,20 @@ class SlurmCluster:
     def cancel_all(self) -> None:
         subprocess.run(["scancel", "--signal=KILL", "--user", "root"], env=self.env(), capture_output=True, timeout=30)
 
+    def restart_worker_node(self) -> None:
+        """A new worker node in the namespace, after :meth:`kill_worker_node` (for the tests that come
+        after the one that killed it); this process must be connected to the cluster (``ray.init``)."""
+        import ray
+
+        self.kill_worker_node()
+        for process in self.processes[1:]:
+            process.wait(30)
+        del self.processes[1:]
+        self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
+                        "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
+        wait_for(lambda: any(n["Alive"] and n["NodeManagerAddress"] == self.worker_ip for n in ray.nodes()),
+                 timeout=120, what=f"the new Ray worker node\n{self.logs()}")
+
     def logs(self) -> str:
         texts = []
         for name in ("slurmctld.log", "slurmd.log", "slurmctld.out", "slurmd.out", "setpriv.out"):
@@ -298,6 +312,20 @@ class RayCluster:
         for pid in self.worker_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def restart_worker_node(self) -> None:
+        """A new worker node in the namespace, after :meth:`kill_worker_node` (for the tests that come
+        after the one that killed it); this process must be connected to the cluster (``ray.init``)."""
+        import ray
+
+        self.kill_worker_node()
+        for process in self.processes[1:]:
+            process.wait(30)
+        del self.processes[1:]
+        self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
+                        "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
+        wait_for(lambda: any(n["Alive"] and n["NodeManagerAddress"] == self.worker_ip for n in ray.nodes()),
+                 timeout=120, what=f"the new Ray worker node\n{self.logs()}")
 
     def logs(self) -> str:
         texts = []

@@ -131,38 +131,41 @@ def test_the_token_is_in_no_ray_log_nor_in_its_state_api(ray_cluster: RayCluster
 
 
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
-    options = {"address": ray_cluster.address, "servers_per_node": 1}
-    with agentnb.start_pool(2, name="rfarm", launcher="ray", launcher_options=options) as pool:
-        records = sorted((r for r in iter_records() if r.pool == "rfarm"), key=lambda r: r.replica)
-        assert [r.name for r in records] == ["rfarm-0", "rfarm-1"]
-        assert {r.host for r in records} == {ray_cluster.head_ip, ray_cluster.worker_ip}  # one on each node
-        assert all(r.launcher == "ray" and r.where.endswith(f"(ray actor agentnb-{r.name})") for r in records)
-        on_worker = next(r for r in records if r.host == ray_cluster.worker_ip)
-        assert on_worker.pid in ray_cluster.worker_pids()
+    try:
+        options = {"address": ray_cluster.address, "servers_per_node": 1}
+        with agentnb.start_pool(2, name="rfarm", launcher="ray", launcher_options=options) as pool:
+            records = sorted((r for r in iter_records() if r.pool == "rfarm"), key=lambda r: r.replica)
+            assert [r.name for r in records] == ["rfarm-0", "rfarm-1"]
+            assert {r.host for r in records} == {ray_cluster.head_ip, ray_cluster.worker_ip}  # one on each node
+            assert all(r.launcher == "ray" and r.where.endswith(f"(ray actor agentnb-{r.name})") for r in records)
+            on_worker = next(r for r in records if r.host == ray_cluster.worker_ip)
+            assert on_worker.pid in ray_cluster.worker_pids()
 
-        a, b = Worker("a", to_dist=pool), Worker("b", to_dist=pool)
-        assert {a.pid(), b.pid()} == {r.pid for r in records}  # one agent on each server
-        assert a.ask(b, "across") == "b(across)"  # an agent calls one on the other node
-        assert b.reply(a.reply(Msg("user", content="x"))).result(timeout=60).content == "b(a(x))"
+            a, b = Worker("a", to_dist=pool), Worker("b", to_dist=pool)
+            assert {a.pid(), b.pid()} == {r.pid for r in records}  # one agent on each server
+            assert a.ask(b, "across") == "b(across)"  # an agent calls one on the other node
+            assert b.reply(a.reply(Msg("user", content="x"))).result(timeout=60).content == "b(a(x))"
 
-        token = pool.replicas[0].token
-        for record in records:  # never on a command line
-            assert token.encode() not in pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
+            token = pool.replicas[0].token
+            for record in records:  # never on a command line
+                assert token.encode() not in pathlib.Path(f"/proc/{record.pid}/cmdline").read_bytes()
 
-        far, near = (a, b) if a.pid() == on_worker.pid else (b, a)
-        ray_cluster.kill_worker_node()
-        started = time.monotonic()
-        wait_for(lambda: unavailable(far), timeout=10, what="the lost node's agent to raise ServerUnavailable")
-        lost_after = time.monotonic() - started
-        assert near.reply(Msg("user", content="still")).result(timeout=30).content.endswith("(still)")
-        print(f"ServerUnavailable {lost_after:.2f} s after the node was killed")
-        # Listings say why the replica does not answer: what Ray says of its node (once Ray knows).
-        wait_for(lambda: f"ray node {ray_cluster.worker_ip} died" in status_error(on_worker.name), timeout=120,
-                 what="the listing to say the replica's Ray node died")
-        [described] = agentnb.describe_server(on_worker.name)
-        assert described.error.startswith(f"ray node {ray_cluster.worker_ip} died")
-        assert "(with actor agentnb-rfarm-" in described.error, described.error
-    assert not [r for r in iter_records() if r.pool == "rfarm"]
+            far, near = (a, b) if a.pid() == on_worker.pid else (b, a)
+            ray_cluster.kill_worker_node()
+            started = time.monotonic()
+            wait_for(lambda: unavailable(far), timeout=10, what="the lost node's agent to raise ServerUnavailable")
+            lost_after = time.monotonic() - started
+            assert near.reply(Msg("user", content="still")).result(timeout=30).content.endswith("(still)")
+            print(f"ServerUnavailable {lost_after:.2f} s after the node was killed")
+            # Listings say why the replica does not answer: what Ray says of its node (once Ray knows).
+            wait_for(lambda: f"ray node {ray_cluster.worker_ip} died" in status_error(on_worker.name), timeout=120,
+                     what="the listing to say the replica's Ray node died")
+            [described] = agentnb.describe_server(on_worker.name)
+            assert described.error.startswith(f"ray node {ray_cluster.worker_ip} died")
+            assert "(with actor agentnb-rfarm-" in described.error, described.error
+        assert not [r for r in iter_records() if r.pool == "rfarm"]
+    finally:  # the tests after this one (in this session) find two nodes again
+        ray_cluster.restart_worker_node()
 
 
 def test_wrong_ray_options_are_named_before_anything_starts() -> None:
