@@ -607,7 +607,7 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
                                       local_mode=local_mode)
             return [Replica(host, s.port, token, s.name) for s in servers], list(servers)
 
-    starter = _ChildPoolStarter(name, start)
+    starter = _PoolStarter(name, start)
     first, started = starter([replica_name(name, i) for i in range(count)], 0, count)
     return ServerPool(first, name, started, starter)
 
@@ -616,7 +616,7 @@ StartReplicas = Callable[[Sequence[str], int], tuple[list[Replica], list[Started
 
 
 @dataclass
-class _ChildPoolStarter:
+class _PoolStarter:
     """How :func:`start_pool` starts its servers: the first ones, and those :meth:`ServerPool.scale` adds."""
 
     pool_name: str

@@ -226,6 +226,7 @@ class RayCluster:
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     processes: list[subprocess.Popen] = field(default_factory=list)
     port: int = 0
+    client_port: int = 0  # the head's Ray client server (ray://)
 
     def __post_init__(self) -> None:
         subnet = f"10.232.{int(self.tag, 16) % 250 + 1}"
@@ -272,9 +273,9 @@ class RayCluster:
         _ip("-n", self.namespace, "addr", "add", f"{self.worker_ip}/24", "dev", self.veth_worker)
         _ip("-n", self.namespace, "link", "set", self.veth_worker, "up")
         _ip("-n", self.namespace, "link", "set", "lo", "up")
-        self.port = free_port()
+        self.port, self.client_port = free_port(), free_port()
         self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
-                        f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                        f"--dashboard-port={free_port()}", f"--ray-client-server-port={self.client_port}",
                         "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={self.temp_dir}")
         wait_for(lambda: self.nodes_alive() >= 1, timeout=120, what=f"the Ray head\n{self.logs()}")
         self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",

@@ -1,8 +1,11 @@
 """Pools started through a real two-node Ray cluster (``engines_fixtures.ray_cluster``).
 
-A head on this host and a worker node in a network namespace: a pool of one server per
-node, agents on both calling each other; the worker node killed, its agents raise
-ServerUnavailable within seconds while the head's keep answering.
+A head on this host and a worker node in a network namespace: a daemon pool of detached actors,
+grown and stopped by name; a pool grown by more actors; the token in no Ray log nor state listing;
+a pool through the ``ray://`` client address; a pool of one server per node, agents on both calling
+each other, then the worker node killed: its agents raise ServerUnavailable within seconds while
+the head's keep answering, and the listing says the node died. That test kills a node: it stays
+last of the ones using the cluster here, and starts a new worker node when it ends.
 """
 
 from __future__ import annotations
@@ -128,6 +131,30 @@ def test_the_token_is_in_no_ray_log_nor_in_its_state_api(ray_cluster: RayCluster
         folders = [ray_cluster.temp_dir, *(p for p in [pathlib.Path("/tmp/ray")] if p.is_dir())]
         assert any(folder.is_dir() and any(folder.rglob("*.log")) for folder in folders)
         assert files_holding(folders, token.encode()) == []
+
+
+RAY_CLIENT = """
+import sys
+import agentnb
+from agents_for_tests import Worker
+from agentnb import Msg
+options = {"address": sys.argv[1], "cpus_per_server": 0.5}
+with agentnb.start_pool(1, name="rclient", launcher="ray", launcher_options=options) as pool:
+    print(Worker("c", to_dist=pool).reply(Msg("user", content="via ray://")).result(timeout=60).content)
+    print(pool.replicas[0].name, agentnb.list_servers()[0].record.where)
+"""
+
+
+def test_a_pool_through_the_ray_client_address(ray_cluster: RayCluster) -> None:
+    # In a process of its own: this one is already a driver of the cluster, and Ray has one connection per process.
+    address = f"ray://{ray_cluster.head_ip}:{ray_cluster.client_port}"
+    done = subprocess.run([sys.executable, "-c", RAY_CLIENT, address], capture_output=True, text=True, timeout=240,
+                          env=script_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer, where = done.stdout.splitlines()[-2:]
+    assert answer == "c(via ray://)" and where.startswith("rclient-0 ") and where.endswith(
+        " (ray actor agentnb-rclient-0)"), done.stdout
+    assert not [r for r in iter_records() if r.pool == "rclient"]
 
 
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
