@@ -420,12 +420,14 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
             start and stop, clients, agents created and deleted, and every failed or
             cancelled call; ``DEBUG`` adds every successful call with its duration;
             ``WARNING`` or ``ERROR`` keep only problems.
-        launcher: what starts the servers: ``local`` (this machine) or ``slurm`` (one Slurm
-            job; its servers are a pool, also of one replica). See :func:`start_pool`.
+        launcher: what starts the servers: ``local`` (this machine), ``slurm`` (one Slurm
+            job) or ``ray`` (Ray actors, detached); a cluster launcher's servers are a pool, also
+            of one replica. See :func:`start_pool`.
         launcher_options: the launcher's options (see :func:`start_pool`).
 
     Returns:
-        The server (a pool of one) or pool, usable as ``to_dist=``.
+        The server (a pool of one) or pool, usable as ``to_dist=``; a pool grows with
+        :meth:`ServerPool.scale` (its new replicas are daemons started with the same options).
 
     Raises:
         DaemonError: a wrong option, a name in use, or a server that did not start
@@ -552,6 +554,7 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     The servers are subprocesses of this process: they end when it does, or
     at :meth:`ServerPool.stop` (or at the end of ``with start_pool(...) as
     pool:``). They are recorded in the runtime directory as ``NAME-0`` ...
+    :meth:`ServerPool.scale` adds more, started the same way.
 
     Args:
         replicas: how many servers; default ``os.cpu_count()``.

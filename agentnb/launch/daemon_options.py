@@ -53,9 +53,11 @@ class DaemonOptions:
             its start and stop, clients, agents created and deleted, and every
             failed or cancelled call; ``DEBUG`` adds every successful call;
             ``WARNING`` and ``ERROR`` keep only problems.
-        launcher: what starts the servers: ``local`` (processes of this machine) or
-            ``slurm`` (a Slurm job; see :mod:`agentnb.launch.slurm`).
-        launcher_options: the cluster launcher's options (e.g. ``{"partition": "debug"}``).
+        launcher: what starts the servers: ``local`` (processes of this machine),
+            ``slurm`` (a Slurm job; see :mod:`agentnb.launch.slurm`) or ``ray`` (Ray actors;
+            see :mod:`agentnb.launch.ray_launcher`).
+        launcher_options: the cluster launcher's options (e.g. ``{"partition": "debug"}`` or
+            ``{"address": "auto", "servers_per_node": 2}``).
     """
 
     POOL_TYPES: ClassVar[tuple[str, ...]] = POOL_TYPES

@@ -10,7 +10,9 @@ killed, or a node lost, takes its server with it.
 
 Where the actors go: by default a placement group of one bundle per server
 (``cpus_per_server`` CPUs each), spread over the nodes as far as Ray can; with
-``servers_per_node=k``, ``k`` on each live node in turn, pinned by node affinity.
+``servers_per_node=k``, ``k`` on each live node in turn, pinned by node affinity. A pool that grows
+(:meth:`agentnb.ServerPool.scale`) places its new servers the same way: a placement group of
+their own, or the nodes' free slots (the pool's servers already on a node count).
 
 The token is an argument of the actor's ``start`` call: Ray neither logs task arguments
 nor shows them in its dashboard or state API (the actors' and tasks' listings show

@@ -10,8 +10,10 @@ record (address, node) in the runtime directory, which the cluster's nodes share
 with this machine (a home directory on a shared file system, as Slurm sites
 have): that is how the launcher learns where they listen.
 
-Stopping is ``scancel``: Slurm sends the steps SIGTERM (a server lets its running
-calls finish for its ``--grace``), then SIGKILL after its KillWait. A job that
+A pool that grows (:meth:`agentnb.ServerPool.scale`) submits one more job for its new servers;
+stopping the pool cancels every job of it. Stopping is ``scancel``: Slurm sends the steps
+SIGTERM (a server lets its running calls finish for its ``--grace``), then SIGKILL after its
+KillWait. A job that
 Slurm ends before its servers listen (time limit, preemption, a node failure, a
 wrong partition) is reported with its state and reason, not waited on.
 """
