@@ -184,7 +184,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
 
 # -- Ray -------------------------------------------------------------------------------------------
 
-RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# The raylet gives its dashboard agent this long to start (Ray's default is shorter): on a loaded
+# 2-core machine the agent's imports alone can take longer, and the node then fails to start.
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "RAY_agent_register_timeout_ms": "120000"}
 
 
 def ray_missing() -> str:
