@@ -26,8 +26,8 @@ import functools
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentnb._proto import agentnb_pb2 as pb
@@ -49,8 +49,9 @@ from agentnb.launch.daemons import (
 from agentnb.launch.launchers import LOCAL, ServerSpec, check_launcher, cluster_launcher, engine_state, stop_launched
 from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import clear_default_server, default_pool, set_default_pool
-from agentnb.rpc.server_pool import Replica, ServerPool
+from agentnb.rpc.server_pool import Replica, ReplicaStarter, ServerPool, StartedServer
 from agentnb.runtime_dir import (
+    OPTIONS_KEY,
     ServerRecord,
     iter_records,
     mark_replica,
@@ -92,6 +93,8 @@ class ServerStatus:
         agents: the agents it hosts (filled by :func:`describe_server`).
         version: the agentnb version it runs, as it told it (also when that version does not work
             with this one: then ``info`` is None and ``error`` says so); empty when it did not tell.
+        ended: when it did not answer, what the engine that started it says of it
+            (``slurm job 12 ended: TIMEOUT``, ``ray node 10.0.0.2 died``); empty otherwise.
     """
 
     record: ServerRecord
@@ -100,6 +103,7 @@ class ServerStatus:
     is_default: bool = False
     agents: list[pb.AgentDescription] = field(default_factory=list)
     version: str = ""
+    ended: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -181,18 +185,54 @@ class DaemonRegistry:
             name = options.name or free_name(running)
             check_free(name, running)
             names = [replica_name(name, i) for i in range(options.replicas)]
-            records = self._launch(options, names, running, name)
-            records = [mark_replica(r.name, name, i, len(names)) or r for i, r in enumerate(records)]
-        self._default_if(ServerPool.from_records(records, name), make_default, running)
+            records = self._start_replicas(replace(options, name=name), names, 0, running)
+        self._default_if(ServerPool.from_records(records, name, _daemon_starter(name)), make_default, running)
         return records
 
+    def grow_pool(self, name: str, names: Sequence[str], first_index: int, total: int) -> list[ServerRecord]:
+        """Start more replicas ``names`` (indices from ``first_index``) of the daemon pool ``name``, with
+        the options it was started with (its records keep them); the pool then has ``total`` replicas.
+
+        Raises:
+            DaemonError: no such pool, a name in use, or a replica that did not start (none of the
+                new ones is left running then).
+        """
+        with naming_lock():
+            running = self.records()
+            members = [r for r in running if r.pool == name]
+            if not members:
+                raise DaemonError(f"no server pool named {name!r} is running (running pools: "
+                                  f"{', '.join(sorted(recorded_pools(running))) or 'none'})")
+            kept = members[0].extra.get(OPTIONS_KEY)
+            if not isinstance(kept, dict):
+                raise DaemonError(f"the server pool {name!r} does not record how it was started (an earlier "
+                                  "agentnb started it): it cannot grow")
+            for replica in names:
+                check_free(replica, running)
+            records = self._start_replicas(DaemonOptions.from_record(kept), list(names), first_index, running)
+            for record in [*members, *records]:
+                mark_replica(record.name, name, record.replica, total)
+        current = default_pool()
+        if current is not None and current.name == name:  # this process's default target grows too
+            current.adopt([Replica(r.host, r.port, r.token, r.name) for r in records])
+        return records
+
+    def _start_replicas(self, options: DaemonOptions, names: list[str], first_index: int,
+                        running: list[ServerRecord]) -> list[ServerRecord]:
+        """Start replicas ``names`` of pool ``options.name`` and record them as its members (with the
+        options, for :meth:`grow_pool`)."""
+        pool_name = options.name or ""
+        records = self._launch(options, names, running, pool_name, first_index)
+        count, kept = first_index + len(names), {OPTIONS_KEY: options.to_record()}
+        return [mark_replica(r.name, pool_name, first_index + i, count, **kept) or r for i, r in enumerate(records)]
+
     def _launch(self, options: DaemonOptions, names: list[str], running: list[ServerRecord],
-                pool_name: str = "") -> list[ServerRecord]:
+                pool_name: str = "", first_index: int = 0) -> list[ServerRecord]:
         """Start the daemons and check that each answers; if one does not, none is left running."""
         if options.launcher == LOCAL:
             records = self._processes.start(options, names, running)
         else:
-            records = _launch_on_cluster(options, pool_name, names)
+            records = _launch_on_cluster(options, pool_name, names, first_index)
         errors = run_together([functools.partial(_check_answers, record, "started but does not answer")
                                for record in records])
         failure = next((e for e in errors if e is not None), None)
@@ -277,7 +317,7 @@ class DaemonRegistry:
             return ServerStatus(record, None, str(exc), is_default, version=exc.server_version)
         except (AgentServerError, TimeoutError) as exc:
             ended = engine_state(record)  # e.g. "slurm job 12 ended: TIMEOUT": the reason, not a hang
-            return ServerStatus(record, None, f"{ended}; {exc}" if ended else str(exc), is_default)
+            return ServerStatus(record, None, f"{ended}; {exc}" if ended else str(exc), is_default, ended=ended)
         return ServerStatus(record, info, "", is_default, version=info.version)
 
     def log_tail(self, name: str, lines: int = 50) -> str:
@@ -380,12 +420,14 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
             start and stop, clients, agents created and deleted, and every failed or
             cancelled call; ``DEBUG`` adds every successful call with its duration;
             ``WARNING`` or ``ERROR`` keep only problems.
-        launcher: what starts the servers: ``local`` (this machine) or ``slurm`` (one Slurm
-            job; its servers are a pool, also of one replica). See :func:`start_pool`.
+        launcher: what starts the servers: ``local`` (this machine), ``slurm`` (one Slurm
+            job) or ``ray`` (Ray actors, detached); a cluster launcher's servers are a pool, also
+            of one replica. See :func:`start_pool`.
         launcher_options: the launcher's options (see :func:`start_pool`).
 
     Returns:
-        The server (a pool of one) or pool, usable as ``to_dist=``.
+        The server (a pool of one) or pool, usable as ``to_dist=``; a pool grows with
+        :meth:`ServerPool.scale` (its new replicas are daemons started with the same options).
 
     Raises:
         DaemonError: a wrong option, a name in use, or a server that did not start
@@ -397,7 +439,8 @@ def start_server(name: str | None = None, *, replicas: int = 1, capacity: int = 
                             launcher=launcher, launcher_options=dict(launcher_options or {}))
     if replicas > 1 or launcher != LOCAL:
         records = registry().start_pool(options, make_default=use)
-        return ServerPool.from_records(records, records[0].pool or "")
+        pool_name = records[0].pool or ""
+        return ServerPool.from_records(records, pool_name, _daemon_starter(pool_name))
     record = registry().start(options, make_default=use)
     return ServerPool.from_records([record], record.name)
 
@@ -408,7 +451,19 @@ def find_server(name: str) -> ServerPool:
     Raises:
         DaemonError: nothing of that name runs (the message lists what does).
     """
-    return ServerPool.from_records(registry().members(name), name)
+    members = registry().members(name)
+    is_pool = members[0].pool == name
+    return ServerPool.from_records(members, name, _daemon_starter(name) if is_pool else None)
+
+
+def _daemon_starter(pool_name: str) -> ReplicaStarter:
+    """How a daemon pool grows (:meth:`ServerPool.scale`): with the options its records keep."""
+
+    def start(names: Sequence[str], first_index: int, total: int) -> tuple[list[Replica], list[StartedServer]]:
+        records = registry().grow_pool(pool_name, names, first_index, total)
+        return [Replica(r.host, r.port, r.token, r.name) for r in records], []  # daemons: stopped by name
+
+    return start
 
 
 def list_servers() -> list[ServerStatus]:
@@ -499,6 +554,7 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     The servers are subprocesses of this process: they end when it does, or
     at :meth:`ServerPool.stop` (or at the end of ``with start_pool(...) as
     pool:``). They are recorded in the runtime directory as ``NAME-0`` ...
+    :meth:`ServerPool.scale` adds more, started the same way.
 
     Args:
         replicas: how many servers; default ``os.cpu_count()``.
@@ -532,10 +588,6 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
     if count < 1:
         raise ValueError(f"a server pool needs at least 1 replica, got {replicas}")
     name = name or f"pool-{secrets.token_hex(3)}"
-    names = [replica_name(name, i) for i in range(count)]
-    taken = [n for n in names if read_record(n) is not None]
-    if taken:
-        raise AgentServerError(f"agent server(s) named {', '.join(taken)} already run: choose another pool name")
     token = token or secrets.token_urlsafe(32)
     if launcher != LOCAL:
         modules = [cls.__module__ for cls in custom_agent_classes if cls.__module__ != "__main__"]
@@ -545,36 +597,73 @@ def start_pool(replicas: int | None = None, *, capacity: int = 32, name: str | N
                                max_len=max_len, max_expire_time=max_expire_time, agent_dir=agent_dir,
                                agent_modules=modules, model_config_path=model_config_path, log_level="WARNING")
 
-        launched = cluster_launcher(launcher, launcher_options).start(
-            name, names, ServerSpec(args_for, token, server_environment()))
-        return ServerPool([Replica(r.host, r.port, token, r.name) for r in launched.records], name, [launched])
-    started: list[ServerProcess | None] = [None] * count
+        def start(names: Sequence[str], first_index: int) -> tuple[list[Replica], list[StartedServer]]:
+            launched = cluster_launcher(launcher, launcher_options).start(
+                name, names, ServerSpec(args_for, token, server_environment()), first_index)
+            return [Replica(r.host, r.port, token, r.name) for r in launched.records], [launched]
+    else:
+        def start(names: Sequence[str], first_index: int) -> tuple[list[Replica], list[StartedServer]]:
+            servers = _start_children(name, names, first_index, token, host=host, agent_classes=custom_agent_classes,
+                                      extra_env=server_environment(), capacity=capacity, pool_type=pool_type,
+                                      redis_url=redis_url, max_len=max_len, max_expire_time=max_expire_time,
+                                      agent_dir=agent_dir, model_config_path=model_config_path,
+                                      local_mode=local_mode)
+            return [Replica(host, s.port, token, s.name) for s in servers], list(servers)
+
+    starter = _PoolStarter(name, start)
+    first, started = starter([replica_name(name, i) for i in range(count)], 0, count)
+    return ServerPool(first, name, started, starter)
+
+
+StartReplicas = Callable[[Sequence[str], int], tuple[list[Replica], list[StartedServer]]]
+
+
+@dataclass
+class _PoolStarter:
+    """How :func:`start_pool` starts its servers: the first ones, and those :meth:`ServerPool.scale` adds."""
+
+    pool_name: str
+    start: StartReplicas  # (names, first index) -> the replicas, and what stops them
+
+    def __call__(self, names: Sequence[str], first_index: int, total: int) -> tuple[list[Replica], list[StartedServer]]:
+        taken = [n for n in names if read_record(n) is not None]
+        if taken:
+            raise AgentServerError(f"agent server(s) named {', '.join(taken)} already run: choose another pool name")
+        replicas, started = self.start(names, first_index)
+        for i, name in enumerate(names):
+            mark_replica(name, self.pool_name, first_index + i, total)
+        for record in recorded_pools().get(self.pool_name, []):  # the earlier replicas: the pool's new size
+            if record.name not in names:
+                mark_replica(record.name, self.pool_name, record.replica, total)
+        return replicas, started
+
+
+def _start_children(pool_name: str, names: Sequence[str], first_index: int, token: str,
+                    **options: Any) -> list[ServerProcess]:
+    """Child servers ``names`` of this process, started at once; if one fails, none is left running."""
+    started: list[ServerProcess | None] = [None] * len(names)
 
     def launch(i: int) -> None:
         # This process's model configurations (agentnb.init) reach the servers through their environment.
-        started[i] = start_server_process(
-            token, host=host, name=names[i], agent_classes=custom_agent_classes, extra_env=server_environment(),
-            capacity=capacity, pool_type=pool_type, redis_url=redis_url, max_len=max_len,
-            max_expire_time=max_expire_time, agent_dir=agent_dir, model_config_path=model_config_path,
-            local_mode=local_mode)
+        started[i] = start_server_process(token, name=names[i], **options)
 
-    errors = run_together([functools.partial(launch, i) for i in range(count)])
+    errors = run_together([functools.partial(launch, i) for i in range(len(names))])
     failed = [(i, e) for i, e in enumerate(errors) if e is not None]
     if failed:
         run_together([server.shutdown for server in started if server is not None], ignore=(Exception,))
         index, error = failed[0]
-        raise AgentServerError(f"replica {index} of the server pool {name!r} did not start: {error}") from error
-    servers = [server for server in started if server is not None]
-    for i, server in enumerate(servers):
-        mark_replica(server.name, name, i, count)
-    return ServerPool([Replica(host, s.port, token, s.name) for s in servers], name, servers)
+        raise AgentServerError(f"replica {first_index + index} of the server pool {pool_name!r} did not start: "
+                               f"{error}") from error
+    return [server for server in started if server is not None]
 
 
-def _launch_on_cluster(options: DaemonOptions, pool_name: str, names: list[str]) -> list[ServerRecord]:
+def _launch_on_cluster(options: DaemonOptions, pool_name: str, names: list[str],
+                       first_index: int = 0) -> list[ServerRecord]:
     """Start daemons ``names`` (pool ``pool_name``) with ``options.launcher``; DaemonError if they do not start."""
     spec = ServerSpec(lambda name: options.server_args(name, str(log_path_for(name))), secrets.token_urlsafe(32),
                       server_environment(), DAEMON_KIND)
     try:
-        return cluster_launcher(options.launcher, options.launcher_options).start(pool_name, names, spec).records
+        launcher = cluster_launcher(options.launcher, options.launcher_options)
+        return launcher.start(pool_name, names, spec, first_index).records
     except AgentServerError as exc:
         raise DaemonError(f"the {options.launcher} launcher did not start pool {pool_name!r}: {exc}") from None

@@ -39,6 +39,8 @@ POOL_KEY, REPLICA_KEY, REPLICAS_KEY = "pool", "replica", "replicas"
 # In ServerRecord.extra: the machine the server runs on (it writes it), and, for a server a cluster
 # launcher started, that launcher's name and its handle there (e.g. ``job 12`` for Slurm).
 NODE_KEY, LAUNCHER_KEY, HANDLE_KEY = "node", "launcher", "handle"
+# In ServerRecord.extra of a daemon pool's replica: the options it was started with (to start more alike).
+OPTIONS_KEY = "options"
 
 
 def this_node() -> str:

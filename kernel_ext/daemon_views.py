@@ -49,7 +49,8 @@ def status_row(status: ServerStatus) -> dict[str, str]:
     def live(attr: str) -> str:
         return str(getattr(info, attr)) if info is not None else "?"
 
-    why_not = "other version" if status.version else "unreachable"  # a server of another version told its own
+    # A server of another version told its own; the engine of a cluster launcher's may say why it is gone.
+    why_not = status.ended or ("other version" if status.version else "unreachable")
 
     return {
         "name": record.name,

@@ -10,8 +10,11 @@ from agentnb import DaemonOptions
 
 PROG = "%agent_server"
 COMMANDS = ("start", "list", "status", "logs", "stop", "use", "timeline")
-# The start flags that are a cluster launcher's options (launcher_options), by option name.
-LAUNCHER_FLAGS = ("partition", "time", "cpus_per_server", "mem_per_server", "sbatch_lines")
+# The start flags that are a cluster launcher's options (launcher_options), by option name,
+# and the launchers that take each.
+LAUNCHER_FLAGS = {"partition": ("slurm",), "time": ("slurm",), "mem_per_server": ("slurm",),
+                  "sbatch_lines": ("slurm",), "address": ("ray",), "servers_per_node": ("ray",),
+                  "cpus_per_server": ("slurm", "ray")}
 
 DESCRIPTION = """\
 Manage agent-server daemons: servers that run apart from this kernel (they
@@ -29,6 +32,7 @@ examples:
   %agent_server start --name dbg --log-level DEBUG
   %agent_server start --name farm --replicas 4
   %agent_server start --name farm --replicas 2 --launcher slurm --partition debug --time 60
+  %agent_server start --name farm --replicas 4 --launcher ray --address auto --servers-per-node 2
   %agent_server list
   %agent_server status lab
   %agent_server logs lab -n 20
@@ -80,6 +84,7 @@ _positive_int = _number(int, 1, "a whole number of at least 1")
 _lines = _number(int, 0, "a number of lines (0 or more)")
 _seconds = _number(float, 0.0, "a number of seconds (0 or more)")
 _positive_seconds = _number(float, 1e-9, "a positive number of seconds")
+_cpus = _number(float, 0.0, "a number of CPUs (0 or more)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,14 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "created and deleted, failed and cancelled calls; DEBUG adds every call; "
                             "WARNING or ERROR only problems")
     start.add_argument("--launcher", choices=DaemonOptions.LAUNCHERS, default="local",
-                       help="what starts the servers: local (this machine, default) or slurm (one Slurm job)")
+                       help="what starts the servers: local (this machine, default), slurm (one Slurm job) "
+                            "or ray (Ray actors on a Ray cluster's nodes)")
+    start.add_argument("--cpus-per-server", type=_cpus,
+                       help="CPUs each server gets (default: 1): a whole number for slurm, a fraction too for ray")
     slurm = start.add_argument_group("slurm launcher options")
     slurm.add_argument("--partition", help="the job's partition (default: the cluster's)")
     slurm.add_argument("--time", help="the job's time limit: minutes, HH:MM:SS or D-HH:MM:SS")
-    slurm.add_argument("--cpus-per-server", type=_positive_int, help="CPUs each server gets (default: 1)")
     slurm.add_argument("--mem-per-server", help="memory each server gets, e.g. 2G")
     slurm.add_argument("--sbatch", action="append", metavar="LINE", dest="sbatch_lines",
                        help="one more #SBATCH line, e.g. --sbatch=--account=lab (repeatable)")
+    ray = start.add_argument_group("ray launcher options")
+    ray.add_argument("--address", help="the Ray cluster: auto (default: the one this machine is part of), "
+                                       "its head's host:port, or ray://host:10001")
+    ray.add_argument("--servers-per-node", type=_positive_int,
+                     help="this many servers on each live node in turn (default: spread over the nodes)")
     start.add_argument("--no-default", action="store_true",
                        help="do not make it this kernel's default even if there is none yet")
 
@@ -181,8 +193,23 @@ def parse(line: str) -> argparse.Namespace:
     if args.command == "use" and (args.name is None) != args.none:
         raise MagicUsageError(f"{PROG} use: name a daemon, or pass --none to go back to child servers (not both)")
     if args.command == "start":
-        args.launcher_options = {key: getattr(args, key) for key in LAUNCHER_FLAGS if getattr(args, key) is not None}
-        if args.launcher == "local" and args.launcher_options:
-            flags = ", ".join("--" + key.replace("_", "-") for key in args.launcher_options)
-            raise MagicUsageError(f"{PROG} start: {flags} only apply to a cluster launcher (--launcher slurm)")
+        args.launcher_options = launcher_options(args)
     return args
+
+
+def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The launcher options among the start flags; MagicUsageError names a flag of another launcher."""
+    given = {key: getattr(args, key) for key in LAUNCHER_FLAGS if getattr(args, key) is not None}
+    wrong = [key for key in given if args.launcher not in LAUNCHER_FLAGS[key]]
+    if wrong:
+        flags = ", ".join("--" + key.replace("_", "-") for key in wrong)
+        takers = sorted({launcher for key in wrong for launcher in LAUNCHER_FLAGS[key]})
+        raise MagicUsageError(f"{PROG} start: {flags} only apply to --launcher {' or '.join(takers)}, "
+                              f"not {args.launcher}")
+    cpus = given.get("cpus_per_server")
+    if args.launcher == "slurm" and cpus is not None:
+        if cpus != int(cpus) or cpus < 1:
+            raise MagicUsageError(f"{PROG} start: --cpus-per-server for slurm is a whole number of at least 1, "
+                                  f"got {cpus:g}")
+        given["cpus_per_server"] = int(cpus)
+    return given

@@ -170,7 +170,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
 
 # -- Ray -------------------------------------------------------------------------------------------
 
-RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# The raylet gives its dashboard agent this long to start (Ray's default is shorter): on a loaded
+# 2-core machine the agent's imports alone can take longer, and the node then fails to start.
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "RAY_agent_register_timeout_ms": "120000"}
 
 
 def ray_missing() -> str:
@@ -212,6 +214,7 @@ class RayCluster:
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     processes: list[subprocess.Popen] = field(default_factory=list)
     port: int = 0
+    client_port: int = 0  # the head's Ray client server (ray://)
 
     def __post_init__(self) -> None:
         subnet = f"10.232.{int(self.tag, 16) % 250 + 1}"
@@ -222,6 +225,11 @@ class RayCluster:
     @property
     def address(self) -> str:
         return f"{self.head_ip}:{self.port}"
+
+    @property
+    def temp_dir(self) -> pathlib.Path:
+        """The head's Ray folder (sessions, logs); the worker node's is Ray's default, /tmp/ray."""
+        return pathlib.Path(f"/tmp/anbray-{self.tag}h")
 
     def ray_env(self) -> dict[str, str]:
         """What every process of the cluster, and every driver, needs: token authentication, with
@@ -254,14 +262,14 @@ class RayCluster:
         _ip("-n", self.namespace, "link", "set", self.veth_worker, "up")
         _ip("-n", self.namespace, "link", "set", "lo", "up")
         for attempt in (1, 2):  # `ray start` gives a node 30 s to register: a loaded machine may need another go
-            self.port = free_port()
+            self.port, self.client_port = free_port(), free_port()
             head = self._ray_start("head", "--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
-                                   f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
-                                   "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir=/tmp/anbray-{self.tag}h")
+                                   f"--dashboard-port={free_port()}", f"--ray-client-server-port={self.client_port}",
+                                   "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={self.temp_dir}")
             if self._node_started(head, 1, "the Ray head", last=attempt == 2):
                 break
             self._forget_node(head, self.head_pids())
-            shutil.rmtree(f"/tmp/anbray-{self.tag}h", ignore_errors=True)
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
         for attempt in (1, 2):
             worker = self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
                                      "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
@@ -319,6 +327,20 @@ class RayCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def restart_worker_node(self) -> None:
+        """A new worker node in the namespace, after :meth:`kill_worker_node` (for the tests that come
+        after the one that killed it); this process must be connected to the cluster (``ray.init``)."""
+        import ray
+
+        self.kill_worker_node()
+        for process in self.processes[1:]:
+            process.wait(30)
+        del self.processes[1:]
+        self._ray_start("worker", f"--address={self.address}", f"--node-ip-address={self.worker_ip}",
+                        "--num-cpus=2", wrapper=("ip", "netns", "exec", self.namespace))
+        wait_for(lambda: any(n["Alive"] and n["NodeManagerAddress"] == self.worker_ip for n in ray.nodes()),
+                 timeout=120, what=f"the new Ray worker node\n{self.logs()}")
+
     def logs(self) -> str:
         texts = []
         for name in ("head.out", "worker.out"):
@@ -343,7 +365,7 @@ class RayCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _ip("netns", "del", self.namespace, check=False)  # and with it the veth pair
-        shutil.rmtree(f"/tmp/anbray-{self.tag}h", ignore_errors=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

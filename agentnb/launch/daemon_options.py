@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from agentnb.errors import DaemonError
@@ -53,9 +53,11 @@ class DaemonOptions:
             its start and stop, clients, agents created and deleted, and every
             failed or cancelled call; ``DEBUG`` adds every successful call;
             ``WARNING`` and ``ERROR`` keep only problems.
-        launcher: what starts the servers: ``local`` (processes of this machine) or
-            ``slurm`` (a Slurm job; see :mod:`agentnb.launch.slurm`).
-        launcher_options: the cluster launcher's options (e.g. ``{"partition": "debug"}``).
+        launcher: what starts the servers: ``local`` (processes of this machine),
+            ``slurm`` (a Slurm job; see :mod:`agentnb.launch.slurm`) or ``ray`` (Ray actors;
+            see :mod:`agentnb.launch.ray_launcher`).
+        launcher_options: the cluster launcher's options (e.g. ``{"partition": "debug"}`` or
+            ``{"address": "auto", "servers_per_node": 2}``).
     """
 
     POOL_TYPES: ClassVar[tuple[str, ...]] = POOL_TYPES
@@ -124,6 +126,19 @@ class DaemonOptions:
             if not os.path.isfile(model_config_path):
                 raise DaemonError(f"--model-config-path {self.model_config_path!r} is not a file")
         return replace(self, model_config_path=model_config_path, log_level=log_level)
+
+    def to_record(self) -> dict[str, Any]:
+        """These options as a pool's records keep them (JSON), so that another process can start
+        more replicas alike (:meth:`from_record`)."""
+        data = asdict(self)
+        data["launcher_options"] = dict(self.launcher_options)
+        return data
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> DaemonOptions:
+        """The options :meth:`to_record` kept (keys of another version are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
     def listen_host(self, name: str) -> str:
         """Where daemon ``name`` listens: a Unix socket in the runtime directory (no other user can

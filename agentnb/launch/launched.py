@@ -78,8 +78,9 @@ class ClusterLauncher(Protocol):
 
     name: ClassVar[str]
 
-    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec) -> LaunchedServers:
-        """Start one server per name; return them once each listens.
+    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec, first_index: int = 0) -> LaunchedServers:
+        """Start one server per name (replicas ``first_index``, ``first_index + 1``, ... of pool
+        ``pool_name``); return them once each listens.
 
         Raises:
             AgentServerError: they did not all start (none is left running); the message says why.

@@ -79,12 +79,17 @@ def stop_launched(records: Sequence[ServerRecord], grace: float) -> list[ServerR
 
 def engine_state(record: ServerRecord) -> str:
     """What the engine that started ``record``'s server says of it when it has ended it
-    (``slurm job 12 ended: TIMEOUT``); empty for a local server or one still running."""
-    if record.launcher == "slurm":
-        from agentnb.launch.slurm import job_state
+    (``slurm job 12 ended: TIMEOUT``, ``ray node 10.0.0.2 died``); empty for a local server
+    or one still running."""
+    try:
+        if record.launcher == "slurm":
+            from agentnb.launch.slurm import job_state
 
-        try:
             return job_state(record)
-        except Exception:  # noqa: BLE001 (the engine's commands may be missing here: nothing more to say)
-            return ""
+        if record.launcher == "ray":
+            from agentnb.launch.ray_launcher import replica_state
+
+            return replica_state(record)
+    except Exception:  # noqa: BLE001 (the engine may be unreachable or missing here: nothing more to say)
+        return ""
     return ""

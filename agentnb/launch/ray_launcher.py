@@ -10,7 +10,9 @@ killed, or a node lost, takes its server with it.
 
 Where the actors go: by default a placement group of one bundle per server
 (``cpus_per_server`` CPUs each), spread over the nodes as far as Ray can; with
-``servers_per_node=k``, ``k`` on each live node in turn, pinned by node affinity.
+``servers_per_node=k``, ``k`` on each live node in turn, pinned by node affinity. A pool that grows
+(:meth:`agentnb.ServerPool.scale`) places its new servers the same way: a placement group of
+their own, or the nodes' free slots (the pool's servers already on a node count).
 
 The token is an argument of the actor's ``start`` call: Ray neither logs task arguments
 nor shows them in its dashboard or state API (the actors' and tasks' listings show
@@ -29,6 +31,7 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -43,6 +46,7 @@ from agentnb.runtime_dir import (
     ServerRecord,
     mark_replica,
     read_record,
+    recorded_pools,
     remove_record,
     runtime_dir,
     write_record,
@@ -52,6 +56,7 @@ from agentnb.runtime_home import ENV_DIR
 NAME = "ray"
 NAMESPACE = "agentnb"
 ADDRESS_KEY = "ray_address"  # in the servers' records: the cluster another process connects to, to stop them
+GROUP_KEY = "ray_placement_group"  # in the servers' records: the placement group their actors were placed by
 STOP_TIMEOUT = 30.0
 
 
@@ -152,8 +157,11 @@ class RayLauncher:
             raise ValueError(f"ray option start_timeout must be a positive number of seconds, "
                              f"got {self.start_timeout!r}")
 
-    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec) -> RayServers:
+    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec, first_index: int = 0) -> RayServers:
         """Place one actor per server, start the servers, and wait until each listens.
+
+        ``first_index`` is the pool index of the first (more than 0 when a pool grows): each
+        start has its own placement group, ``agentnb-<pool>`` then ``agentnb-<pool>-<first_index>``.
 
         Raises:
             AgentServerError: Ray is not installed or not reachable, the cluster has too few
@@ -161,11 +169,14 @@ class RayLauncher:
         """
         ray = connect(self.address)
         detached = spec.record_kind == "daemon"
+        group = f"agentnb-{pool_name}" + (f"-{first_index}" if first_index else "")
         servers = RayServers(self._recorded_address(ray), [actor_name(n) for n in names],
-                             placement_group=None if self.servers_per_node else f"agentnb-{pool_name}")
+                             placement_group=None if self.servers_per_node else group)
         _live.add(servers)
         try:
-            strategies = self._strategies(ray, pool_name, len(names), detached)
+            # A growing pool's servers already placed count against servers_per_node on their nodes.
+            placed = Counter(r.host for r in recorded_pools().get(pool_name, []) if r.name not in names)
+            strategies = self._strategies(ray, group, len(names), detached, placed)
             remote = ray.remote(ServerActor)
             actors = [remote.options(name=actor_name(n), namespace=NAMESPACE, scheduling_strategy=s,
                                      num_cpus=self.cpus_per_server, max_restarts=0,
@@ -184,7 +195,8 @@ class RayLauncher:
                 where = ray.get(started)
             except Exception as exc:  # noqa: BLE001 (a RayTaskError carries the server's own error)
                 raise AgentServerError(f"a server did not start in its Ray actor: {exc}") from None
-            servers.records = [self._record(pool_name, n, i, len(names), spec, w, servers.address)
+            servers.records = [self._record(pool_name, n, first_index + i, first_index + len(names), spec, w,
+                                            servers)
                                for i, (n, w) in enumerate(zip(names, where, strict=True))]
         except BaseException:
             servers.shutdown(grace=0.0)
@@ -198,19 +210,23 @@ class RayLauncher:
             return str(ray.get_runtime_context().gcs_address)
         return self.address
 
-    def _strategies(self, ray: Any, pool_name: str, count: int, detached: bool) -> list[Any]:
+    def _strategies(self, ray: Any, group_name: str, count: int, detached: bool,
+                    placed: Mapping[str, int]) -> list[Any]:
+        """Where each of ``count`` servers goes; ``placed`` counts the pool's servers already on
+        each node (by its address), when it grows."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
         if self.servers_per_node:
-            nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-            if count > len(nodes) * self.servers_per_node:
-                raise AgentServerError(f"{count} servers at {self.servers_per_node} per node need "
-                                       f"{-(-count // self.servers_per_node)} nodes; the Ray cluster has "
-                                       f"{len(nodes)} live")
-            return [NodeAffinitySchedulingStrategy(nodes[i // self.servers_per_node], soft=False)
-                    for i in range(count)]
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            slots = [n["NodeID"] for n in nodes
+                     for _ in range(max(0, self.servers_per_node - placed.get(n["NodeManagerAddress"], 0)))]
+            if count > len(slots):
+                already = f" ({sum(placed.values())} already placed)" if placed else ""
+                raise AgentServerError(f"{count} more servers at {self.servers_per_node} per node do not fit: the "
+                                       f"Ray cluster has {len(nodes)} live nodes, room for {len(slots)}{already}")
+            return [NodeAffinitySchedulingStrategy(node, soft=False) for node in slots[:count]]
         bundle = {"CPU": self.cpus_per_server} if self.cpus_per_server else {"CPU": 0.001}
-        group = ray.util.placement_group([bundle] * count, strategy="SPREAD", name=f"agentnb-{pool_name}",
+        group = ray.util.placement_group([bundle] * count, strategy="SPREAD", name=group_name,
                                          lifetime="detached" if detached else None)
         ready, _ = ray.wait([group.ready()], timeout=self.start_timeout)
         if not ready:
@@ -219,8 +235,9 @@ class RayLauncher:
         return [PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i) for i in range(count)]
 
     def _record(self, pool_name: str, name: str, index: int, count: int, spec: ServerSpec,
-                where: dict[str, Any], address: str) -> ServerRecord:
-        handle = {LAUNCHER_KEY: NAME, HANDLE_KEY: f"actor {actor_name(name)}", ADDRESS_KEY: address}
+                where: dict[str, Any], servers: RayServers) -> ServerRecord:
+        handle = {LAUNCHER_KEY: NAME, HANDLE_KEY: f"actor {actor_name(name)}", ADDRESS_KEY: servers.address,
+                  GROUP_KEY: ",".join(servers.placement_groups)}
         record = read_record(name)
         if record is None:  # a node that does not share the runtime directory: record it here
             record = ServerRecord(name, where["host"], int(where["port"]), int(where["pid"]), spec.token,
@@ -233,11 +250,12 @@ class RayServers:
     """The actors of a pool's servers (and their placement group): how to end them."""
 
     def __init__(self, address: str, actors: Sequence[str], records: Sequence[ServerRecord] = (),
-                 placement_group: str | None = None) -> None:
+                 placement_group: str | Sequence[str] | None = None) -> None:
         self.address = address
         self.actors = list(actors)
         self.records = list(records)
-        self.placement_group = placement_group
+        self.placement_groups = ([placement_group] if isinstance(placement_group, str)
+                                 else list(placement_group or ()))
         self.handles: list[Any] = []
         self._stopped = False
 
@@ -265,9 +283,9 @@ class RayServers:
         for handle in handles:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
-        if self.placement_group:
+        for group in self.placement_groups:
             with contextlib.suppress(Exception):
-                ray.util.remove_placement_group(ray.util.get_placement_group(self.placement_group))
+                ray.util.remove_placement_group(ray.util.get_placement_group(group))
         for record in self.records:
             remove_record(record.name)
 
@@ -281,6 +299,21 @@ def stop_recorded(records: Sequence[ServerRecord], grace: float) -> None:
     for record in records:
         by_address.setdefault(str(record.extra.get(ADDRESS_KEY, "auto")), []).append(record)
     for address, members in by_address.items():
-        pools = {str(r.pool) for r in members if r.pool}
-        group = f"agentnb-{pools.pop()}" if len(pools) == 1 else None
-        RayServers(address, [actor_name(r.name) for r in members], members, group).shutdown(grace)
+        groups = {str(r.extra.get(GROUP_KEY) or "") for r in members} - {""}
+        RayServers(address, [actor_name(r.name) for r in members], members, sorted(groups)).shutdown(grace)
+
+
+def replica_state(record: ServerRecord) -> str:
+    """What Ray says of the node and actor of ``record``'s server once they are gone
+    (``ray node 10.0.0.2 died: ...``, ``ray actor agentnb-farm-1 ended``); empty while both live."""
+    ray = connect(str(record.extra.get(ADDRESS_KEY, "auto")))
+    on_node = [n for n in ray.nodes() if n.get("NodeManagerAddress") == record.host]
+    if on_node and not any(n.get("Alive") for n in on_node):
+        reason = next((str(n.get("DeathReasonMessage") or "") for n in on_node), "")
+        return f"ray node {record.host} died" + (f": {reason}" if reason else "") + \
+            f" (with actor {actor_name(record.name)})"
+    try:
+        ray.get_actor(actor_name(record.name), namespace=NAMESPACE)
+    except ValueError:
+        return f"ray actor {actor_name(record.name)} ended"
+    return ""

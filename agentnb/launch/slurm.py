@@ -10,8 +10,10 @@ record (address, node) in the runtime directory, which the cluster's nodes share
 with this machine (a home directory on a shared file system, as Slurm sites
 have): that is how the launcher learns where they listen.
 
-Stopping is ``scancel``: Slurm sends the steps SIGTERM (a server lets its running
-calls finish for its ``--grace``), then SIGKILL after its KillWait. A job that
+A pool that grows (:meth:`agentnb.ServerPool.scale`) submits one more job for its new servers;
+stopping the pool cancels every job of it. Stopping is ``scancel``: Slurm sends the steps
+SIGTERM (a server lets its running calls finish for its ``--grace``), then SIGKILL after its
+KillWait. A job that
 Slurm ends before its servers listen (time limit, preemption, a node failure, a
 wrong partition) is reported with its state and reason, not waited on.
 """
@@ -158,23 +160,27 @@ class SlurmLauncher:
         lines.append("wait")
         return "\n".join(lines) + "\n"
 
-    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec) -> SlurmJob:
+    def start(self, pool_name: str, names: Sequence[str], spec: ServerSpec, first_index: int = 0) -> SlurmJob:
         """Submit the job and wait until every server listens (see the module's docstring).
+
+        ``first_index`` is the pool index of the first server (more than 0 when a pool grows:
+        its further servers are a further job, with its own script and log).
 
         Raises:
             AgentServerError: no Slurm here, sbatch refused the job, Slurm ended it, or the servers
                 did not listen within ``start_timeout`` (the job is cancelled then).
         """
         folder = slurm_dir()
-        token_path = folder / f"{pool_name}.token"
+        launch = pool_name + (f"-{first_index}" if first_index else "")
+        token_path = folder / f"{launch}.token"
         fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(spec.token)
         logs = runtime_dir() / "logs"
         logs.mkdir(mode=0o700, exist_ok=True)
         log_paths = [str(logs / f"{name}.log") for name in names]
-        job_log = str(folder / f"{pool_name}.job.log")
-        script = folder / f"{pool_name}.sbatch"
+        job_log = str(folder / f"{launch}.job.log")
+        script = folder / f"{launch}.sbatch"
         script.write_text(self.job_script(pool_name, names, spec, str(token_path), log_paths, job_log))
         env = {key: value for key, value in os.environ.items() if key != ENV_TOKEN}
         env.update(spec.extra_env)
@@ -186,7 +192,7 @@ class SlurmLauncher:
             job = SlurmJob(done.stdout.strip().split(";")[0], job_log=job_log)
             _live_jobs.add(job)
             try:
-                job.records = self._await_servers(job, pool_name, names)
+                job.records = self._await_servers(job, pool_name, names, first_index)
             except BaseException:
                 job.shutdown(grace=0.0)
                 raise
@@ -195,7 +201,8 @@ class SlurmLauncher:
                 token_path.unlink()
         return job
 
-    def _await_servers(self, job: SlurmJob, pool_name: str, names: Sequence[str]) -> list[ServerRecord]:
+    def _await_servers(self, job: SlurmJob, pool_name: str, names: Sequence[str],
+                       first_index: int = 0) -> list[ServerRecord]:
         deadline = time.monotonic() + self.start_timeout
         next_look = 0.0
         found: dict[str, ServerRecord] = {}
@@ -216,7 +223,9 @@ class SlurmLauncher:
                                        f"{len(found)} of {len(names)} listen); it was cancelled{job.log_tail()}")
             time.sleep(POLL_INTERVAL)
         handle = {LAUNCHER_KEY: NAME, HANDLE_KEY: f"job {job.job_id}"}
-        return [mark_replica(name, pool_name, i, len(names), **handle) or found[name] for i, name in enumerate(names)]
+        count = first_index + len(names)
+        return [mark_replica(name, pool_name, first_index + i, count, **handle) or found[name]
+                for i, name in enumerate(names)]
 
 
 class SlurmJob:

@@ -17,6 +17,11 @@ The replicas of a pool are recorded in the runtime directory as ordinary
 servers named ``NAME-0`` ... ``NAME-{N-1}``, each record's ``extra`` saying
 which pool it belongs to (:func:`agentnb.runtime_dir.mark_replica`), so that another process (a
 restarted kernel) finds the pool again with :meth:`ServerPool.find`.
+
+A pool that this process started (:func:`agentnb.start_pool`, :func:`agentnb.start_server`,
+or found with :func:`agentnb.find_server`) holds how to start more of its servers, and
+:meth:`ServerPool.scale` grows it through the same launcher; the new replicas take part in
+placement at once (being empty, they take the next agents).
 """
 
 from __future__ import annotations
@@ -50,6 +55,16 @@ class StartedServer(Protocol):
     def covers(self, host: str, port: int) -> bool: ...
 
     def shutdown(self, grace: float = 5.0) -> None: ...
+
+
+class ReplicaStarter(Protocol):
+    """Starts more servers for a pool, the way its first ones were started (local processes, a
+    Slurm job, Ray actors); the pool gives the names (``NAME-<index>``) and its size afterwards."""
+
+    def __call__(self, names: Sequence[str], first_index: int, total: int) -> tuple[list[Replica], list[StartedServer]]:
+        """Start one server per name (indices from ``first_index``, of ``total``); return them as
+        replicas and what stops them. Raises AgentServerError (none is left running then)."""
+        ...
 
 
 def resolve_token(host: str, port: int, token: str | None = None) -> str:
@@ -144,12 +159,14 @@ class ServerPool:
     manager: leaving the ``with`` block stops it.
     """
 
-    def __init__(self, replicas: Sequence[Replica], name: str = "", started: Sequence[StartedServer] = ()) -> None:
+    def __init__(self, replicas: Sequence[Replica], name: str = "", started: Sequence[StartedServer] = (),
+                 starter: ReplicaStarter | None = None) -> None:
         if not replicas:
             raise ValueError("a server pool needs at least one replica")
         self.name = name
         self._replicas = list(replicas)
         self._started = list(started)  # the replicas' processes, when this process started them
+        self._starter = starter  # how to start more of them (scale), when this process knows
         self._lock = threading.Lock()
         self._looked_at = float("-inf")
         self.stopped = False
@@ -172,9 +189,11 @@ class ServerPool:
         return cls(replicas, name)
 
     @classmethod
-    def from_records(cls, records: Iterable[ServerRecord], name: str = "") -> ServerPool:
-        """A pool of the servers these runtime-directory records describe (with their tokens and names)."""
-        return cls([Replica(r.host, r.port, r.token, r.name) for r in records], name)
+    def from_records(cls, records: Iterable[ServerRecord], name: str = "",
+                     starter: ReplicaStarter | None = None) -> ServerPool:
+        """A pool of the servers these runtime-directory records describe (with their tokens and names);
+        ``starter`` starts more of them (:meth:`scale`)."""
+        return cls([Replica(r.host, r.port, r.token, r.name) for r in records], name, starter=starter)
 
     @classmethod
     def find(cls, name: str) -> ServerPool:
@@ -246,6 +265,60 @@ class ServerPool:
             replica.reachable = False
             replica.placed = max(0, replica.placed - 1)
 
+    # -- growing --------------------------------------------------------------------------------
+
+    def scale(self, replicas: int) -> list[Replica]:
+        """Grow the pool to ``replicas`` servers, started as its first ones were; return the new ones.
+
+        The new servers are named on from the highest index (``NAME-2``, ``NAME-3``, ...),
+        recorded as members of the pool (a daemon pool's show in ``%agent_server list`` and
+        are found by a restarted kernel) and take part in placement at once: being empty,
+        they take the next agents. Local servers are started as the pool's were (children of
+        this process, or daemons); Ray places more actors; Slurm submits one more job.
+        ``scale`` to the current size does nothing. A pool does not shrink: stop one
+        replica of a daemon pool by its name (``stop_server("farm-3")``), or the whole pool.
+
+        Raises:
+            ValueError: ``replicas`` is below the pool's size.
+            AgentServerError: the pool was stopped, or this process does not know how its
+                servers were started (a pool made with :meth:`connect`, or handed to an agent),
+                or a new server did not start (then none of the new ones is left running).
+        """
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise TypeError(f"scale(replicas): a whole number of servers, got {replicas!r}")
+        with self._lock:
+            if self.stopped:
+                raise AgentServerError(f"the server pool {self.name or self.addresses} was stopped")
+            size = len(self._replicas)
+            if replicas < size:
+                raise ValueError(f"a server pool does not shrink: {self.name or 'this pool'} has {size} replicas, "
+                                 f"scale({replicas}) asks for fewer; stop a daemon pool's replica by its name "
+                                 f"(stop_server('{self.name or 'NAME'}-{size - 1}')) or the whole pool (stop())")
+            if replicas == size:
+                return []
+            if self._starter is None:
+                raise AgentServerError(f"this process does not know how the servers of {self!r} were started (a "
+                                       "pool of ServerPool.connect, a lone daemon, or a pool handed over), so it "
+                                       "cannot start more; the pools of start_pool, start_server(replicas=N) and "
+                                       "find_server(POOL) can")
+            first = 1 + max((_index_of(r.name, self.name) for r in self._replicas), default=-1)
+            names = [f"{self.name}-{first + i}" for i in range(replicas - size)]
+            starter = self._starter
+        added, started = starter(names, first, replicas)
+        self.adopt(added, started)
+        return added
+
+    def adopt(self, replicas: Sequence[Replica], started: Sequence[StartedServer] = ()) -> None:
+        """Add ``replicas`` (servers already running; ``started`` stops them) to this pool's placement."""
+        with self._lock:
+            known = {(r.host, r.port) for r in self._replicas}
+            self._replicas += [r for r in replicas if (r.host, r.port) not in known]
+            self._started += list(started)
+            self._looked_at = float("-inf")  # the next placement looks at every replica, the new ones too
+        if self.stopped:  # stopped meanwhile: the new ones go too
+            for server in started:
+                server.shutdown(1.0)
+
     # -- the agents on it ------------------------------------------------------------------------
 
     def _descriptions(self) -> list[tuple[ServerConnection, pb.AgentDescription]]:
@@ -301,6 +374,12 @@ class ServerPool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _index_of(replica_name: str, pool_name: str) -> int:
+    """The index in ``NAME-<index>`` (-1 for a name of another form)."""
+    suffix = replica_name.removeprefix(f"{pool_name}-")
+    return int(suffix) if suffix != replica_name and suffix.isdigit() else -1
 
 
 def _shut_down(replica: Replica, grace: float) -> None:

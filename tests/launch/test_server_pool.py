@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -248,3 +251,64 @@ def test_child_servers_from_the_environment_and_capped(child_servers: None,
     for wrong in (0, -1, 1.5, "x", True):
         with pytest.raises(ValueError, match="child_servers must be"):
             agentnb.init(child_servers=wrong)
+
+
+# -- growing ------------------------------------------------------------------------------------
+
+
+def test_a_pool_grows_and_the_next_agents_go_to_the_new_replicas() -> None:
+    with start_pool(2, name="grow", capacity=4) as grow:
+        first = [Worker(f"a{i}", to_dist=grow) for i in range(2)]  # one on each of the first two
+        added = grow.scale(4)
+        assert [r.name for r in added] == ["grow-2", "grow-3"]
+        assert [r.name for r in grow.replicas] == ["grow-0", "grow-1", "grow-2", "grow-3"]
+        recorded = recorded_pools()["grow"]
+        assert [(r.name, r.replica, r.replicas) for r in recorded] == [(f"grow-{i}", i, 4) for i in range(4)]
+        later = [Worker(f"b{i}", to_dist=grow) for i in range(2)]  # the empty replicas take them at once
+        new_pids = {read_record(r.name).pid for r in added}  # type: ignore[union-attr]
+        assert {w.pid() for w in later} == new_pids
+        assert later[0].ask(first[0], "across") == "a0(across)"  # new and old replicas call each other
+        assert grow.scale(4) == []  # already that size
+        with pytest.raises(ValueError, match=r"does not shrink: grow has 4 replicas, scale\(2\) asks for fewer"):
+            grow.scale(2)
+        pids = replica_pids(grow)
+    for pid in pids:  # the pool's stop stops the replicas it grew too
+        wait_pid_gone(pid)
+    assert recorded_pools() == {}
+    with pytest.raises(AgentServerError, match="was stopped"):
+        grow.scale(5)
+
+
+def test_a_pool_that_was_not_started_here_cannot_grow(pool: ServerPool) -> None:
+    connected = ServerPool.connect([(r.host, r.port, r.token) for r in pool.replicas], name="seen")
+    with pytest.raises(AgentServerError, match="does not know how the servers of .* were started"):
+        connected.scale(3)
+    assert len(pool) == 2
+
+
+def test_a_daemon_pool_grows_and_records_its_new_replicas(daemons: None, runtime_dir: str) -> None:
+    farm = agentnb.start_server("farm", replicas=2, capacity=2)
+    assert agentnb.default_server_name() == "farm"
+    assert len({Worker(f"w{i}", to_dist=True).pid() for i in range(2)}) == 2
+    [added] = farm.scale(3)
+    assert added.name == "farm-2"
+    listed = {s.record.name: s for s in agentnb.list_servers()}
+    assert sorted(listed) == ["farm-0", "farm-1", "farm-2"] and all(s.reachable for s in listed.values())
+    assert [s.record.replicas for s in listed.values()] == [3, 3, 3]
+    assert listed["farm-2"].record.kind == "daemon" and listed["farm-2"].info.capacity == 2  # as the first
+    # This process's default target grew too: the next agent goes to the new, empty replica.
+    assert Worker("w2", to_dist=True).pid() == listed["farm-2"].record.pid
+    # Another process (a restarted kernel) finds the pool of three, and grows it again.
+    script = textwrap.dedent("""
+        import agentnb
+        farm = agentnb.find_server("farm")
+        print(len(farm), [r.name for r in farm.scale(4)])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AGENTNB_RUNTIME_DIR": runtime_dir})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3 ['farm-3']"
+    names = [f"farm-{i}" for i in range(4)]
+    assert sorted(s.record.name for s in agentnb.list_servers() if s.reachable) == names
+    assert sorted(agentnb.stop_server("farm", grace=1)) == names
+    assert agentnb.list_servers() == []

@@ -51,6 +51,23 @@ def test_a_pool_of_two_is_one_slurm_job_that_its_stop_cancels(slurm_cluster: Slu
     assert not [r for r in iter_records() if r.pool == "sfarm"]
 
 
+def test_a_slurm_pool_grows_by_a_further_job_and_its_stop_cancels_both(slurm_cluster: SlurmCluster) -> None:
+    with agentnb.start_pool(1, name="sgrow", launcher="slurm", launcher_options={"time": "10"}) as pool:
+        first_job = job_of(pool)
+        first = Worker("first", to_dist=pool)
+        [added] = pool.scale(2)
+        records = sorted((r for r in iter_records() if r.pool == "sgrow"), key=lambda r: r.replica)
+        assert [(r.name, r.replicas) for r in records] == [("sgrow-0", 2), ("sgrow-1", 2)] and added.name == "sgrow-1"
+        second_job = records[1].where.rsplit("job ", 1)[1].rstrip(")")
+        assert second_job != first_job
+        assert sorted(slurm_cluster.jobs()) == sorted([f"{first_job} RUNNING", f"{second_job} RUNNING"])
+        later = Worker("later", to_dist=pool)
+        assert later.pid() == records[1].pid  # the new, empty replica takes the next agent
+        assert later.ask(first, "grown") == "first(grown)"
+    wait_for(lambda: slurm_cluster.jobs() == [], timeout=60, what="both jobs of the pool to end")
+    assert not [r for r in iter_records() if r.pool == "sgrow"]
+
+
 def test_a_daemon_pool_on_slurm_is_listed_where_it_runs_and_stop_server_cancels_it(
         slurm_cluster: SlurmCluster, daemons: None) -> None:
     farm = agentnb.start_server("farm", replicas=2, launcher="slurm", use=False)
@@ -109,10 +126,13 @@ def test_wrong_launchers_and_options_are_named_before_anything_starts(daemons: N
         agentnb.start_server("bad", launcher="slurm", launcher_options={"time": "soon"})
     with pytest.raises(DaemonError, match="--host and --port choose a local daemon"):
         agentnb.start_server("bad", launcher="slurm", port=4242)
-    with pytest.raises(MagicUsageError, match="--partition only apply to a cluster launcher"):
+    with pytest.raises(MagicUsageError, match="--partition only apply to --launcher slurm, not local"):
         parse("start --partition debug")
+    with pytest.raises(MagicUsageError, match="--cpus-per-server for slurm is a whole number of at least 1, got 0.5"):
+        parse("start --launcher slurm --cpus-per-server 0.5")
     with pytest.raises(MagicUsageError, match="invalid choice: 'nomad'"):
         parse("start --launcher nomad")
     args = parse("start --name f --replicas 2 --launcher slurm --partition debug --time 5 --sbatch=--qos=short")
     assert args.launcher_options == {"partition": "debug", "time": "5", "sbatch_lines": ["--qos=short"]}
+    assert parse("start --launcher slurm --cpus-per-server 2").launcher_options == {"cpus_per_server": 2}
     assert agentnb.list_servers() == []

@@ -92,12 +92,28 @@ def _widget_values(nb: nbformat.NotebookNode, model_name: str) -> list[str]:
     return [str(m["state"].get("value", "")) for m in state.values() if m["model_name"] == model_name]
 
 
+def check_on_a_cluster(nb: nbformat.NotebookNode) -> None:
+    """The web agents on a Ray pool of one server per node: well under the sequential time, and
+    the agents on both nodes of the test cluster."""
+    text = stream_text(nb)
+    sequential = float(re.search(r"without distributed mode: ([\d.]+) s", text).group(1))
+    distributed = float(re.search(r"with distributed mode: ([\d.]+) s", text).group(1))
+    assert distributed < 0.6 * sequential, text
+    assert text.count("Answer from page_") == 10, text
+    assert "agents on 2 nodes" in text, text
+    assert re.search(r"web-0 at \S+ on .*\(ray actor agentnb-web-0\): \['W", text), text
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "quickstart": check_quickstart,
     "daemons": check_daemons,
     "llm_agents": check_llm_agents,
     "progress": check_progress,
+    "on_a_cluster": check_on_a_cluster,
 }
+# Notebooks that need an engine: the session fixture that starts it, and how the notebook is told
+# where it is (an environment variable the kernel inherits).
+ENGINES = {"on_a_cluster": "ray_cluster"}
 
 
 def test_every_notebook_is_checked_and_stored_ready_to_run() -> None:
@@ -115,7 +131,10 @@ def test_every_notebook_is_checked_and_stored_ready_to_run() -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
-def test_notebook_runs(path: pathlib.Path) -> None:
+def test_notebook_runs(path: pathlib.Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if path.stem in ENGINES:
+        cluster = request.getfixturevalue(ENGINES[path.stem])
+        monkeypatch.setenv("AGENTNB_RAY_ADDRESS", cluster.address)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
                             resources={"metadata": {"path": str(path.parent)}})
