@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 # The one place of the version: pyproject.toml reads it, servers report it (GetInfo) and each side
 # checks the other's in the handshake (agentnb.wire.versions). CHANGELOG.md says what each version brought.
-__version__ = "0.3.0.dev0"
+__version__ = "0.2.0"
 
 
 from agentnb.errors import (
