@@ -86,19 +86,27 @@ def remote_methods(cls: type) -> dict[str, str]:
     return methods
 
 
+T = TypeVar("T")
+
+
+def per_class(cache: weakref.WeakKeyDictionary[type, T], cls: type, make: Callable[[type], T]) -> T:
+    """``make(cls)``, worked out once per class and kept in ``cache`` (shared: nobody may change it)."""
+    try:
+        return cache[cls]
+    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
+        value = make(cls)
+        with contextlib.suppress(TypeError):
+            cache[cls] = value
+        return value
+
+
 _class_methods: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def class_methods(cls: type) -> dict[str, str]:
     """:func:`remote_methods` of ``cls``, worked out once per class (for every proxy
     and hosted object of it: the dict is shared, nobody may change it)."""
-    try:
-        return _class_methods[cls]
-    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
-        methods = remote_methods(cls)
-        with contextlib.suppress(TypeError):
-            _class_methods[cls] = methods
-        return methods
+    return per_class(_class_methods, cls, remote_methods)
 
 
 _concurrent: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()

@@ -13,7 +13,6 @@ it), it travels as a proxy to itself, not as a copy that would live apart
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -21,7 +20,7 @@ import weakref
 from typing import Protocol
 
 from agentnb._proto import agentnb_pb2 as pb
-from agentnb.rpc.methods import ASYNC, class_methods, concurrent_methods, qualified_name
+from agentnb.rpc.methods import ASYNC, class_methods, concurrent_methods, per_class, qualified_name
 from agentnb.rpc.rpc_object import rebuild_rpc_object
 from agentnb.runtime_home import is_unix
 from agentnb.server.mailbox import Mailbox
@@ -137,13 +136,7 @@ _class_names: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 
 def class_name(cls: type) -> str:
     """``qualified_name(cls)``, one string per class for all of its agents."""
-    try:
-        return _class_names[cls]
-    except (KeyError, TypeError):  # TypeError: a class that cannot be weakly referenced
-        name = qualified_name(cls)
-        with contextlib.suppress(TypeError):
-            _class_names[cls] = name
-        return name
+    return per_class(_class_names, cls, qualified_name)
 
 
 # The agents hosted in this process, by id() of their object, with the address of their server.
