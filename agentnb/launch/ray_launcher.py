@@ -73,12 +73,27 @@ def _ray() -> Any:
     return ray
 
 
+CLIENT_ATTEMPTS = 3  # a ray:// head starts a server process per client; on a loaded head that start can fail
+
+
 def connect(address: str) -> Any:
-    """The ``ray`` module, connected to the cluster at ``address`` (unless this process already is)."""
+    """The ``ray`` module, connected to the cluster at ``address`` (unless this process already is).
+
+    Through a ``ray://`` address, a refused start of the head's per-client server
+    (``ConnectionAbortedError``) is tried again, twice, a second apart and then two.
+    """
     ray = _ray()
-    if not ray.is_initialized():
+    attempt = 1
+    while not ray.is_initialized():
         try:
             ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == CLIENT_ATTEMPTS:
+                raise AgentServerError(f"cannot connect to the Ray cluster at {address!r} ({attempt} tries; the "
+                                       "head's ray_client_server_*.err logs say more): "
+                                       f"ConnectionAbortedError: {exc}") from None
+            time.sleep(attempt)
+            attempt += 1
         except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, its own errors)
             raise AgentServerError(f"cannot connect to the Ray cluster at {address!r}: "
                                    f"{type(exc).__name__}: {exc}") from None

@@ -137,6 +137,12 @@ def test_the_token_is_in_no_ray_log_nor_in_its_gcs_tables(ray_cluster: RayCluste
         assert files_holding(folders, token.encode()) == []
 
 
+def ray_client_server_logs(ray_cluster: RayCluster) -> str:
+    """The head's Ray client server logs (the proxy's and each client's own server's), to read on a failure."""
+    logs = sorted(ray_cluster.temp_dir.glob("session_*/logs/ray_client_server*"))
+    return "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')[-2000:]}" for log in logs)
+
+
 RAY_CLIENT = """
 import sys
 import agentnb
@@ -154,7 +160,7 @@ def test_a_pool_through_the_ray_client_address(ray_cluster: RayCluster) -> None:
     address = f"ray://{ray_cluster.head_ip}:{ray_cluster.client_port}"
     done = subprocess.run([sys.executable, "-c", RAY_CLIENT, address], capture_output=True, text=True, timeout=240,
                           env=script_env(), stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:] + ray_client_server_logs(ray_cluster)
     answer, where = done.stdout.splitlines()[-2:]
     assert answer == "c(via ray://)" and where.startswith("rclient-0 ") and where.endswith(
         " (ray actor agentnb-rclient-0)"), done.stdout
