@@ -335,7 +335,8 @@ class DaemonRegistry:
         records = self.members(name)
         # A pool's replicas at once.
         gather([functools.partial(_check_answers, record, "is recorded but does not answer") for record in records])
-        self._set_default(ServerPool.from_records(records, name))
+        is_pool = records[0].pool == name
+        self._set_default(ServerPool.from_records(records, name, _daemon_starter(name) if is_pool else None))
         return records
 
     # -- stop --------------------------------------------------------------------------------
@@ -454,6 +455,30 @@ def find_server(name: str) -> ServerPool:
     members = registry().members(name)
     is_pool = members[0].pool == name
     return ServerPool.from_records(members, name, _daemon_starter(name) if is_pool else None)
+
+
+def scale_server(name: str, replicas: int) -> list[Replica]:
+    """Grow daemon pool ``name`` to ``replicas`` servers (``%agent_server scale``); return the new ones.
+
+    The new daemons are started as the pool's first ones were (the same launcher and
+    options, kept in its records), so a restarted kernel can grow a pool it did not
+    start. If this process places its agents on the pool, its next agents go to the
+    new, empty replicas first.
+
+    Raises:
+        DaemonError: no pool called ``name`` runs (a lone daemon is not a pool).
+        ValueError: ``replicas`` is below the pool's size (a pool does not shrink).
+        AgentServerError: a new server did not start (none of the new ones is left running).
+    """
+    members = registry().members(name)
+    if members[0].pool != name:
+        raise DaemonError(f"{name!r} is a lone daemon, not a pool, and cannot grow; start a pool with "
+                          f"start_server(NAME, replicas=N) or `%agent_server start --name NAME --replicas N`")
+    added = ServerPool.from_records(members, name, _daemon_starter(name)).scale(replicas)
+    default = default_pool()
+    if default is not None and default.name == name:
+        default.adopt(added)  # daemons: stopped by name, not by this pool object
+    return added
 
 
 def _daemon_starter(pool_name: str) -> ReplicaStarter:

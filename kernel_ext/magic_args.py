@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from agentnb import DaemonOptions
 
 PROG = "%agent_server"
-COMMANDS = ("start", "list", "status", "logs", "stop", "use", "timeline")
+COMMANDS = ("start", "scale", "list", "status", "logs", "stop", "use", "timeline")
 # The start flags that are a cluster launcher's options (launcher_options), by option name,
 # and the launchers that take each.
 LAUNCHER_FLAGS = {"partition": ("slurm",), "time": ("slurm",), "mem_per_server": ("slurm",),
@@ -33,6 +33,7 @@ examples:
   %agent_server start --name farm --replicas 4
   %agent_server start --name farm --replicas 2 --launcher slurm --partition debug --time 60
   %agent_server start --name farm --replicas 4 --launcher ray --address auto --servers-per-node 2
+  %agent_server scale farm 8
   %agent_server list
   %agent_server status lab
   %agent_server logs lab -n 20
@@ -131,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="this many servers on each live node in turn (default: spread over the nodes)")
     start.add_argument("--no-default", action="store_true",
                        help="do not make it this kernel's default even if there is none yet")
+
+    scale = commands.add_parser("scale", help="grow a pool: start more replicas as its first ones were",
+                                description="Grow pool NAME to REPLICAS servers, started with the options (and "
+                                            "launcher) it was started with; its next agents go to the new ones. "
+                                            "A pool does not shrink: stop a replica by its name.")
+    scale.add_argument("name", help="the pool's name")
+    scale.add_argument("replicas", type=_positive_int, help="the number of servers it should have")
 
     commands.add_parser("list", help="every daemon of this user, with its load",
                         description="List every agent server recorded for this user.")

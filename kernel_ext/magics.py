@@ -21,7 +21,7 @@ class AgentServerMagics(Magics):
 
     @line_magic
     def agent_server(self, line: str) -> None:
-        """Manage agent-server daemons: start, list, status, logs, stop, use, timeline.
+        """Manage agent-server daemons: start, scale, list, status, logs, stop, use, timeline.
 
         ``%agent_server --help`` describes every command and flag.
         """
@@ -63,6 +63,26 @@ class AgentServerMagics(Magics):
         if default is not None:
             return f"the default stays {default!r}; `%agent_server use {name}` switches"
         return f"`%agent_server use {name}` places this kernel's agents on it"
+
+    def _scale(self, args: argparse.Namespace) -> None:
+        try:
+            added = agentnb.scale_server(args.name, args.replicas)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not added:
+            print(f"Pool {args.name!r} already has {args.replicas} replicas.")
+            return
+        records = {status.record.name: status.record for status in agentnb.describe_server(args.name)}
+        if agentnb.default_server_name() == args.name:
+            next_agents = "this kernel's next agents go to the new ones first"
+        else:
+            next_agents = f"`%agent_server use {args.name}` places this kernel's agents on it"
+        print(f"Pool {args.name!r} grew to {args.replicas} replicas; {next_agents}:")
+        for replica in added:
+            record = records.get(replica.name or "")
+            where = f"on {record.where}, " if record is not None and record.launcher != "local" else ""
+            pid = f"pid {record.pid}" if record is not None else "starting"
+            print(f"  {replica.name} at {replica.address} ({where}{pid})")
 
     def _list(self, args: argparse.Namespace) -> None:
         display(DaemonTable(agentnb.list_servers()))

@@ -52,13 +52,25 @@ def test_a_pool_of_daemons_from_a_notebook(kernel: Kernel) -> None:
     assert kernel.run("print(sorted(a.name for a in agentnb.list_agents()))").stdout.strip() == \
         "['W0', 'W1', 'W2', 'W3']"
 
-    # One replica stopped: new agents go to the other, the pool stays the default.
+    # The restarted kernel grows the pool it did not start; its next agent goes to the new, empty replica.
+    grown = kernel.run("%agent_server scale farm 3").stdout
+    assert "Pool 'farm' grew to 3 replicas; this kernel's next agents go to the new ones first" in grown
+    third = read_record("farm-2").pid  # type: ignore[union-attr]
+    assert f"  farm-2 at {read_record('farm-2').address} (pid {third})" in grown, grown  # type: ignore[union-attr]
+    assert [r.name for r in recorded_pools()["farm"]] == ["farm-0", "farm-1", "farm-2"]
+    kernel.run(CELL_AGENT)
+    assert pids_of(kernel, "[Where('S0', to_dist=True)]") == [third]
+    assert "already has 3 replicas" in kernel.run("%agent_server scale farm 3").stdout
+    shrink = kernel.run("%agent_server scale farm 2", expect_error=True)
+    assert shrink.ename == "UsageError" and "does not shrink: farm has 3 replicas" in shrink.evalue
+
+    # One replica stopped: new agents go to the others, the pool stays the default.
     kernel.run("%agent_server stop farm-1 --grace 1")
     kernel.run(CELL_AGENT)
-    assert set(pids_of(kernel, "[Where(f'N{i}', to_dist=True) for i in range(2)]")) == {first}
+    assert set(pids_of(kernel, "[Where(f'N{i}', to_dist=True) for i in range(2)]")) <= {first, third}
     stopped = kernel.run("%agent_server stop farm --grace 1").stdout
-    assert "Stopped 'farm-0'." in stopped and "now go to a child server" in stopped
-    assert not pid_alive(first) and not pid_alive(second)
+    assert "Stopped 'farm-0', 'farm-2'." in stopped and "now go to a child server" in stopped
+    assert not any(pid_alive(pid) for pid in (first, second, third))
 
 
 def test_replicas_options_are_checked(kernel: Kernel) -> None:
@@ -70,4 +82,9 @@ def test_replicas_options_are_checked(kernel: Kernel) -> None:
     kernel.run("%agent_server start --name solo --no-default")
     taken = kernel.run("%agent_server start --name solo --replicas 2", expect_error=True)
     assert "already running" in taken.evalue
+    lone = kernel.run("%agent_server scale solo 2", expect_error=True)
+    assert "'solo' is a lone daemon, not a pool" in lone.evalue
+    missing = kernel.run("%agent_server scale nowhere 2", expect_error=True)
+    assert "nowhere" in missing.evalue
+    assert "required: replicas" in kernel.run("%agent_server scale solo", expect_error=True).evalue
     assert recorded_pools() == {}
