@@ -167,6 +167,17 @@ def test_a_pool_through_the_ray_client_address(ray_cluster: RayCluster) -> None:
     assert not [r for r in iter_records() if r.pool == "rclient"]
 
 
+def test_the_start_benchmark_times_ray_replicas_beside_plain_ray_actors(ray_cluster: RayCluster) -> None:
+    before = {r.name for r in iter_records()}
+    run = subprocess.run([sys.executable, "-m", "agentnb.bench.cluster_start", "--launcher", "ray", "--option",
+                          f"address={ray_cluster.address}", "--option", "cpus_per_server=0.25", "--replicas", "2",
+                          "--trials", "1", "--plain-actors"], capture_output=True, text=True, timeout=240,
+                         env=script_env(), stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ray 2 replicas: median " in run.stdout and "2 plain ray actors: median " in run.stdout, run.stdout
+    assert {r.name for r in iter_records()} == before  # its pools were stopped
+
+
 def test_a_pool_of_one_server_per_node_survives_the_loss_of_a_node(ray_cluster: RayCluster) -> None:
     try:
         options = {"address": ray_cluster.address, "servers_per_node": 1}

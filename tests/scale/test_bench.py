@@ -59,3 +59,13 @@ def test_quick_benchmark_reports_every_workload(tmp_path) -> None:
     for key in metrics:
         assert key in compared
     assert "worse" not in compared and "better" not in compared
+
+
+def test_cluster_start_times_a_local_pool_and_refuses_a_ray_comparison_without_ray(tmp_path) -> None:
+    run = subprocess.run([sys.executable, "-m", "agentnb.bench.cluster_start", "--replicas", "2", "--trials", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "local 2 replicas: median " in run.stdout and "from start_pool to the first answered call" in run.stdout
+    wrong = subprocess.run([sys.executable, "-m", "agentnb.bench.cluster_start", "--plain-actors"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "--plain-actors compares with Ray actors" in wrong.stderr
