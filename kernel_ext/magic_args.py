@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from agentnb import DaemonOptions
 
 PROG = "%agent_server"
 COMMANDS = ("start", "scale", "list", "status", "logs", "stop", "use", "timeline")
-# The start flags that are a cluster launcher's options (launcher_options), by option name,
-# and the launchers that take each.
-LAUNCHER_FLAGS = {"partition": ("slurm",), "time": ("slurm",), "mem_per_server": ("slurm",),
-                  "sbatch_lines": ("slurm",), "address": ("ray",), "servers_per_node": ("ray",),
-                  "cpus_per_server": ("slurm", "ray")}
 
 DESCRIPTION = """\
 Manage agent-server daemons: servers that run apart from this kernel (they
@@ -66,26 +61,12 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown()
 
 
-def _number(kind: type, minimum: float, what: str) -> Any:
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    convert.__name__ = what
-    return convert
-
-
-_port = _number(int, 0, "a port number (0 for a free one)")
-_positive_int = _number(int, 1, "a whole number of at least 1")
-_lines = _number(int, 0, "a number of lines (0 or more)")
-_seconds = _number(float, 0.0, "a number of seconds (0 or more)")
-_positive_seconds = _number(float, 1e-9, "a positive number of seconds")
-_cpus = _number(float, 0.0, "a number of CPUs (0 or more)")
+number_type = DaemonOptions.number_type
+_port = number_type(int, 0, "a port number (0 for a free one)")
+_positive_int = number_type(int, 1, "a whole number of at least 1")
+_lines = number_type(int, 0, "a number of lines (0 or more)")
+_seconds = number_type(float, 0.0, "a number of seconds (0 or more)")
+_positive_seconds = number_type(float, 1e-9, "a positive number of seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,22 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what its log records: INFO (default) has its start and stop, clients, agents "
                             "created and deleted, failed and cancelled calls; DEBUG adds every call; "
                             "WARNING or ERROR only problems")
-    start.add_argument("--launcher", choices=DaemonOptions.LAUNCHERS, default="local",
-                       help="what starts the servers: local (this machine, default), slurm (one Slurm job) "
-                            "or ray (Ray actors on a Ray cluster's nodes)")
-    start.add_argument("--cpus-per-server", type=_cpus,
-                       help="CPUs each server gets (default: 1): a whole number for slurm, a fraction too for ray")
-    slurm = start.add_argument_group("slurm launcher options")
-    slurm.add_argument("--partition", help="the job's partition (default: the cluster's)")
-    slurm.add_argument("--time", help="the job's time limit: minutes, HH:MM:SS or D-HH:MM:SS")
-    slurm.add_argument("--mem-per-server", help="memory each server gets, e.g. 2G")
-    slurm.add_argument("--sbatch", action="append", metavar="LINE", dest="sbatch_lines",
-                       help="one more #SBATCH line, e.g. --sbatch=--account=lab (repeatable)")
-    ray = start.add_argument_group("ray launcher options")
-    ray.add_argument("--address", help="the Ray cluster: auto (default: the one this machine is part of), "
-                                       "its head's host:port, or ray://host:10001")
-    ray.add_argument("--servers-per-node", type=_positive_int,
-                     help="this many servers on each live node in turn (default: spread over the nodes)")
+    DaemonOptions.add_launcher_arguments(start)
     start.add_argument("--no-default", action="store_true",
                        help="do not make it this kernel's default even if there is none yet")
 
@@ -201,23 +167,8 @@ def parse(line: str) -> argparse.Namespace:
     if args.command == "use" and (args.name is None) != args.none:
         raise MagicUsageError(f"{PROG} use: name a daemon, or pass --none to go back to child servers (not both)")
     if args.command == "start":
-        args.launcher_options = launcher_options(args)
+        try:
+            args.launcher_options = DaemonOptions.launcher_options_of(args)
+        except ValueError as exc:
+            raise MagicUsageError(f"{PROG} start: {exc}") from None
     return args
-
-
-def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The launcher options among the start flags; MagicUsageError names a flag of another launcher."""
-    given = {key: getattr(args, key) for key in LAUNCHER_FLAGS if getattr(args, key) is not None}
-    wrong = [key for key in given if args.launcher not in LAUNCHER_FLAGS[key]]
-    if wrong:
-        flags = ", ".join("--" + key.replace("_", "-") for key in wrong)
-        takers = sorted({launcher for key in wrong for launcher in LAUNCHER_FLAGS[key]})
-        raise MagicUsageError(f"{PROG} start: {flags} only apply to --launcher {' or '.join(takers)}, "
-                              f"not {args.launcher}")
-    cpus = given.get("cpus_per_server")
-    if args.launcher == "slurm" and cpus is not None:
-        if cpus != int(cpus) or cpus < 1:
-            raise MagicUsageError(f"{PROG} start: --cpus-per-server for slurm is a whole number of at least 1, "
-                                  f"got {cpus:g}")
-        given["cpus_per_server"] = int(cpus)
-    return given

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from agentnb.errors import DaemonError
+from agentnb.launch import launcher_flags
 from agentnb.launch.command import DEFAULT_LOG_LEVEL, LOG_LEVELS, check_log_level, server_argv
 from agentnb.launch.launchers import LAUNCHERS, LOCAL, check_launcher
 from agentnb.runtime_dir import LOOPBACK_HOSTS
@@ -64,6 +65,10 @@ class DaemonOptions:
     LOG_LEVELS: ClassVar[tuple[str, ...]] = LOG_LEVELS
     LAUNCHERS: ClassVar[tuple[str, ...]] = LAUNCHERS
     DEFAULT_STOP_GRACE: ClassVar[float] = DEFAULT_STOP_GRACE
+    # The command line of a start (``%agent_server start``, ``as_server start``): see agentnb.launch.launcher_flags.
+    add_launcher_arguments = staticmethod(launcher_flags.add_launcher_arguments)
+    launcher_options_of = staticmethod(launcher_flags.launcher_options)
+    number_type = staticmethod(launcher_flags.number_type)
 
     name: str | None = None
     host: str = DEFAULT_HOST

@@ -15,6 +15,8 @@ import threading
 
 from agentnb.errors import AgentServerError
 from agentnb.launch.command import DEFAULT_LOG_LEVEL, ENV_TOKEN, LOG_LEVELS, START_ERROR_PREFIX
+from agentnb.launch.launcher_flags import add_launcher_arguments, launcher_options, positive_int
+from agentnb.launch.launchers import LOCAL
 from agentnb.server.server_log import configure_process_log
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ def build_parser(prog: str = "as_server") -> argparse.ArgumentParser:
                         help="what the log (standard output) records: INFO has the start and stop, clients, "
                              "agents created and deleted, and failed or cancelled calls; DEBUG adds every "
                              f"call; WARNING and ERROR only problems (default: {DEFAULT_LOG_LEVEL})")
+    parser.add_argument("--replicas", type=positive_int, default=1,
+                        help="servers acting as one pool, NAME-0 ... (default: 1); with more than one, or a "
+                             "cluster launcher, this command starts them and holds them until SIGTERM/Ctrl-C")
+    add_launcher_arguments(parser)
     # For agentnb's own launchers.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -70,7 +76,11 @@ def import_agent_dir(path: str) -> list[str]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run a server in this process until SIGTERM/SIGINT, a Shutdown call, or the parent's exit."""
+    """Run a server in this process until SIGTERM/SIGINT, a Shutdown call, or the parent's exit;
+    or, with ``--replicas`` above 1 or a cluster ``--launcher``, a pool (:func:`hold_pool`)."""
+    launcher_options(args)  # a flag of a launcher that is not the one given: refused
+    if args.replicas > 1 or args.launcher != LOCAL:
+        return hold_pool(args)
     from agentnb.config import init, init_from_environment
     from agentnb.server.agent_server import AgentServer
 
@@ -121,6 +131,51 @@ def serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # worker threads still in user code past the grace period must not hold the exit
+
+
+def hold_pool(args: argparse.Namespace) -> int:
+    """Start ``--replicas`` servers through ``--launcher`` as one pool, print where they run,
+    and stop them at SIGTERM or SIGINT (running calls get ``--grace`` seconds).
+
+    They are recorded as the pool NAME in the runtime directory, so that the same user's
+    notebooks and scripts find them (``%agent_server use NAME``, ``agentnb.find_server``).
+    Their token is ``$AGENTNB_TOKEN`` if set (hand it to clients on other hosts), else a new
+    one, kept in those records only.
+    """
+    import agentnb
+
+    configure_process_log(args.log_level)
+    if args.capacity < 1:
+        raise AgentServerError("--capacity must be at least 1")
+    refused = [flag for flag, given in (("--port", args.port), ("--tls-cert", args.tls_cert),
+                                        ("--tls-client-ca", args.tls_client_ca),
+                                        ("--agent-module", args.agent_module)) if given]
+    if refused:
+        raise ValueError(f"{', '.join(refused)} apply to one server: a pool's replicas each take a free port, "
+                         "serve without TLS, and import the modules of --agent-dir")
+    options = launcher_options(args)
+    token = os.environ.pop(ENV_TOKEN, None) or None
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
+    pool = agentnb.start_pool(
+        args.replicas, name=args.name, capacity=args.capacity, host=args.host, token=token,
+        pool_type=args.pool_type, redis_url=args.redis_url, max_len=args.max_len,
+        max_expire_time=args.max_expire_time, local_mode=args.local_mode, agent_dir=args.agent_dir,
+        model_config_path=args.model_config_path, launcher=args.launcher, launcher_options=options or None,
+    )
+    where = {status.record.name: status.record.where for status in agentnb.describe_server(pool.name)}
+    print(f"server pool {pool.name} of {len(pool.replicas)} replicas ({args.launcher}), capacity {args.capacity} "
+          f"each; token {'from $AGENTNB_TOKEN' if token else 'in their records (agentnb.find_server)'}:", flush=True)
+    for replica in pool.replicas:
+        print(f"  {replica.name} at {replica.address} ({where.get(replica.name or '', '?')})", flush=True)
+    print("stop with Ctrl-C or SIGTERM", flush=True)
+    while not stop_requested.wait(1.0):
+        pass
+    _LOGGER.info("server pool %s stopping (running calls get a grace of %g s)", pool.name, args.grace)
+    pool.stop(grace=args.grace)
+    print(f"server pool {pool.name} stopped", flush=True)
+    return 0
 
 
 def _exit_when_stdin_closes(server: object) -> None:

@@ -123,3 +123,39 @@ def test_model_config_path_is_loaded_by_the_server(start_server, tmp_path) -> No
     path.write_text(json.dumps([{"config_name": "local-echo", "model_type": "echo"}]))
     server = start_server("--model-config-path", str(path))
     assert "local-echo" in Worker("W0", to_dist=server.to_dist).model_config_names()
+
+
+def test_as_server_holds_a_pool_of_replicas_until_sigterm() -> None:
+    script = Script(AS_SERVER, "start", "--name", "clipool", "--replicas", "2", "--capacity", "3", python=None)
+    try:
+        assert script.readline(60) == ("server pool clipool of 2 replicas (local), capacity 3 each; token in their "
+                                       "records (agentnb.find_server):")
+        replicas = [script.readline(), script.readline()]
+        assert [line.split()[0] for line in replicas] == ["clipool-0", "clipool-1"], replicas
+        assert script.readline() == "stop with Ctrl-C or SIGTERM"
+        pool = agentnb.find_server("clipool")  # recorded: the same user's notebooks and scripts find it
+        pids = {Worker(f"W{i}", to_dist=pool).pid() for i in range(2)}
+        assert len(pids) == 2 and script.process.pid not in pids  # one agent on each replica
+        script.process.send_signal(signal.SIGTERM)
+        rc, lines, stderr = script.wait(60)
+        assert rc == 0 and lines[-1:] == ["server pool clipool stopped"], (lines, stderr)
+        assert agentnb.list_servers() == []
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        script.kill()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--replicas", "2", "--port", "5999"], "--port apply to one server: a pool's replicas each take a free port"),
+    (["--replicas", "2", "--agent-module", "json"], "--agent-module apply to one server"),
+    (["--partition", "debug"], "--partition only apply to --launcher slurm, not local"),
+    (["--launcher", "slurm", "--cpus-per-server", "0.5"], "--cpus-per-server for slurm is a whole number"),
+    (["--replicas", "0"], "--replicas: expected a whole number of at least 1"),
+])
+def test_bad_pool_options_of_as_server_are_named(args, message) -> None:
+    done = subprocess.run([AS_SERVER, "start", *args], capture_output=True, text=True, timeout=60,
+                          env=script_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert agentnb.list_servers() == []

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 import signal
+import sys
 
 import pytest
 from agents_for_tests import Worker
 from engines_fixtures import SlurmCluster
-from helpers_runtime import wait_for
+from helpers_runtime import Script, script_env, wait_for
 
 import agentnb
 from agentnb import AgentServerError, DaemonError, Msg, ServerUnavailable
@@ -49,6 +51,32 @@ def test_a_pool_of_two_is_one_slurm_job_that_its_stop_cancels(slurm_cluster: Slu
         assert not list((pathlib.Path(os.environ["AGENTNB_RUNTIME_DIR"]) / "slurm").glob("*.token"))
     wait_for(lambda: slurm_cluster.jobs() == [], timeout=60, what="the pool's job to end")
     assert not [r for r in iter_records() if r.pool == "sfarm"]
+
+
+def test_as_server_holds_a_slurm_pool_until_sigterm_cancels_its_job(slurm_cluster: SlurmCluster) -> None:
+    token = secrets.token_urlsafe(32)
+    script = Script(os.path.join(os.path.dirname(sys.executable), "as_server"), "start", "--name", "sheld",
+                    "--replicas", "2", "--launcher", "slurm", "--time", "10", python=None,
+                    env=script_env(AGENTNB_TOKEN=token))
+    try:
+        assert script.readline(120) == ("server pool sheld of 2 replicas (slurm), capacity 32 each; "
+                                        "token from $AGENTNB_TOKEN:")
+        replicas = [script.readline().split() for _ in range(2)]
+        [job] = {line[-1].rstrip(")") for line in replicas}
+        assert [r[0] for r in replicas] == ["sheld-0", "sheld-1"] and slurm_cluster.jobs() == [f"{job} RUNNING"]
+        # As a client on another host would: the addresses printed, and the token handed over.
+        addresses = [r[2].rsplit(":", 1) for r in replicas]
+        pool = agentnb.ServerPool.connect([(host, int(port)) for host, port in addresses], token=token)
+        a, b = Worker("a", to_dist=pool), Worker("b", to_dist=pool)
+        assert a.ask(b, "held") == "b(held)" and a.pid() != b.pid()
+        script.process.send_signal(signal.SIGTERM)
+        rc, lines, stderr = script.wait(120)
+        assert rc == 0 and lines[-1:] == ["server pool sheld stopped"], (lines, stderr)
+        wait_for(lambda: slurm_cluster.jobs() == [], timeout=60, what="the pool's job to end")
+        assert not [r for r in iter_records() if r.pool == "sheld"]
+    finally:
+        script.kill()
+        slurm_cluster.cancel_all()  # a job left by a failure must not hold the node for the next tests
 
 
 def test_a_slurm_pool_grows_by_a_further_job_and_its_stop_cancels_both(slurm_cluster: SlurmCluster) -> None:
