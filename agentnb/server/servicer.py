@@ -173,7 +173,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             queued = [task for task in mailbox.waiting() if not task.cancelled]
             for task in queued:
                 self._cancel_task(task, agent, "its client is gone")
-            delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session)
+            delete = Task(pb.Call(kind=pb.DELETE, agent_id=agent.agent_id), b"", session, read=False)
             with self._lock:
                 self._queued += 1
             if mailbox.post(delete):

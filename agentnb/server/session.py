@@ -40,15 +40,19 @@ def server_frame(replies: list) -> pb.ServerFrame:
 class ClientSession:
     """The server's side of one client's Session stream.
 
-    It counts the calls it took whose final reply is not sent yet, so that a
-    client that half-closes its side still gets every reply. It remembers the
+    It counts the calls it took and their final replies sent, so that a client
+    that half-closes its side still gets every reply. The reader thread counts
+    the calls it reads without a lock (it alone writes that count, and reads its
+    last value when it half-closes): a reader blocked on a lock that a worker
+    holds while waiting for the GIL would stall every call behind it. It remembers the
     shared-memory files of the replies it sent, and removes those its client
     did not take when the stream ends (a client killed before reading its
     reply leaves nothing behind); its pool of segments for large replies is
     retired then too.
     """
 
-    __slots__ = ("outbox", "closed", "shm_dir", "shm_pool", "files", "lock", "pending", "draining", "owned",
+    __slots__ = ("outbox", "closed", "shm_dir", "shm_pool", "files", "lock", "read", "added", "finals", "draining",
+                 "owned",
                  "__weakref__")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
@@ -58,7 +62,9 @@ class ClientSession:
         self.shm_pool = shm.SegmentPool(shm_dir) if shm_dir is not None else None  # segments for large replies
         self.files: set[str] = set()
         self.lock = threading.Lock()
-        self.pending = 0  # calls taken whose final reply is not sent yet
+        self.read = 0  # calls read from the client (written by the reader thread only)
+        self.added = 0  # calls made here for it (deletions of its agents once it is gone), under the lock
+        self.finals = 0  # final replies sent, under the lock
         self.draining = False  # the client sent its last call
         self.owned: list = []  # the agents its client created as its own (HostedAgent), released at its end
 
@@ -98,10 +104,13 @@ class ClientSession:
         (written by ``frames.encode_frame``)."""
         return frames.from_outbox(self.outbox, server_frame, _END, MAX_REPLIES_PER_FRAME, MAX_FRAME_BYTES)
 
-    def opened(self) -> None:
-        """A call was taken: it will get one final reply."""
+    def opened(self, read: bool = True) -> None:
+        """A call was taken: it will get one final reply. ``read``: by the reader thread, from the client."""
+        if read:
+            self.read += 1
+            return
         with self.lock:
-            self.pending += 1
+            self.added += 1
 
     def send(self, reply: pb.Reply | frames.Large, final: bool = True) -> None:
         """Queue ``reply`` (made by ``frames.outgoing``); a final one ends its call's count."""
@@ -111,8 +120,8 @@ class ClientSession:
             self.outbox.put(reply)
         if final:
             with self.lock:
-                self.pending -= 1
-                done = self.draining and self.pending <= 0
+                self.finals += 1
+                done = self.draining and self.finals >= self.read + self.added
             if done:
                 self.close()
 
@@ -134,7 +143,7 @@ class ClientSession:
         """The client half-closed its side: end the stream once every call taken has its reply."""
         with self.lock:
             self.draining = True
-            done = self.pending <= 0
+            done = self.finals >= self.read + self.added
         if done:
             self.close()
 
@@ -163,10 +172,11 @@ class Task:
 
     __slots__ = ("call", "payload", "session", "cancelled", "started")
 
-    def __init__(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession) -> None:
+    def __init__(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession,
+                 read: bool = True) -> None:
         self.call = call
         self.payload = payload  # the call's payload, with its parts when it came in chunks
         self.session = session
         self.cancelled = False  # a CANCEL took it out of its mailbox before it ran
         self.started = False  # a worker took it to run (then it can no longer be cancelled)
-        session.opened()
+        session.opened(read)
