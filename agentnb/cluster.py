@@ -335,8 +335,7 @@ class DaemonRegistry:
         records = self.members(name)
         # A pool's replicas at once.
         gather([functools.partial(_check_answers, record, "is recorded but does not answer") for record in records])
-        is_pool = records[0].pool == name
-        self._set_default(ServerPool.from_records(records, name, _daemon_starter(name) if is_pool else None))
+        self._set_default(_daemon_pool(records, name))
         return records
 
     # -- stop --------------------------------------------------------------------------------
@@ -452,9 +451,7 @@ def find_server(name: str) -> ServerPool:
     Raises:
         DaemonError: nothing of that name runs (the message lists what does).
     """
-    members = registry().members(name)
-    is_pool = members[0].pool == name
-    return ServerPool.from_records(members, name, _daemon_starter(name) if is_pool else None)
+    return _daemon_pool(registry().members(name), name)
 
 
 def scale_server(name: str, replicas: int) -> list[Replica]:
@@ -474,11 +471,16 @@ def scale_server(name: str, replicas: int) -> list[Replica]:
     if members[0].pool != name:
         raise DaemonError(f"{name!r} is a lone daemon, not a pool, and cannot grow; start a pool with "
                           f"start_server(NAME, replicas=N) or `%agent_server start --name NAME --replicas N`")
-    added = ServerPool.from_records(members, name, _daemon_starter(name)).scale(replicas)
+    added = _daemon_pool(members, name).scale(replicas)
     default = default_pool()
     if default is not None and default.name == name:
         default.adopt(added)  # daemons: stopped by name, not by this pool object
     return added
+
+
+def _daemon_pool(members: list[ServerRecord], name: str) -> ServerPool:
+    """The daemons ``members`` called ``name`` as a target; a pool's can grow (:meth:`ServerPool.scale`)."""
+    return ServerPool.from_records(members, name, _daemon_starter(name) if members[0].pool == name else None)
 
 
 def _daemon_starter(pool_name: str) -> ReplicaStarter:

@@ -78,15 +78,15 @@ def import_agent_dir(path: str) -> list[str]:
 def serve(args: argparse.Namespace) -> int:
     """Run a server in this process until SIGTERM/SIGINT, a Shutdown call, or the parent's exit;
     or, with ``--replicas`` above 1 or a cluster ``--launcher``, a pool (:func:`hold_pool`)."""
-    launcher_options(args)  # a flag of a launcher that is not the one given: refused
-    if args.replicas > 1 or args.launcher != LOCAL:
-        return hold_pool(args)
-    from agentnb.config import init, init_from_environment
-    from agentnb.server.agent_server import AgentServer
-
     configure_process_log(args.log_level)
     if args.capacity < 1:
         raise AgentServerError("--capacity must be at least 1")
+    options = launcher_options(args)  # (a flag of a launcher that is not the one given: ValueError)
+    if args.replicas > 1 or args.launcher != LOCAL:
+        return hold_pool(args, options)
+    from agentnb.config import init, init_from_environment
+    from agentnb.server.agent_server import AgentServer
+
     # Those handed over by the process that started us first; the file's override them by name.
     init_from_environment()
     if args.model_config_path:
@@ -133,8 +133,8 @@ def serve(args: argparse.Namespace) -> int:
     os._exit(0)  # worker threads still in user code past the grace period must not hold the exit
 
 
-def hold_pool(args: argparse.Namespace) -> int:
-    """Start ``--replicas`` servers through ``--launcher`` as one pool, print where they run,
+def hold_pool(args: argparse.Namespace, options: dict[str, object]) -> int:
+    """Start ``--replicas`` servers through ``--launcher`` (with its ``options``) as one pool, print where they run,
     and stop them at SIGTERM or SIGINT (running calls get ``--grace`` seconds).
 
     They are recorded as the pool NAME in the runtime directory, so that the same user's
@@ -143,17 +143,14 @@ def hold_pool(args: argparse.Namespace) -> int:
     one, kept in those records only.
     """
     import agentnb
+    from agentnb.runtime_dir import recorded_pools
 
-    configure_process_log(args.log_level)
-    if args.capacity < 1:
-        raise AgentServerError("--capacity must be at least 1")
     refused = [flag for flag, given in (("--port", args.port), ("--tls-cert", args.tls_cert),
                                         ("--tls-client-ca", args.tls_client_ca),
                                         ("--agent-module", args.agent_module)) if given]
     if refused:
         raise ValueError(f"{', '.join(refused)} apply to one server: a pool's replicas each take a free port, "
                          "serve without TLS, and import the modules of --agent-dir")
-    options = launcher_options(args)
     token = os.environ.pop(ENV_TOKEN, None) or None
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
@@ -164,7 +161,7 @@ def hold_pool(args: argparse.Namespace) -> int:
         max_expire_time=args.max_expire_time, local_mode=args.local_mode, agent_dir=args.agent_dir,
         model_config_path=args.model_config_path, launcher=args.launcher, launcher_options=options or None,
     )
-    where = {status.record.name: status.record.where for status in agentnb.describe_server(pool.name)}
+    where = {record.name: record.where for record in recorded_pools().get(pool.name, [])}
     print(f"server pool {pool.name} of {len(pool.replicas)} replicas ({args.launcher}), capacity {args.capacity} "
           f"each; token {'from $AGENTNB_TOKEN' if token else 'in their records (agentnb.find_server)'}:", flush=True)
     for replica in pool.replicas:
