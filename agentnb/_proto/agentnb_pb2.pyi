@@ -146,7 +146,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("name", "host", "port", "pid", "started", "capacity", "busy", "queued", "agents", "pool_type", "version", "completed", "host_id", "shm_dir")
+    __slots__ = ("name", "host", "port", "pid", "started", "capacity", "busy", "queued", "agents", "pool_type", "version", "completed", "host_id", "shm_dir", "session_socket")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class ServerInfo(_message.Message):
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SHM_DIR_FIELD_NUMBER: _ClassVar[int]
+    SESSION_SOCKET_FIELD_NUMBER: _ClassVar[int]
     name: str
     host: str
     port: int
@@ -175,7 +176,8 @@ class ServerInfo(_message.Message):
     completed: int
     host_id: str
     shm_dir: str
-    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ..., started: _Optional[float] = ..., capacity: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., agents: _Optional[int] = ..., pool_type: _Optional[str] = ..., version: _Optional[str] = ..., completed: _Optional[int] = ..., host_id: _Optional[str] = ..., shm_dir: _Optional[str] = ...) -> None: ...
+    session_socket: str
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ..., started: _Optional[float] = ..., capacity: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., agents: _Optional[int] = ..., pool_type: _Optional[str] = ..., version: _Optional[str] = ..., completed: _Optional[int] = ..., host_id: _Optional[str] = ..., shm_dir: _Optional[str] = ..., session_socket: _Optional[str] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ()

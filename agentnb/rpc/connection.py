@@ -37,7 +37,7 @@ from agentnb.rpc.creations import CreationLedger
 from agentnb.rpc.future import CallFuture
 from agentnb.runtime_dir import canonical_host, find_record, is_unix, server_address
 from agentnb.runtime_home import server_display, server_label
-from agentnb.wire import codec, frames, handshake, shm
+from agentnb.wire import codec, frames, handshake, local_socket, shm
 from agentnb.wire.ids import random_hex
 from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
 
@@ -113,6 +113,7 @@ class _Session:
         self.shm_files: dict[int, str] = {}  # seq -> shared-memory file of a call not answered yet
         self.dead = False
         self.answered = False  # the server has sent something on this stream
+        self.link: local_socket.Link | None = None  # the session socket, for a server on this host that has one
 
     def deliver(self, replies: Sequence[pb.Reply], chunk: frames.Chunk | None) -> None:
         """Complete the futures a frame answers (the reader thread's work).
@@ -236,6 +237,7 @@ class ServerConnection:
         self._closed = False
         self._closed_reason = ""  # why it was closed, for the errors of its later uses
         self._shm: shm.ShmDir | None = None  # the server's shared-memory directory, if it shares our host
+        self._session_socket = ""  # its session socket, if it has one (agentnb.wire.local_socket)
         self._shm_probed = False
         self._probe_lock = threading.Lock()
         self._dropped: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -310,6 +312,15 @@ class ServerConnection:
         session = self._session
         return session is not None and not session.dead and session.answered
 
+    @property
+    def transport(self) -> str:
+        """How this process's calls travel to the server now: ``"session socket"`` (a server on this host,
+        see :mod:`agentnb.wire.local_socket`), ``"gRPC stream"``, or ``""`` while no session is open."""
+        session = self._session
+        if session is None or session.dead:
+            return ""
+        return "session socket" if session.link is not None else "gRPC stream"
+
     def new_task_id(self) -> str:
         return f"{self.client_id}-{next(self._seq)}-{random_hex(8)}"
 
@@ -360,13 +371,13 @@ class ServerConnection:
         """Find out (once per session) whether the server shares this host: ask for its shared-memory directory."""
         if not self._shm_possible():
             with self._probe_lock:
-                self._shm, self._shm_probed = None, True
+                self._shm, self._session_socket, self._shm_probed = None, "", True
             return
         try:
             self.info()  # records the answer (see _learn_shm)
         except (AgentServerError, TimeoutError):
             with self._probe_lock:  # the call itself will tell; stream until the next session asks again
-                self._shm, self._shm_probed = None, True
+                self._shm, self._session_socket, self._shm_probed = None, "", True
 
     def _shm_possible(self) -> bool:
         """Shared memory is for a loopback server without TLS, when it is not turned off."""
@@ -379,6 +390,9 @@ class ServerConnection:
                 return
             same_host = self._shm_possible() and bool(info.host_id) and info.host_id == shm.host_id()
             self._shm = shm.ShmDir.adopt(info.shm_dir) if same_host else None
+            self._session_socket = ""
+            if self._shm is not None and local_socket.enabled():
+                self._session_socket = local_socket.socket_path(self._shm.path, info.session_socket) or ""
             self._shm_probed = True
 
     def drop_agent(self, agent_id: str) -> None:
@@ -412,14 +426,36 @@ class ServerConnection:
 
     def _open_session(self) -> _Session:
         session = _Session(self._shm)
-        responses = self._session_rpc(
-            frames.from_outbox(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME, MAX_FRAME_BYTES),
-            metadata=(*self._proof(), (CLIENT_METADATA_KEY, f"{self.client_id} {shm.host_id()} {os.getpid()}")))
+        client = f"{self.client_id} {shm.host_id()} {os.getpid()}"
+        outgoing = frames.from_outbox(session.outbox, _make_client_frame, _CLOSE, MAX_CALLS_PER_FRAME,
+                                      MAX_FRAME_BYTES)
+        session.link = self._connect_socket(client) if self._session_socket else None
+        responses: Iterator[tuple]
+        if session.link is not None:  # the server's session socket: no gRPC thread on the way
+            link = session.link
+            responses = local_socket.replies(link, frames.decode_server_frame, lambda: bool(session.pending),
+                                             self.display)
+            threading.Thread(target=_write, args=(link, outgoing), name=f"agentnb-writer-{self.address}",
+                             daemon=True).start()
+        else:
+            responses = self._session_rpc(outgoing, metadata=(*self._proof(), (CLIENT_METADATA_KEY, client)))
         thread = threading.Thread(target=self._read, args=(session, responses),
                                   name=f"agentnb-reader-{self.address}", daemon=True)
         thread.start()
         self._session = session
         return session
+
+    def _connect_socket(self, client: str) -> local_socket.Link | None:
+        """A session on the server's session socket; None when it cannot be reached (gRPC's stream then).
+
+        Raises AuthenticationError when what answers there does not prove it holds the token.
+        """
+        try:
+            return local_socket.connect(self._session_socket, self.token, client, self.address, HELLO_TIMEOUT)
+        except OSError as exc:
+            _LOGGER.debug("the session socket of the %s cannot be used (%s): the session uses gRPC's stream",
+                          self.display, exc)
+            return None
 
     def _read(self, session: _Session, responses: Iterator[tuple]) -> None:
         error: BaseException
@@ -430,6 +466,10 @@ class ServerConnection:
             error = ServerUnavailable(f"the {self.display} closed the connection")
         except grpc.RpcError as exc:
             error = map_rpc_error(exc, self.display)
+        except AgentServerError as exc:  # the session socket: the server stopped answering, or broke the protocol
+            error = exc
+        except OSError as exc:
+            error = ServerUnavailable(f"the connection to the {self.display} failed: {exc}")
         except Exception as exc:  # never leave callers waiting on a dead reader
             error = ServerUnavailable(f"the connection to {self.address} failed: {exc!r}")
         if self._closed:  # closed on purpose (its server was stopped): say so
@@ -443,6 +483,8 @@ class ServerConnection:
             session.pending.clear()
         session.forget_files()
         session.outbox.put(_CLOSE)
+        if session.link is not None:
+            session.link.close()
         for future in pending:
             future.set_local_error(error)
 
@@ -544,12 +586,25 @@ class ServerConnection:
             session = self._session
         if session is not None:
             session.outbox.put(_CLOSE)
+            if session.link is not None:  # its reader ends, failing the calls still waiting
+                session.link.close()
         self._dropped.put("")
         self._channel.close()
 
 
     def _closed_error(self) -> ServerUnavailable:
         return ServerUnavailable(self._closed_reason or f"the connection to the {self.display} was closed")
+
+
+def _write(link: local_socket.Link, outgoing: Iterator[pb.ClientFrame | frames.Chunk]) -> None:
+    """Write a session's frames to its socket, then END (its last call is sent); the session's reader
+    notices a socket that failed."""
+    try:
+        for item in outgoing:
+            link.send(local_socket.FRAME, frames.encode_frame(item))
+        link.send(local_socket.END)
+    except OSError:
+        link.close()
 
 
 # Seconds a process at exit waits for the creations it sent (see close_all).

@@ -30,9 +30,10 @@ from agentnb.runtime_dir import (
     write_record,
 )
 from agentnb.server.late_removals import sweep_stale_files
+from agentnb.server.local_sessions import LocalSessions
 from agentnb.server.result_store import make_store
 from agentnb.server.servicer import AgentServicer
-from agentnb.wire import frames, handshake, versions
+from agentnb.wire import frames, handshake, local_socket, versions
 from agentnb.wire.protocol import MAX_MESSAGE_BYTES, SERVICE
 from agentnb.wire.shm import ShmDir
 
@@ -184,6 +185,7 @@ class AgentServer:
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self._local: LocalSessions | None = None  # the session socket for clients on this host
 
     def start(self) -> AgentServer:
         """Bind and start serving. Raises AgentServerError if the port is taken."""
@@ -233,6 +235,9 @@ class AgentServer:
             self.servicer.shm = ShmDir.create()
             if self.servicer.shm is not None:
                 sweep_stale_files(self.servicer.shm, self._stopped)
+                if local_socket.enabled():  # same-host clients' sessions, past gRPC's threads
+                    self._local = LocalSessions(self.servicer, keys, self.servicer.shm.path)
+                    self.servicer.session_socket = self._local.start()
         server.start()
         self._server = server
         if self.record:
@@ -279,9 +284,14 @@ class AgentServer:
             if self._server is not None:
                 if grace > 0:  # the replies of the calls that just finished go out before the streams end
                     self.servicer.end_sessions()
-                    self._server.stop(FLUSH_SECONDS).wait(FLUSH_SECONDS + 1.0)
+                    stopped = self._server.stop(FLUSH_SECONDS)
+                    if self._local is not None:
+                        self._local.stop(FLUSH_SECONDS)
+                    stopped.wait(FLUSH_SECONDS + 1.0)
                 else:
                     self._server.stop(0)
+                    if self._local is not None:
+                        self._local.stop(0.0)
             self.servicer.stop_replier()
             self.servicer.results.close()
             if self.servicer.shm is not None:

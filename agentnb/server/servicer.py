@@ -83,6 +83,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         self.pool_type = pool_type
         self.started = time.time()
         self.shm: shm.ShmDir | None = None  # the private shared-memory directory, while serving
+        self.session_socket = ""  # the Unix socket of same-host clients' sessions, if any (agentnb.wire.local_socket)
         self.accepting = True
         self._on_shutdown = on_shutdown
         self._store_is_local = isinstance(results, LocalResultStore)  # storing a result costs no round trip
@@ -107,21 +108,34 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         """A client's calls in, their replies out. Frames come in as decoded by
         ``frames.decode_client_frame`` and go out through ``frames.encode_frame``
         (see :func:`agentnb.server.agent_server.service_handlers`)."""
+        client = Client.of(context.invocation_metadata())
+        session, who = self.open_session(client, context.peer())
+        context.add_callback(lambda: self.session_ended(session, client, who))
+        self.read_calls(session, request_iterator)
+        return session.replies()
+
+    def open_session(self, client: Client | None, peer: str) -> tuple[ClientSession, str]:
+        """A session of ``client`` (connected from ``peer``) opens: on gRPC's stream, or on the session
+        socket (:mod:`agentnb.server.local_sessions`); it takes over the agents its client left waiting.
+        Returns the session and how the log names its client."""
         session = ClientSession(self.shm)
         self._sessions.add(session)
-        client = Client.of(context.invocation_metadata())
-        who = _describe_client(client, context.peer())
+        who = _describe_client(client, peer)
         _LOGGER.info("client connected: %s", who)
         self._owners.reclaim(client, session)
-        context.add_callback(session.close)
-        context.add_callback(lambda: _LOGGER.info("client left: %s", who))
-        def ended() -> None:
-            if self.accepting:
-                self._owners.ended(session, client)
+        return session, who
 
-        context.add_callback(ended)
-        session.start_reading(request_iterator, self._accept)
-        return session.replies()
+    def read_calls(self, session: ClientSession, requests: Iterator[tuple]) -> None:
+        """Take the calls of ``session`` from ``requests`` (decoded frames), on a thread of the session."""
+        session.start_reading(requests, self._accept)
+
+    def session_ended(self, session: ClientSession, client: Client | None, who: str) -> None:
+        """The stream of ``session`` ended: the files of its replies not taken go, and so do its
+        client's agents, unless the client comes back (see :mod:`agentnb.server.ownership`)."""
+        session.close()
+        _LOGGER.info("client left: %s", who)
+        if self.accepting:
+            self._owners.ended(session, client)
 
     def _accept(self, call: pb.Call, payload: codec.Encoded | frames.PayloadError, session: ClientSession) -> None:
         """Take a call read from ``session``: answer it at once (a CANCEL, or a refusal),
@@ -324,6 +338,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 pool_type=self.pool_type, version=__version__, completed=self._completed,
                 host_id=shm.host_id() if self.shm is not None else "",
                 shm_dir=self.shm.path if self.shm is not None else "",
+                session_socket=self.session_socket,
             )
 
     def ListAgents(self, request: pb.ListAgentsRequest, context: grpc.ServicerContext) -> pb.AgentList:

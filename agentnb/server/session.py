@@ -87,7 +87,7 @@ class ClientSession:
                     accept(call, payload, self)
                 # Not held here until the next frame: a payload may hold a segment its writer waits for.
                 call = payload = None  # type: ignore[assignment]
-        except grpc.RpcError:
+        except (grpc.RpcError, OSError):
             self.close()  # the client went away
         except Exception:
             _LOGGER.exception("session reader failed")
