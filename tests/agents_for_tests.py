@@ -135,6 +135,10 @@ class Worker(AgentBase):
         time.sleep(seconds)
         return seconds
 
+    def switch_interval(self) -> float:
+        """The interpreter's thread switch interval in the process running this agent."""
+        return sys.getswitchinterval()
+
     @async_func
     def meet(self, barrier: str, parties: int, timeout: float) -> bool:
         """Wait until ``parties`` calls (of any agents of this server) meet here."""

@@ -94,6 +94,10 @@ class LocalSessions:
             listener, self._listener = self._listener, None
             writers = list(self._writers)
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone would not)
+            except OSError:
+                pass
             listener.close()
             try:
                 os.unlink(self.path)

@@ -127,7 +127,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     def read_calls(self, session: ClientSession, requests: Iterator[tuple]) -> None:
         """Take the calls of ``session`` from ``requests`` (decoded frames), on a thread of the session."""
-        session.start_reading(requests, self._accept)
+        session.start_reading(requests, self._accept, self._start)
 
     def session_ended(self, session: ClientSession, client: Client | None, who: str) -> None:
         """The stream of ``session`` ended: the files of its replies not taken go, and so do its
@@ -174,9 +174,15 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         if call.watch:
             self._reply(task, pb.QUEUED, b"")
         if dispatch.runs_beside(agent, call):
-            self._workers.submit(self._run, agent, task, None)
+            session.starts.append((self._run, (agent, task, None)))
         elif mailbox.post(task):
-            self._workers.submit(self._run_mailbox, agent)
+            session.starts.append((self._run_mailbox, (agent,)))
+
+    def _start(self, jobs: list) -> None:
+        """Hand the workers the jobs the calls of a frame need (see ``ClientSession.start_reading``)."""
+        submit = self._workers.submit
+        for fn, args in jobs:
+            submit(fn, *args)
 
     def _release(self, session: ClientSession, owned: list[HostedAgent]) -> None:
         """A client is gone: cancel the calls queued for the agents it owned and delete those

@@ -52,7 +52,7 @@ class ClientSession:
     """
 
     __slots__ = ("outbox", "closed", "shm_dir", "shm_pool", "files", "lock", "read", "added", "finals", "draining",
-                 "owned",
+                 "owned", "starts",
                  "__weakref__")
 
     def __init__(self, shm_dir: shm.ShmDir | None = None) -> None:
@@ -67,19 +67,28 @@ class ClientSession:
         self.finals = 0  # final replies sent, under the lock
         self.draining = False  # the client sent its last call
         self.owned: list = []  # the agents its client created as its own (HostedAgent), released at its end
+        self.starts: list = []  # the jobs the calls of the frame being read need, handed to workers after it
 
     # -- calls in --------------------------------------------------------------------------
 
     def start_reading(self, requests: Iterator[tuple],
-                      accept: Callable[[pb.Call, codec.Encoded | frames.PayloadError, ClientSession], None]) -> None:
+                      accept: Callable[[pb.Call, codec.Encoded | frames.PayloadError, ClientSession], None],
+                      start: Callable[[list], None]) -> None:
         """Read the client's frames on a thread of their own, handing each call to
         ``accept(call, payload, session)``; the payload is a PayloadError when the
-        call's payload was refused (too large, or chunks not adding up)."""
-        threading.Thread(target=self._read, args=(requests, accept), name="agentnb-session-reader",
+        call's payload was refused (too large, or chunks not adding up).
+
+        After each frame, ``start(jobs)`` hands the jobs its calls left in
+        ``starts`` to the workers: all at once, so that no worker woken for a call
+        of the frame contends for the GIL (or a mailbox's lock) with the reader
+        while it takes the next ones (which would leave them a call at a time).
+        """
+        threading.Thread(target=self._read, args=(requests, accept, start), name="agentnb-session-reader",
                          daemon=True).start()
 
     def _read(self, requests: Iterator[tuple],
-              accept: Callable[[pb.Call, codec.Encoded | frames.PayloadError, ClientSession], None]) -> None:
+              accept: Callable[[pb.Call, codec.Encoded | frames.PayloadError, ClientSession], None],
+              start: Callable[[list], None]) -> None:
         incoming = frames.Reassembly(shm=self.shm_dir)  # large calls whose chunks are on their way
         try:
             for calls, chunk in requests:
@@ -87,6 +96,9 @@ class ClientSession:
                     accept(call, payload, self)
                 # Not held here until the next frame: a payload may hold a segment its writer waits for.
                 call = payload = None  # type: ignore[assignment]
+                if self.starts:
+                    jobs, self.starts = self.starts, []
+                    start(jobs)
         except (grpc.RpcError, OSError):
             self.close()  # the client went away
         except Exception:

@@ -64,6 +64,22 @@ def test_bad_server_options_are_clear_errors(args, message) -> None:
     assert message in done.stderr
 
 
+def test_a_server_process_switches_threads_every_20_ms_unless_told(start_server, monkeypatch) -> None:
+    server = start_server()
+    assert Worker("W0", to_dist=server.to_dist).switch_interval() == pytest.approx(0.02)
+    monkeypatch.setenv("AGENTNB_SWITCH_INTERVAL", "0.005")  # Python's default
+    told = start_server()
+    assert Worker("W1", to_dist=told.to_dist).switch_interval() == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "5"])
+def test_a_bad_switch_interval_is_a_clear_error(value: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "agentnb.server", "--port", "0"], capture_output=True, text=True,
+                          timeout=60, env={**script_env(), "AGENTNB_SWITCH_INTERVAL": value}, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "$AGENTNB_SWITCH_INTERVAL" in done.stderr and value in done.stderr
+
+
 def test_taken_port_is_a_clear_error() -> None:
     import socket
 

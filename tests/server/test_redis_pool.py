@@ -24,6 +24,7 @@ from agentnb.server.result_store import (
     StoredResult,
     make_store,
 )
+from agentnb.wire import local_socket
 
 OK, ERROR = 1, 2  # agentnb_pb2.ReplyStatus
 
@@ -365,8 +366,11 @@ class CuttableProxy:
         self.cut()
 
 
-def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, redis_server) -> None:
+def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, redis_server, monkeypatch) -> None:
     """The connection breaks while the call runs; the call finishes; result() still gets its value."""
+    # The proxy plays the network between two hosts: a client on the server's host would go round it,
+    # on the server's session socket.
+    monkeypatch.setenv(local_socket.ENV_LOCAL_SOCKET, "0")
     server = start_server(*redis_args(redis_server))
     proxy = CuttableProxy(server.port)
     try:
