@@ -4,17 +4,22 @@ private directory, and each side proves itself there before anything is unpickle
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 from agents_for_tests import Counter
 from attacker import ATTACKER, attacker_uid
+from helpers_runtime import script_env, wait_for
 
 from agentnb import AuthenticationError
 from agentnb._proto import agentnb_pb2 as pb
@@ -161,3 +166,41 @@ def test_a_client_sends_nothing_but_its_hello_to_a_socket_that_cannot_prove_itse
         assert len(received) == 1 and received[0].endswith(CLIENT_NAME.encode())  # the hello only: no proof, no frame
     finally:
         listener.close()
+
+
+FORKING_CLIENT = textwrap.dedent("""
+    import json, multiprocessing, sys, time
+    from agents_for_tests import Counter
+
+    counter = Counter(to_dist=json.loads(sys.argv[1]))  # owned: it goes when this process is gone
+    assert counter.add(1) == 1
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(300,))
+    helper.start()
+    print(helper.pid, flush=True)
+    time.sleep(300)
+""")
+
+
+def test_a_killed_clients_agents_go_though_its_forked_helper_lives(start_server, tmp_path) -> None:
+    """A fork inherits the client's session socket: unless the fork closes it, a helper that outlives the
+    client keeps the session open, and the server never learns that the client is gone."""
+    server = start_server()
+    script = tmp_path / "client.py"
+    script.write_text(FORKING_CLIENT)
+    address = json.dumps({"host": server.host, "port": server.port, "token": server.token})
+    client = subprocess.Popen([sys.executable, str(script), address], stdout=subprocess.PIPE, text=True,
+                              env=script_env())
+    helper = None
+    try:
+        helper = int(client.stdout.readline())
+        connection = ServerConnection.get(server.host, server.port, server.token)
+        assert [agent.class_name for agent in connection.list_agents()] == ["agents_for_tests.Counter"]
+        client.kill()
+        client.wait(10)
+        wait_for(lambda: not connection.list_agents(), 20, what="the killed client's agent to be deleted")
+    finally:
+        if helper is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(helper, signal.SIGKILL)
+        client.kill()
+        client.wait(10)
