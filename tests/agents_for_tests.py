@@ -135,9 +135,11 @@ class Worker(AgentBase):
         time.sleep(seconds)
         return seconds
 
-    def switch_interval(self) -> float:
-        """The interpreter's thread switch interval in the process running this agent."""
-        return sys.getswitchinterval()
+    def interpreter(self) -> tuple[float, tuple[int, int, int]]:
+        """The thread switch interval and the garbage collector's thresholds of the process running this agent."""
+        import gc
+
+        return sys.getswitchinterval(), gc.get_threshold()
 
     @async_func
     def meet(self, barrier: str, parties: int, timeout: float) -> bool:

@@ -193,7 +193,7 @@ def connect(path: str, token: str, client: str, address: str, timeout: float) ->
     try:
         sock.settimeout(timeout)
         sock.connect(path)
-        pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid, uid = peer(sock)
         if uid != os.getuid():
             raise AuthenticationError(f"the session socket of the server at {address} belongs to another user "
                                       f"(uid {uid}); nothing was sent to it")
@@ -247,6 +247,12 @@ def replies(link: Link, decode: Callable[[bytes], tuple], waiting: Callable[[], 
         yield decode(body)
 
 
+def peer(sock: socket.socket) -> tuple[int, int]:
+    """The pid and uid of the process at the other end of a connected Unix socket (``SO_PEERCRED``)."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid
+
+
 def process_stopped(pid: int) -> bool:
     """Whether process ``pid`` is stopped (state T or t in ``/proc``); False when it cannot be told."""
     try:
@@ -266,9 +272,12 @@ def accept_client(sock: socket.socket, keys: handshake.ServerKeys,
     """Prove this server to a client that connected, and check its proof; return the link and the
     client's name for itself (``"<client id> <host id> <pid>"``).
 
-    Raises AuthenticationError (the client's proof is wrong or not fresh), ProtocolError or OSError;
-    the caller then closes the socket.
+    Raises AuthenticationError (the client is another user's process, or its proof is wrong or not
+    fresh), ProtocolError or OSError; the caller then closes the socket.
     """
+    _, uid = peer(sock)
+    if uid != os.getuid():  # (the directory keeps other users out already)
+        raise AuthenticationError(f"a process of another user (uid {uid}) connected to the session socket")
     sock.settimeout(timeout)
     link = Link(sock)
     body = link.expect(HELLO, "client's hello")

@@ -64,20 +64,25 @@ def test_bad_server_options_are_clear_errors(args, message) -> None:
     assert message in done.stderr
 
 
-def test_a_server_process_switches_threads_every_20_ms_unless_told(start_server, monkeypatch) -> None:
+def test_a_server_process_tunes_its_interpreter_unless_told(start_server, monkeypatch) -> None:
+    """Threads switch every 20 ms, and the garbage collector runs less often, in a server process."""
     server = start_server()
-    assert Worker("W0", to_dist=server.to_dist).switch_interval() == pytest.approx(0.02)
-    monkeypatch.setenv("AGENTNB_SWITCH_INTERVAL", "0.005")  # Python's default
+    assert Worker("W0", to_dist=server.to_dist).interpreter() == (pytest.approx(0.02), (20_000, 50, 100))
+    monkeypatch.setenv("AGENTNB_SWITCH_INTERVAL", "0.005")  # Python's defaults
+    monkeypatch.setenv("AGENTNB_GC_THRESHOLDS", "700,10,10")
     told = start_server()
-    assert Worker("W1", to_dist=told.to_dist).switch_interval() == pytest.approx(0.005)
+    assert Worker("W1", to_dist=told.to_dist).interpreter() == (pytest.approx(0.005), (700, 10, 10))
 
 
-@pytest.mark.parametrize("value", ["soon", "0", "5"])
-def test_a_bad_switch_interval_is_a_clear_error(value: str) -> None:
+@pytest.mark.parametrize("variable, value", [
+    ("AGENTNB_SWITCH_INTERVAL", "soon"), ("AGENTNB_SWITCH_INTERVAL", "0"), ("AGENTNB_SWITCH_INTERVAL", "5"),
+    ("AGENTNB_GC_THRESHOLDS", "700,10"), ("AGENTNB_GC_THRESHOLDS", "700,0,10"),
+])
+def test_bad_interpreter_settings_are_clear_errors(variable: str, value: str) -> None:
     done = subprocess.run([sys.executable, "-m", "agentnb.server", "--port", "0"], capture_output=True, text=True,
-                          timeout=60, env={**script_env(), "AGENTNB_SWITCH_INTERVAL": value}, stdin=subprocess.DEVNULL)
+                          timeout=60, env={**script_env(), variable: value}, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
-    assert "$AGENTNB_SWITCH_INTERVAL" in done.stderr and value in done.stderr
+    assert f"${variable}" in done.stderr and value in done.stderr
 
 
 def test_taken_port_is_a_clear_error() -> None:
