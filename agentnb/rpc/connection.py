@@ -600,8 +600,7 @@ def _write(link: local_socket.Link, outgoing: Iterator[pb.ClientFrame | frames.C
     """Write a session's frames to its socket, then END (its last call is sent); the session's reader
     notices a socket that failed."""
     try:
-        for item in outgoing:
-            link.send(local_socket.FRAME, frames.encode_frame(item))
+        link.send_frames(outgoing)
         link.send(local_socket.END)
     except OSError:
         link.close()

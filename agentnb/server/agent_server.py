@@ -282,16 +282,14 @@ class AgentServer:
             if self.record and self.name:
                 remove_record(self.name, os.getpid())
             if self._server is not None:
+                flush = FLUSH_SECONDS if grace > 0 else 0.0
                 if grace > 0:  # the replies of the calls that just finished go out before the streams end
                     self.servicer.end_sessions()
-                    stopped = self._server.stop(FLUSH_SECONDS)
-                    if self._local is not None:
-                        self._local.stop(FLUSH_SECONDS)
-                    stopped.wait(FLUSH_SECONDS + 1.0)
-                else:
-                    self._server.stop(0)
-                    if self._local is not None:
-                        self._local.stop(0.0)
+                stopped = self._server.stop(flush)
+                if self._local is not None:
+                    self._local.stop(flush)
+                if grace > 0:
+                    stopped.wait(flush + 1.0)
             self.servicer.stop_replier()
             self.servicer.results.close()
             if self.servicer.shm is not None:

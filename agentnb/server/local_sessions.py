@@ -31,8 +31,7 @@ class LocalSessions:
         self._keys = keys
         self.path = os.path.join(directory, local_socket.SOCKET_NAME)
         self._listener: socket.socket | None = None
-        self._links: set[local_socket.Link] = set()
-        self._writers: set[threading.Thread] = set()
+        self._open: dict[local_socket.Link, threading.Thread] = {}  # each session's link and writing thread
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -67,15 +66,13 @@ class LocalSessions:
             if self._stopping:
                 link.close()
                 return
-            self._links.add(link)
-            self._writers.add(threading.current_thread())
+            self._open[link] = threading.current_thread()
         servicer = self._servicer
         client = Client.of(((CLIENT_METADATA_KEY, name),))
         session, who = servicer.open_session(client, f"unix:{self.path}")
         try:
             servicer.read_calls(session, local_socket.calls(link, frames.decode_client_frame))
-            for item in session.replies():
-                link.send(local_socket.FRAME, frames.encode_frame(item))
+            link.send_frames(session.replies())
         except OSError:  # the client went away: its session closes below
             pass
         except Exception:
@@ -84,15 +81,14 @@ class LocalSessions:
             link.close()
             servicer.session_ended(session, client, who)
             with self._lock:
-                self._links.discard(link)
-                self._writers.discard(threading.current_thread())
+                self._open.pop(link, None)
 
     def stop(self, flush: float) -> None:
         """Stop listening; give the sessions up to ``flush`` s to write the replies they have, then end them."""
         with self._lock:
             self._stopping = True
             listener, self._listener = self._listener, None
-            writers = list(self._writers)
+            writers = list(self._open.values())
         if listener is not None:
             try:
                 listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept() (close alone would not)
@@ -107,6 +103,6 @@ class LocalSessions:
         for writer in writers:
             writer.join(max(deadline - time.monotonic(), 0.0))
         with self._lock:
-            links = list(self._links)
+            links = list(self._open)
         for link in links:
             link.close()

@@ -38,10 +38,11 @@ import socket
 import stat
 import struct
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from agentnb.errors import AgentServerError, AuthenticationError, ServerUnavailable
-from agentnb.wire import handshake
+from agentnb.wire import frames, handshake
 from agentnb.wire.protocol import MAX_MESSAGE_BYTES
 
 SOCKET_NAME = "session.sock"
@@ -101,6 +102,11 @@ class Link:
         else:
             self.sock.sendall(header)
             self.sock.sendall(body)
+
+    def send_frames(self, items: Iterable[Any]) -> None:
+        """Write each frame of ``items`` (messages and chunks, as ``frames.encode_frame`` writes them)."""
+        for item in items:
+            self.send(FRAME, frames.encode_frame(item))
 
     def receive(self) -> tuple[int, bytes] | None:
         """The next message, as ``(kind, body)``; None when the socket ended between two messages.
