@@ -65,6 +65,10 @@ class CreationLedger:
                                                                            if f in self._unseen_failures]
             taken = [(future, self._unseen_failures.pop(future)) for future in keys]
         for future, label in taken:
+            if future.error is not None:  # the transport's: the answer was lost, the object may exist
+                _LOGGER.warning("the answer to the creation of %s on the agent server at %s was lost (%s), and "
+                                "nothing used it since to ask again", label, self.address, future.error)
+                continue
             try:
                 future.outcome(self.address, label)
             except Exception as error:

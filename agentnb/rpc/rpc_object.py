@@ -119,8 +119,9 @@ class RpcObject:
                                f"on {self._conn.address} within {timeout} s")
         if creating.failed:
             self._conn.creations.seen(creating)
-            if creating.error is not None:  # the transport's: the object may exist; the next use asks again
-                raise creating.error
+            if creating.error is not None:  # the transport's: the object may exist
+                self._adopt(self._ask_created(creating.error, timeout))
+                return
             try:
                 creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
             except Exception as error:
@@ -128,7 +129,25 @@ class RpcObject:
                 error.add_note(f"(raised when {self._short_class()}{named} {self._agent_id} was created on "
                                f"{self._conn.address} by to_dist(); the object does not exist)")
                 raise
-        created = creating.outcome(self._conn.address, f"the creation of {self._short_class()}")
+        self._adopt(creating.outcome(self._conn.address, f"the creation of {self._short_class()}"))
+
+    def _ask_created(self, lost: BaseException, timeout: float | None) -> dict[str, Any]:
+        """The creation's answer was lost with the connection (``lost``): ask the server for the
+        object (DESCRIBE). If it cannot say, or has no such object, ``lost`` is raised and the
+        next use asks again: a creation still on its way may arrive later."""
+        __tracebackhide__ = True
+        what = f"the creation of {self._short_class()}"
+        try:
+            return wait_value(self._conn.submit(pb.DESCRIBE, self._agent_id), self._conn, what, timeout)
+        except AgentNotFound:
+            note = (f"(the answer to {what} {self._agent_id} was lost with the connection, "
+                    f"and the {self._conn.display} has no such object)")
+            if note not in getattr(lost, "__notes__", ()):
+                lost.add_note(note)
+            raise lost from None
+
+    def _adopt(self, created: dict[str, Any]) -> None:
+        """Take what the server says of the object it made: its name and its methods' kinds."""
         object.__setattr__(self, "_name", created["name"])
         methods = created["methods"]  # the server's class has the last word, but for the caller's choices
         if self._method_kinds:

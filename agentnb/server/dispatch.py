@@ -57,8 +57,11 @@ def admit(agents: HostedAgents, call: pb.Call) -> HostedAgent:
 def runs_beside(agent: HostedAgent, call: pb.Call) -> bool:
     """Whether ``call`` runs beside the agent's other calls instead of in its mailbox:
     a CALL of a method marked ``@concurrent`` (known once the agent's object is made;
-    before, the call waits in the mailbox behind the creation)."""
-    return call.kind == pb.CALL and call.method in agent.concurrent
+    before, the call waits in the mailbox behind the creation), or a DESCRIBE of an
+    agent that exists (one still being made is described once it is)."""
+    if call.kind == pb.CALL:
+        return call.method in agent.concurrent
+    return call.kind == pb.DESCRIBE and agent.obj is not None
 
 
 def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, codec.Encoded]:
@@ -101,6 +104,17 @@ def _create(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: co
         raise
     # Hosted as what it is: an object that travelled whole was "made" by placement.adopt.
     agents.host(agent, obj, type(obj))
+    return _description(agent)
+
+
+def _describe(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: codec.Encoded) -> dict:
+    """DESCRIBE: what a CREATE answers, for a proxy whose creation's answer was lost with its connection."""
+    _object_of(agents, agent)
+    return _description(agent)
+
+
+def _description(agent: HostedAgent) -> dict:
+    """What a new proxy needs to know of its agent: class name, method kinds, name."""
     return {"class_name": agent.class_name, "methods": agent.methods, "name": agent.name or None}
 
 
@@ -151,4 +165,5 @@ HANDLERS: dict[int, Callable[[HostedAgents, HostedAgent, pb.Call, codec.Encoded]
     pb.CALL: _call,
     pb.GETATTR: _getattr,
     pb.DELETE: _delete,
+    pb.DESCRIBE: _describe,
 }

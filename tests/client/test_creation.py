@@ -11,9 +11,11 @@ import pytest
 from agents_for_tests import Counter, CustomError, SlowStart, Worker
 from helpers_runtime import free_port, run_script, script_env, wait_for, write_script
 from kernel_fixtures import Kernel
+from network_cut import TO_CLIENT, TO_SERVER, proxy_to
 
 import agentnb
 from agentnb import AuthenticationError, ServerUnavailable
+from agentnb.wire import local_socket
 
 
 def test_to_dist_returns_before_init_finishes_and_the_first_use_waits(server) -> None:
@@ -177,3 +179,38 @@ def test_a_failed_creation_nobody_used_is_logged(server, tmp_path) -> None:
     assert done.stdout.strip() == "seen: CustomError"
     told = [line for line in done.stderr.splitlines() if "was not created on the agent server" in line]
     assert len(told) == 3 and all("CustomError: refusing to start" in line for line in told), done.stderr
+
+
+def test_an_object_whose_creation_answer_was_lost_with_the_connection_is_asked_for(server, monkeypatch) -> None:
+    """The server made the object, the network lost its answer: the first use asks, and works."""
+    monkeypatch.setenv(local_socket.ENV_LOCAL_SOCKET, "0")  # through the proxy, as from another host
+    with proxy_to(server.port) as proxy:
+        address = {"host": "127.0.0.1", "port": proxy.port, "token": server.token}
+        first = Worker("first", to_dist=address)
+        assert first.echo(1) == 1  # the session is open
+        proxy.hold(TO_CLIENT)
+        late = Worker("late", to_dist=address)
+        wait_for(lambda: server.connection().info().agents == 2, what="the server to make the object")
+        proxy.cut()  # its answer is lost with the connection
+        assert late.echo("still there") == "still there"  # a new session: asked for, not made again
+        assert late.name == "late"
+        assert server.connection().info().agents == 2
+
+
+def test_a_creation_lost_on_its_way_says_so_at_each_use(server, monkeypatch) -> None:
+    """The CREATE never reached the server: each use says the answer was lost and that the
+    server has no such object (it asks again each time), and hurts nothing else."""
+    monkeypatch.setenv(local_socket.ENV_LOCAL_SOCKET, "0")
+    with proxy_to(server.port) as proxy:
+        address = {"host": "127.0.0.1", "port": proxy.port, "token": server.token}
+        first = Worker("first", to_dist=address)
+        assert first.echo(1) == 1
+        proxy.hold(TO_SERVER)
+        lost = Worker("lost", to_dist=address)
+        proxy.cut()
+        for _ in range(2):
+            with pytest.raises(ServerUnavailable) as raised:
+                lost.echo(2)
+            assert any("has no such object" in note for note in raised.value.__notes__)
+        assert first.echo(3) == 3
+        assert server.connection().info().agents == 1

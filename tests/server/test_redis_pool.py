@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +11,7 @@ import time
 import pytest
 from agents_for_tests import Worker
 from helpers_runtime import free_port, script_env, wait_for
+from network_cut import proxy_to
 from redis_fixtures import RedisServer
 
 from agentnb import AgentServerError, ServerUnavailable, TaskNotFound
@@ -318,62 +317,13 @@ def test_launcher_with_redis(redis_server: RedisServer) -> None:
 # -- the session lost while the call ran ----------------------------------------------------
 
 
-class CuttableProxy:
-    """A loopback TCP proxy to ``port`` whose open connections can be cut (new ones still pass)."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Break every open connection, as a network failure would."""
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
-
-
 def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, redis_server, monkeypatch) -> None:
     """The connection breaks while the call runs; the call finishes; result() still gets its value."""
     # The proxy plays the network between two hosts: a client on the server's host would go round it,
     # on the server's session socket.
     monkeypatch.setenv(local_socket.ENV_LOCAL_SOCKET, "0")
     server = start_server(*redis_args(redis_server))
-    proxy = CuttableProxy(server.port)
-    try:
+    with proxy_to(server.port) as proxy:
         address = {"host": "127.0.0.1", "port": proxy.port, "token": server.token}
         agent, releaser = Worker("W0", to_dist=address), Worker("W1", to_dist=address)
         held = agent.hold("gate", "finished after the cut")
@@ -385,5 +335,3 @@ def test_a_reply_lost_with_the_session_is_fetched_from_the_pool(start_server, re
             held.result(0.5)
         releaser.release("gate")  # a new session, through the proxy again
         assert held.result(30) == "finished after the cut"
-    finally:
-        proxy.close()
