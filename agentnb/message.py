@@ -7,6 +7,20 @@ from typing import Any
 
 from agentnb.wire.ids import random_hex
 
+# The second of the last timestamp made, and its text: a million messages a round need it
+# formatted once a second, not once each (time.strftime is most of a message's making).
+_last_stamp: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """The local time now, to the second (``2026-12-04 10:37:46``)."""
+    global _last_stamp
+    second = int(time.time())
+    stamp = _last_stamp
+    if stamp[0] != second:
+        stamp = _last_stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+    return stamp[1]
+
 
 class Msg(dict[str, Any]):
     """A message: a dict whose keys also read as attributes.
@@ -17,8 +31,10 @@ class Msg(dict[str, Any]):
     """
 
     def __init__(self, name: str, content: Any = None, role: str = "assistant", **kwargs: Any) -> None:
-        kwargs.setdefault("id", random_hex())
-        kwargs.setdefault("timestamp", time.strftime("%Y-%m-%d %H:%M:%S"))
+        if "id" not in kwargs:
+            kwargs["id"] = random_hex()
+        if "timestamp" not in kwargs:
+            kwargs["timestamp"] = _timestamp()
         super().__init__(name=name, role=role, content=content, **kwargs)
 
     def __getattr__(self, key: str) -> Any:

@@ -106,7 +106,11 @@ class AsyncResult(Generic[T]):
         """
         __tracebackhide__ = True  # (IPython and pytest show the caller's frame and the agent's, not agentnb's)
         if self._value is _UNSET and self._error is None:
-            self._settle_within(timeout)
+            future = self._future
+            if future is not None and future._finished and future.error is None:
+                self._decode(future.state, future.payload)  # the reply is here (most results of a round)
+            else:
+                self._settle_within(timeout)
         if self._error is not None:
             # Raised again with the traceback it came with (the agent's frames): the
             # same short trace each time, not one that grows with every raise.
@@ -183,7 +187,10 @@ class AsyncResult(Generic[T]):
         try:
             if error is not None:
                 raise error
-            self._value = decode_final(state, payload, self._conn.address, self._describe())
+            if state == DONE:  # (its name is made only when the value cannot be unpickled)
+                self._value = codec.loads(payload, self._result_name)
+            else:
+                self._value = decode_final(state, payload, self._conn.address, self._describe())
         except BaseException as exc:  # the call's own error, kept to be raised by result()
             self._error = exc
             self._error_tb = user_part(exc.__traceback__)
@@ -355,6 +362,9 @@ class AsyncResult(Generic[T]):
         return _rebuild_async_result(conn.host, conn.port, conn.token, self._task_id, self._agent, self._method,
                                      conn.tls_ca, self._policy)
 
+    def _result_name(self) -> str:
+        return f"the result of {self._describe()}"
+
     def _describe(self) -> str:
         call = f"{self._agent}.{self._method}()" if self._method else "the call"
         return f"{call} [task {self._task_id}]"
@@ -422,8 +432,19 @@ def _note(result: AsyncResult[Any]) -> None:
             _made.append(result)
 
 
+# How many AsyncResults each thread unpickled (see unpickled_results).
+_unpickled = threading.local()
+
+
+def unpickled_results() -> int:
+    """How many AsyncResults this thread has unpickled so far: a server resolves the results in a
+    call's arguments (:func:`resolve_results`) only when unpickling them made some."""
+    return getattr(_unpickled, "count", 0)
+
+
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
                           tls_ca: str | None = None, policy: CallPolicy | None = None) -> AsyncResult[Any]:
+    _unpickled.count = getattr(_unpickled, "count", 0) + 1
     return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method,
                        policy=policy)
 

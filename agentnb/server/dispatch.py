@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError
-from agentnb.rpc.async_result import resolve_results
+from agentnb.rpc.async_result import resolve_results, unpickled_results
 from agentnb.rpc.context import set_waiting_chain
 from agentnb.server.hosted import HostedAgent, HostedAgents, class_name
 from agentnb.server.session import Task
@@ -126,8 +126,11 @@ def _call(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: code
         raise AttributeError(f"{name!r} is private: it cannot be called on a distributed object")
     if name not in agent.methods:
         raise AttributeError(f"{agent.class_name} has no public method {name!r}")
+    made = unpickled_results()
     args, kwargs = codec.loads(payload, f"the arguments of {name}()")
-    return getattr(obj, name)(*resolve_results(args), **resolve_results(kwargs))
+    if unpickled_results() != made:  # AsyncResults among the arguments: their values go instead
+        args, kwargs = resolve_results(args), resolve_results(kwargs)
+    return getattr(obj, name)(*args, **kwargs)
 
 
 def _getattr(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: codec.Encoded) -> object:

@@ -100,23 +100,27 @@ class LocalResultStore(ResultStore):
         self.max_expire_time = max_expire_time
         self._results: OrderedDict[str, tuple[float, StoredResult]] = OrderedDict()
         self._pending: set[str] = set()
-        self._cond = threading.Condition()
+        # Taken directly on the path of every call (a Condition's own __enter__ is Python code).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         # Readers waiting in get(): a call's add_pending and put notify only when there are some
         # (notify_all costs a few us of Python on every call otherwise).
         self._readers = 0
 
     def add_pending(self, task_id: str) -> None:
-        with self._cond:
+        with self._lock:
             self._pending.add(task_id)
             if self._readers:
                 self._cond.notify_all()
 
     def put(self, task_id: str, result: StoredResult) -> None:
         now = time.monotonic()
-        with self._cond:
+        results = self._results
+        with self._lock:
             self._pending.discard(task_id)
-            self._results[task_id] = (now + self.max_expire_time, result)
-            self._results.move_to_end(task_id)
+            if task_id in results:  # (a result put again goes last)
+                del results[task_id]
+            results[task_id] = (now + self.max_expire_time, result)
             self._evict(now)
             if self._readers:
                 self._cond.notify_all()

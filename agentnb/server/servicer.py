@@ -305,10 +305,14 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self.results.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result store could not keep the result of task %s", task_id)
-        shm_pool = task.session.shm_pool if call.shm_reply else None
-        task.session.send(frames.outgoing(pb.Reply, payload, shm_pool, seq=call.seq,
-                                         status=status, task_id=task_id, timestamp=now),
-                          final=final)
+        if type(payload) is bytes and len(payload) <= frames.CHUNK_BYTES:  # most replies (as frames.outgoing)
+            reply = pb.Reply(payload=payload, seq=call.seq, status=status,  # type: ignore[arg-type]  # (a ReplyStatus)
+                             task_id=task_id, timestamp=now)
+        else:
+            shm_pool = task.session.shm_pool if call.shm_reply else None
+            reply = frames.outgoing(pb.Reply, payload, shm_pool, seq=call.seq, status=status, task_id=task_id,
+                                    timestamp=now)
+        task.session.send(reply, final=final)
 
     # -- the unary RPCs ------------------------------------------------------------------------
 

@@ -329,14 +329,16 @@ def _too_large(what: str, size: int) -> SerializationError:
                               f"{MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES) per call")
 
 
-def loads(data: Encoded, what: str = "value") -> Any:
-    """Unpickle ``data`` (bytes or a Payload); raise SerializationError naming ``what`` when it cannot be."""
+def loads(data: Encoded, what: str | Callable[[], str] = "value") -> Any:
+    """Unpickle ``data`` (bytes or a Payload); raise SerializationError naming ``what`` when it cannot be
+    (a callable ``what`` is asked for the name then only: a million results need no name made)."""
     try:
         if type(data) is Payload:
             return pickle.loads(data.data, buffers=data.buffers)
         return pickle.loads(data)  # type: ignore[arg-type]
     except Exception as exc:
-        raise SerializationError(f"{what} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+        name = what if type(what) is str else what()  # type: ignore[operator]
+        raise SerializationError(f"{name} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,16 @@ def test_msg_reads_as_attributes_and_items() -> None:
     assert msg["extra"] == 1
     with pytest.raises(AttributeError):
         _ = msg.missing
+
+
+def test_msg_has_its_own_id_and_the_time_it_was_made_unless_given() -> None:
+    before = time.strftime("%Y-%m-%d %H:%M:%S")
+    first, second = Msg("W0", "a"), Msg("W0", "b")
+    after = time.strftime("%Y-%m-%d %H:%M:%S")
+    assert before <= first.timestamp <= second.timestamp <= after
+    assert len(first.id) == 32 and first.id != second.id
+    given = Msg("W0", "c", id="mine", timestamp="2020-01-01 00:00:00")
+    assert (given.id, given.timestamp) == ("mine", "2020-01-01 00:00:00")
 
 
 def test_msg_survives_pickling_as_a_msg() -> None:
