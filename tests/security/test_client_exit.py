@@ -24,6 +24,7 @@ CLIENT = textwrap.dedent("""
     class Writer(AgentBase):
         @async_func
         def write(self, name, seconds=0.0):
+            (folder / (name + ".started")).write_text("")
             time.sleep(seconds)
             (folder / name).write_text("ran")
             return name
@@ -35,7 +36,9 @@ CLIENT = textwrap.dedent("""
     running = owned.write("running", 2.0)
     queued = [owned.write(f"queued-{i}") for i in range(5)]
     kept.write("kept").result(30)
-    time.sleep(0.5)  # the running call has started; the others wait in the agent's mailbox
+    deadline = time.monotonic() + 30  # until the running call has started; the others wait in the agent's mailbox
+    while not (folder / "running.started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     print("ready", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 """)
@@ -56,5 +59,5 @@ def test_a_killed_clients_own_agents_and_queued_calls_are_released(start_server,
     wait_for(lambda: names() == ["kept"], 20, what="the killed client's own agent to be deleted")
     wait_for(lambda: not conn.info().busy, 20, what="the server to be idle")
     assert (tmp_path / "running").exists()  # the call that was running when the client died finished
-    assert sorted(p.name for p in tmp_path.glob("queued-*")) == []  # the queued ones were dropped
+    assert sorted(p.name for p in tmp_path.glob("queued-*")) == []  # the queued ones were dropped (never started)
     assert (tmp_path / "kept").exists()
