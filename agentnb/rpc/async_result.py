@@ -187,10 +187,7 @@ class AsyncResult(Generic[T]):
         try:
             if error is not None:
                 raise error
-            if state == DONE:  # (its name is made only when the value cannot be unpickled)
-                self._value = codec.loads(payload, self._result_name)
-            else:
-                self._value = decode_final(state, payload, self._conn.address, self._describe())
+            self._value = decode_final(state, payload, self._conn.address, self._describe)
         except BaseException as exc:  # the call's own error, kept to be raised by result()
             self._error = exc
             self._error_tb = user_part(exc.__traceback__)
@@ -361,9 +358,6 @@ class AsyncResult(Generic[T]):
         conn = self._conn
         return _rebuild_async_result(conn.host, conn.port, conn.token, self._task_id, self._agent, self._method,
                                      conn.tls_ca, self._policy)
-
-    def _result_name(self) -> str:
-        return f"the result of {self._describe()}"
 
     def _describe(self) -> str:
         call = f"{self._agent}.{self._method}()" if self._method else "the call"

@@ -347,19 +347,14 @@ class ServerConnection:
                 session = self._open_session()
             seq = next(self._seq)
             session.pending[seq] = future
-            if type(payload) is bytes and len(payload) <= frames.CHUNK_BYTES:  # most calls (as frames.outgoing)
-                item = pb.Call(payload=payload, seq=seq, kind=kind,  # type: ignore[arg-type]  # (an int: a CallKind)
-                               agent_id=agent_id, method=method, task_id=task_id,
-                               shm_reply=session.shm_dir is not None)
-                if watch or waiting_chain or owned:
-                    item.watch, item.owned = watch, owned
-                    item.waiting_chain.extend(waiting_chain)
-            else:
-                item = frames.outgoing(pb.Call, payload, session.shm_pool, seq=seq, kind=kind, agent_id=agent_id,
-                                       method=method, task_id=task_id, watch=watch, waiting_chain=waiting_chain,
-                                       shm_reply=session.shm_dir is not None, owned=owned)
-                if type(item) is pb.Call and item.shm_name:
-                    session.shm_files[seq] = item.shm_name
+            call = pb.Call(seq=seq, kind=kind,  # type: ignore[arg-type]  # (an int: a CallKind)
+                           agent_id=agent_id, method=method, task_id=task_id, shm_reply=session.shm_dir is not None)
+            if watch or waiting_chain or owned:  # (most calls have none of these: not passed, they cost nothing)
+                call.watch, call.owned = watch, owned
+                call.waiting_chain.extend(waiting_chain)
+            item = frames.outgoing(call, payload, session.shm_pool)
+            if call.shm_name:
+                session.shm_files[seq] = call.shm_name
             idle = session.outbox.empty()
             session.outbox.put(item)
         if nudge and idle:

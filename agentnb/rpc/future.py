@@ -14,19 +14,24 @@ from agentnb.wire.protocol import is_final, state_of
 from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED
 
 
-def decode_final(state: str, payload: codec.Encoded, address: str, what: str) -> Any:
+def decode_final(state: str, payload: codec.Encoded, address: str, what: str | Callable[[], str]) -> Any:
     """The value of a call that ended in ``state`` with ``payload``, or raise its error.
 
     The one decoder of a final reply, whether it came on the session stream or
-    from GetResult. ``what`` names the call in errors (``"Counter.add()"``);
+    from GetResult. ``what`` names the call in errors (``"Counter.add()"``), or
+    makes that name when asked (a million values decoded need no name made);
     ``address`` is its server's.
     """
     __tracebackhide__ = True
     if state == DONE:
-        return codec.loads(payload, f"the result of {what}")
+        return codec.loads(payload, lambda: f"the result of {_named(what)}")
     if state == CANCELLED:
-        raise TaskCancelled(f"{what} was cancelled before it ran")
+        raise TaskCancelled(f"{_named(what)} was cancelled before it ran")
     raise codec.decode_error(payload, address)
+
+
+def _named(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 # Guards every future's end and callbacks: held for a few operations at a time, and a lock

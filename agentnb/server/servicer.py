@@ -305,14 +305,9 @@ class AgentServicer(pb_grpc.AgentServerServicer):
                 self.results.put(task_id, StoredResult(status, payload, now))
             except Exception:  # the caller still gets its reply on the session
                 _LOGGER.exception("the result store could not keep the result of task %s", task_id)
-        if type(payload) is bytes and len(payload) <= frames.CHUNK_BYTES:  # most replies (as frames.outgoing)
-            reply = pb.Reply(payload=payload, seq=call.seq, status=status,  # type: ignore[arg-type]  # (a ReplyStatus)
-                             task_id=task_id, timestamp=now)
-        else:
-            shm_pool = task.session.shm_pool if call.shm_reply else None
-            reply = frames.outgoing(pb.Reply, payload, shm_pool, seq=call.seq, status=status, task_id=task_id,
-                                    timestamp=now)
-        task.session.send(reply, final=final)
+        reply = pb.Reply(seq=call.seq, status=status, task_id=task_id, timestamp=now)  # type: ignore[arg-type]
+        task.session.send(frames.outgoing(reply, payload, task.session.shm_pool if call.shm_reply else None),
+                          final=final)
 
     # -- the unary RPCs ------------------------------------------------------------------------
 
@@ -330,8 +325,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the result pool failed: {exc}")
         shm_dir = self.shm if request.shm_reply else None
-        item = frames.outgoing(pb.Reply, stored.payload, shm_dir, status=stored.status, task_id=request.task_id,
-                              timestamp=stored.timestamp)
+        item = frames.outgoing(pb.Reply(status=stored.status, task_id=request.task_id,  # type: ignore[arg-type]
+                                        timestamp=stored.timestamp), stored.payload, shm_dir)
         if shm_dir is not None and type(item) is pb.Reply and item.shm_name:
             # The RPC may end before its client took the file: remove it a while later, if still there.
             context.add_callback(lambda: remove_later(shm_dir, item.shm_name, UNCLAIMED_FILE_SECONDS))

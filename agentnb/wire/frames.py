@@ -88,9 +88,9 @@ def from_parts(data: bytes, parts: list) -> Encoded:
     return Payload(data, parts) if parts else data
 
 
-def outgoing(make: Callable[..., Message], payload: Encoded, shm: SegmentPool | ShmDir | None = None,
-             **fields: Any) -> Any:
-    """The Call or Reply ``make(payload=..., **fields)`` to queue for sending: a :class:`Large` when it has parts.
+def outgoing(message: Any, payload: Encoded, shm: SegmentPool | ShmDir | None = None) -> Any:
+    """``message`` (a Call or Reply, its other fields set) with ``payload``, to queue for sending:
+    a :class:`Large` when it has parts.
 
     With ``shm`` (the receiver shares the host and can read that directory:
     the stream's pool of segments, or the directory itself for a segment used
@@ -98,15 +98,18 @@ def outgoing(make: Callable[..., Message], payload: Encoded, shm: SegmentPool | 
     all there is to send; when no segment can be written, they go in chunks.
     """
     if type(payload) is bytes and len(payload) <= CHUNK_BYTES:  # most calls: no parts
-        return make(payload=payload, **fields)
+        message.payload = payload
+        return message
     data, parts = to_parts(payload)
+    message.payload = data
     if not parts:
-        return make(payload=data, **fields)
+        return message
     writable = [not memoryview(p).readonly for p in parts]
-    name = _to_shm(shm, parts)
-    message = make(payload=data, part_sizes=[len(p) for p in parts],
-                   part_writable=writable if any(writable) else (), shm_name=name, **fields)
-    return message if name else Large(message, parts)
+    message.shm_name = _to_shm(shm, parts)
+    message.part_sizes.extend(len(p) for p in parts)
+    if any(writable):
+        message.part_writable.extend(writable)
+    return message if message.shm_name else Large(message, parts)
 
 
 def _to_shm(shm: SegmentPool | ShmDir | None, parts: list) -> str:

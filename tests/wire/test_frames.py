@@ -22,7 +22,7 @@ CHUNK = frames.CHUNK_BYTES
 
 def _through_the_wire(payload: codec.Encoded, seq: int = 7) -> codec.Encoded:
     """Send ``payload`` as a Call would go (frames, bytes), and reassemble it as a server does."""
-    item = frames.outgoing(pb.Call, payload, seq=seq, kind=pb.CALL, agent_id="a")
+    item = frames.outgoing(pb.Call(seq=seq, kind=pb.CALL, agent_id="a"), payload)
     incoming = frames.Reassembly()
     done = []
     for frame in frames.of_item(item, lambda calls: pb.ClientFrame(calls=calls)):
