@@ -52,6 +52,12 @@ def _raw(path: str) -> local_socket.Link:
     return local_socket.Link(sock)
 
 
+def _send_together(link: local_socket.Link, *messages: tuple[int, bytes]) -> None:
+    """Write several messages in one write, so that all are in the server's socket buffer before it
+    reads the first (a second write could meet a socket the server already closed)."""
+    link.sock.sendall(b"".join(local_socket._HEADER.pack(kind, len(body)) + body for kind, body in messages))
+
+
 def _ends(link: local_socket.Link) -> bool:
     """Whether the server closed the socket without a word more."""
     try:
@@ -106,15 +112,15 @@ def test_frames_before_the_proof_are_never_unpickled(start_server, tmp_path) -> 
     link.send(local_socket.FRAME, frame)
     assert _ends(link)
 
-    # A proof made with the wrong token: refused before the frame that follows it is read.
+    # A proof made with the wrong token, the frame right behind it: refused before the frame is read.
     link = _raw(_socket_of(server))
     client_nonce = handshake.new_nonce()
     link.send(local_socket.HELLO, client_nonce + CLIENT_NAME.encode())
     body = link.expect(local_socket.HELLO, "server's hello")
     server_nonce = body[:2 * handshake.NONCE_BYTES]
     forged = handshake._mac(b"not the token", handshake._CLIENT_PROOF, client_nonce, server_nonce)
-    link.send(local_socket.PROOF, f"{client_nonce.hex()}:{server_nonce.hex()}:{forged.hex()}".encode())
-    link.send(local_socket.FRAME, frame)
+    forged_proof = f"{client_nonce.hex()}:{server_nonce.hex()}:{forged.hex()}".encode()
+    _send_together(link, (local_socket.PROOF, forged_proof), (local_socket.FRAME, frame))
     assert _ends(link)
 
     assert not planted.exists()
