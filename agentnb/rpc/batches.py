@@ -11,8 +11,8 @@ on the servers (whose log counts them rather than naming each one).
 
 ``[p.reply(x) for p in proxies]`` pickles ``x`` once per call; :func:`call_many`
 pickles the arguments once for all the calls (a moderator asking a million
-participants the same question), and sends the calls as fast as the stream
-takes them.
+participants the same question), and hands them to each server's connection
+a few hundred at a time.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from agentnb.rpc import audience
+from agentnb.rpc import audience, rpc_object
 from agentnb.rpc.async_result import AsyncResult
+from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import DistOptions, creator
 from agentnb.rpc.rpc_meta import prestart_child_for
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.wire import codec
+from agentnb.wire import codec, frames
 
 T = TypeVar("T")
+
+# call_many sends the calls to one server this many at a time (one lock and one look at the session each).
+_CALLS_SENT_TOGETHER = 256
 
 
 def create_many(cls: type[T], inits: Iterable[Mapping[str, Any] | tuple[Any, ...]], *, to_dist: Any = True,
@@ -115,15 +119,43 @@ def call_many(proxies: Iterable[Any], method: str, /, *args: Any, **kwargs: Any)
             raise TypeError(f"call_many() takes proxies returned by to_dist(); item {number} is a "
                             f"{type(proxy).__name__}")
     payload = codec.dumps((args, kwargs), f"an argument of {method}()")
-    results: list[AsyncResult[Any]] = []
-    for proxy in targets:
-        if proxy._creating is not None:
-            proxy._created()  # its methods are known once it exists; a failed creation raises here
-        if method not in proxy._methods:
-            raise AttributeError(f"{method!r} is not a public method of {proxy._short_class()}: "
-                                 "call_many() calls methods a proxy may call")
-        result = proxy._call_async(method, payload)
-        if method == "__call__" and audience.LISTENERS:  # a message hub of this process may hear it speak
-            audience.spoke(proxy._identity(), proxy, result)
-        results.append(result)
-    return results
+    results: list[AsyncResult[Any] | None] = [None] * len(targets)
+    small = type(payload) is bytes and len(payload) <= frames.CHUNK_BYTES
+    waiting: dict[ServerConnection, list[int]] = {}  # by connection: the calls checked, not yet sent
+
+    def send(connection: ServerConnection, numbers: list[int]) -> None:
+        sent = connection.submit_calls([targets[i]._agent_id for i in numbers], method, payload,  # type: ignore[arg-type]
+                                       watch=rpc_object.WATCH_STATES)
+        for number, (task_id, future) in zip(numbers, sent, strict=True):
+            proxy = targets[number]
+            results[number] = AsyncResult(connection, task_id, future, agent=proxy._label(), method=method,
+                                          policy=proxy._policy)
+        numbers.clear()
+
+    def send_waiting() -> None:
+        for connection, numbers in waiting.items():
+            if numbers:
+                send(connection, numbers)
+
+    try:
+        for number, proxy in enumerate(targets):
+            if proxy._creating is not None:
+                send_waiting()  # (the calls before it need not wait for its creation)
+                proxy._created()  # its methods are known once it exists; a failed creation raises here
+            if method not in proxy._methods:
+                raise AttributeError(f"{method!r} is not a public method of {proxy._short_class()}: "
+                                     "call_many() calls methods a proxy may call")
+            if not small:
+                results[number] = proxy._call_async(method, payload)
+                continue
+            numbers = waiting.setdefault(proxy._conn, [])
+            numbers.append(number)
+            if len(numbers) >= _CALLS_SENT_TOGETHER:
+                send(proxy._conn, numbers)
+    finally:
+        send_waiting()  # those checked before a failure are sent, as by a loop of calls
+        if method == "__call__" and audience.LISTENERS:  # a message hub of this process may hear them speak
+            for proxy, result in zip(targets, results, strict=True):
+                if result is not None:
+                    audience.spoke(proxy._identity(), proxy, result)
+    return results  # type: ignore[return-value]  # (every item is set once no error was raised)

@@ -358,17 +358,61 @@ class ServerConnection:
             idle = session.outbox.empty()
             session.outbox.put(item)
         if nudge and idle:
-            # Let gRPC's sending thread have the GIL now: otherwise a burst of async
-            # calls leaves nothing on the wire until the interpreter's switch interval
-            # (5 ms) forces a switch, and the server idles meanwhile. A sync
-            # caller needs no nudge: it waits at once, which lets the sender run. At most
-            # once per switch interval: with a busy thread about, each nudge costs the
-            # caller up to that interval to get the GIL back.
-            now = time.monotonic()
-            if now - self._nudged_at >= NUDGE_INTERVAL:
-                self._nudged_at = now
-                time.sleep(0)
+            self._nudge()
         return future
+
+    def _nudge(self) -> None:
+        """Let the sending thread have the GIL now, after async calls put in an idle outbox.
+
+        Otherwise a burst of async calls leaves nothing on the wire until the
+        interpreter's switch interval (5 ms) forces a switch, and the server idles
+        meanwhile. A sync caller needs no nudge: it waits at once, which lets the
+        sender run. At most once per switch interval: with a busy thread about, each
+        nudge costs the caller up to that interval to get the GIL back.
+        """
+        now = time.monotonic()
+        if now - self._nudged_at >= NUDGE_INTERVAL:
+            self._nudged_at = now
+            time.sleep(0)
+
+    def submit_calls(self, agent_ids: Sequence[str], method: str, payload: bytes,
+                     watch: bool = False) -> list[tuple[str, CallFuture]]:
+        """Send an asynchronous call of ``method`` with the same small ``payload`` to each agent of
+        ``agent_ids``, in order; their task ids and futures (:func:`agentnb.call_many`).
+
+        What :meth:`submit` does for each, once for them all: one lock, one look at
+        the session, one nudge of the sending thread. ``payload`` is pickled arguments
+        of at most ``frames.CHUNK_BYTES`` (a larger one goes through :meth:`submit`).
+        """
+        if self._closed:
+            raise self._closed_error()
+        if not self._shm_probed:
+            self._probe_shm()
+        suffix = random_hex(8)  # (unique with the seq: see new_task_id)
+        sent: list[tuple[str, CallFuture]] = []
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            session = self._session
+            if session is None or session.dead:
+                session = self._open_session()
+            pending, put, seqs = session.pending, session.outbox.put, self._seq
+            shm_reply = session.shm_dir is not None
+            idle = session.outbox.empty()
+            for agent_id in agent_ids:
+                seq = next(seqs)
+                task_id = f"{self.client_id}-{seq}-{suffix}"
+                future = CallFuture()
+                pending[seq] = future
+                call = pb.Call(seq=seq, kind=pb.CALL, agent_id=agent_id, method=method, task_id=task_id,
+                               shm_reply=shm_reply, payload=payload)
+                if watch:
+                    call.watch = True
+                put(call)
+                sent.append((task_id, future))
+        if idle:
+            self._nudge()
+        return sent
 
     def _probe_shm(self) -> None:
         """Find out (once per session) whether the server shares this host: ask for its shared-memory directory."""

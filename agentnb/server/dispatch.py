@@ -76,14 +76,18 @@ def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, 
     set_waiting_chain((*call.waiting_chain, agent.agent_id))
     try:
         value = HANDLERS.get(call.kind, _unknown_kind)(agents, agent, call, payload)
-        label = f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
-        return pb.OK, codec.dumps(value, f"the result of {label}")
+        return pb.OK, codec.dumps(value, lambda: f"the result of {_label(agent, call)}")
     except BaseException as exc:
         who = agent.name or agent.class_name.rsplit(".", 1)[-1] or "agent"
         where = f"(in {who} {agent.agent_id} on agent server {agents.server.name})"
         return pb.ERROR, codec.encode_error(exc, where)
     finally:
         set_waiting_chain(None)
+
+
+def _label(agent: HostedAgent, call: pb.Call) -> str:
+    """A call in an error message: ``Counter.add``."""
+    return f"{agent.name or agent.class_name}.{call.method}" if call.method else "the call"
 
 
 # -- the handlers: (registry, agent, call, payload) -> the call's value --------------------------
@@ -127,7 +131,7 @@ def _call(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: code
     if name not in agent.methods:
         raise AttributeError(f"{agent.class_name} has no public method {name!r}")
     made = unpickled_results()
-    args, kwargs = codec.loads(payload, f"the arguments of {name}()")
+    args, kwargs = codec.loads(payload, lambda: f"the arguments of {name}()")
     if unpickled_results() != made:  # AsyncResults among the arguments: their values go instead
         args, kwargs = resolve_results(args), resolve_results(kwargs)
     return getattr(obj, name)(*args, **kwargs)

@@ -22,14 +22,17 @@ from agentnb.server.session import Task
 class Mailbox:
     """The calls of one agent waiting to run, and whether a worker is running them."""
 
-    __slots__ = ("calls", "running", "handed_over", "lock")
+    __slots__ = ("calls", "running", "handed", "sent", "lock")
 
     def __init__(self) -> None:
         self.calls: deque[Task] | None = None  # None while no call waits (a deque costs 760 bytes)
         self.running = False  # a worker is taking its calls
-        # Its replies the replier thread has yet to send: until they are sent, the agent's
-        # next replies go through the replier too, to leave in order (see agentnb.server.replier).
-        self.handed_over = 0
+        # Its replies handed to the replier thread, and those the replier sent: until all are sent, the
+        # agent's next replies go through the replier too, to leave in order (see agentnb.server.replier).
+        # Two counts, each written by one thread at a time (the worker running the mailbox; the
+        # replier), read without a lock.
+        self.handed = 0
+        self.sent = 0
         self.lock = threading.Lock()
 
     def post(self, task: Task) -> bool:

@@ -8,7 +8,7 @@ its agent's next call; the replier counts the call finished once its reply is
 sent.
 
 An agent's replies leave in order: while one of them is with the replier, the
-agent's next replies go there too (counted by ``Mailbox.handed_over``).
+agent's next replies go there too (counted by ``Mailbox.handed`` and ``Mailbox.sent``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ _LOGGER = logging.getLogger(__name__)
 # The largest payload of a final reply a worker hands over (a larger one it sends itself).
 HAND_OVER_BYTES = 64 * 2**10
 _STOP = object()
+# Final replies the replier sends before it counts them done (one lock for them all).
+_ENDED_TOGETHER = 64
 
 
 class ReplyQueue:
@@ -36,10 +38,10 @@ class ReplyQueue:
     Args:
         send: ``send(task, status, payload)`` sends a reply of ``task``
             (storing its result when it is final).
-        finished: called once a final reply handed over is sent: its task is done.
+        finished: ``finished(n)`` is called once final replies handed over are sent: their ``n`` tasks are done.
     """
 
-    def __init__(self, send: Callable[[Task, int, codec.Encoded], None], finished: Callable[[], None]) -> None:
+    def __init__(self, send: Callable[[Task, int, codec.Encoded], None], finished: Callable[[int], None]) -> None:
         self._send = send
         self._finished = finished
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -56,8 +58,7 @@ class ReplyQueue:
             return False
         if self._stopped:
             return False
-        with mailbox.lock:
-            mailbox.handed_over += 1
+        mailbox.handed += 1  # (by the worker running the mailbox: see Mailbox.handed)
         self._queue.put((mailbox, task, status, payload))
         return True
 
@@ -83,17 +84,28 @@ class ReplyQueue:
         return True
 
     def _run(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         while True:
-            item = self._queue.get()
+            item = get()
+            ended = 0  # final replies sent, counted once for those waiting together
+            while item is not _STOP:
+                mailbox, task, status, payload = item
+                try:
+                    self._send(task, status, payload)
+                except Exception:
+                    _LOGGER.exception("a reply could not be sent")
+                finally:
+                    mailbox.sent += 1
+                if is_final(status):
+                    ended += 1
+                item = payload = task = None
+                if ended >= _ENDED_TOGETHER:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            if ended:
+                self._finished(ended)
             if item is _STOP:
                 return
-            mailbox, task, status, payload = item
-            try:
-                self._send(task, status, payload)
-            except Exception:
-                _LOGGER.exception("a reply could not be sent")
-            finally:
-                with mailbox.lock:
-                    mailbox.handed_over -= 1
-                if is_final(status):
-                    self._finished()

@@ -100,6 +100,8 @@ class LocalResultStore(ResultStore):
         self.max_expire_time = max_expire_time
         self._results: OrderedDict[str, tuple[float, StoredResult]] = OrderedDict()
         self._pending: set[str] = set()
+        self._sweep_interval = min(1.0, max_expire_time / 4)
+        self._next_sweep = 0.0  # (time.monotonic)
         # Taken directly on the path of every call (a Condition's own __enter__ is Python code).
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -108,9 +110,11 @@ class LocalResultStore(ResultStore):
         self._readers = 0
 
     def add_pending(self, task_id: str) -> None:
-        with self._lock:
-            self._pending.add(task_id)
-            if self._readers:
+        # Without the lock (a set's add is atomic under the GIL; this is the path of every call): a
+        # reader in get() counts itself before it looks, so either it sees the task or it is woken here.
+        self._pending.add(task_id)
+        if self._readers:
+            with self._lock:
                 self._cond.notify_all()
 
     def put(self, task_id: str, result: StoredResult) -> None:
@@ -129,6 +133,11 @@ class LocalResultStore(ResultStore):
         results = self._results
         while len(results) > self.max_len:
             results.popitem(last=False)
+        # Expired results are swept a few times per expiry time, not at every put (get() refuses
+        # one that expired meanwhile).
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._sweep_interval
         while results:
             task_id, (expires, _) = next(iter(results.items()))
             if expires > now:
@@ -139,28 +148,33 @@ class LocalResultStore(ResultStore):
         deadline = None if timeout is None else time.monotonic() + timeout
         unknown_deadline = _unknown_deadline(task_id)
         with self._cond:
-            while True:
-                now = time.monotonic()
-                entry = self._results.get(task_id)
-                if entry is not None:
-                    if entry[0] > now:
-                        return entry[1]
-                    del self._results[task_id]
-                    raise TaskNotFound(f"the result of task {task_id} expired")
-                if task_id not in self._pending and now >= unknown_deadline:
-                    raise TaskNotFound(f"no task {task_id} on this server (never sent, or its result was evicted)")
-                if deadline is not None and now >= deadline:
-                    raise TimeoutError(f"task {task_id} did not finish within {timeout} s")
-                waits = [1.0]
-                if deadline is not None:
-                    waits.append(deadline - now)
-                if task_id not in self._pending:
-                    waits.append(unknown_deadline - now)
-                self._readers += 1
-                try:
-                    self._cond.wait(max(0.0, min(waits)))
-                finally:
-                    self._readers -= 1
+            self._readers += 1  # (before it looks: see add_pending)
+            try:
+                return self._wait_for(task_id, timeout, deadline, unknown_deadline)
+            finally:
+                self._readers -= 1
+
+    def _wait_for(self, task_id: str, timeout: float | None, deadline: float | None,
+                  unknown_deadline: float) -> StoredResult:
+        """get(), with the lock held and this reader counted."""
+        while True:
+            now = time.monotonic()
+            entry = self._results.get(task_id)
+            if entry is not None:
+                if entry[0] > now:
+                    return entry[1]
+                del self._results[task_id]
+                raise TaskNotFound(f"the result of task {task_id} expired")
+            if task_id not in self._pending and now >= unknown_deadline:
+                raise TaskNotFound(f"no task {task_id} on this server (never sent, or its result was evicted)")
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout} s")
+            waits = [1.0]
+            if deadline is not None:
+                waits.append(deadline - now)
+            if task_id not in self._pending:
+                waits.append(unknown_deadline - now)
+            self._cond.wait(max(0.0, min(waits)))
 
     def __len__(self) -> int:
         with self._cond:

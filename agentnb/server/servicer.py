@@ -204,7 +204,8 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     def _run_mailbox(self, agent: HostedAgent) -> None:
         """A worker's job: run the calls in ``agent``'s mailbox, one after another, until none is left."""
-        mailbox = agent.box()  # (made by the call that had this job submitted)
+        mailbox = agent.mailbox  # (made by the call that had this job submitted)
+        assert mailbox is not None
         while True:
             task = mailbox.next()
             if task is None:
@@ -229,12 +230,17 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         try:
             # An agent's replies leave in order: behind its replies still with the replier, a reply goes there too.
             # (A call beside the others has no place in that order: it replies itself.)
-            if task.call.watch and not (mailbox is not None and mailbox.handed_over
+            if task.call.watch and not (mailbox is not None and mailbox.handed - mailbox.sent
                                         and self._replies.hand_over(mailbox, task, pb.RUNNING, b"")):
                 self._reply(task, pb.RUNNING, b"")
             started = time.perf_counter()
             status, payload = dispatch.execute(self._agents, agent, task)
-            if mailbox is not None and (mailbox.handed_over or self._may_hand_over(task, payload)):
+            # The replier sends a small final reply while other calls run. Not while the server stops
+            # (speed no longer matters), nor when storing the result means a round trip to another store
+            # (Redis): the replier would make every caller wait for the round trips of the others.
+            if mailbox is not None and (mailbox.handed - mailbox.sent or (
+                    self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES
+                    and self.accepting and (self._store_is_local or not task.call.task_id))):
                 handed_over = self._replies.hand_over(mailbox, task, status, payload)
             if not handed_over:
                 self._reply(task, status, payload)
@@ -243,21 +249,11 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             if not handed_over:
                 self._finished()
 
-    def _may_hand_over(self, task: Task, payload: codec.Encoded) -> bool:
-        """Whether the replier should send this final reply: a small one, while other calls run.
-
-        Not while the server stops (speed no longer matters), nor when storing the
-        result means a round trip to another store (Redis): the replier would make
-        every caller wait for the round trips of the others, one after another.
-        """
-        return (self._busy > 1 and type(payload) is bytes and len(payload) <= HAND_OVER_BYTES and self.accepting
-                and (self._store_is_local or not task.call.task_id))
-
-    def _finished(self) -> None:
-        """Count a call done, its final reply sent."""
+    def _finished(self, count: int = 1) -> None:
+        """Count ``count`` calls done, their final replies sent."""
         with self._lock:
-            self._busy -= 1
-            self._completed += 1
+            self._busy -= count
+            self._completed += count
             if not self.accepting:  # drain() may be waiting
                 self._idle.notify_all()
 

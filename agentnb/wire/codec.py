@@ -203,7 +203,7 @@ def _class_by_reference(cls: type) -> bool:
         _by_reference_known.clear()
         _known_with = len(_by_value_modules)
     try:
-        known = _by_reference_known.get(cls)
+        known = _by_reference_known.data.get(weakref.ref(cls))  # type: ignore[attr-defined]  # (its get, without the call)
     except TypeError:  # a class that cannot be weakly referenced
         return bool(_by_reference(cls))
     if known is None:
@@ -269,8 +269,9 @@ class _HostPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def dumps(value: Any, what: str = "value") -> Encoded:
-    """Pickle ``value``; raise SerializationError naming ``what`` when it cannot be.
+def dumps(value: Any, what: str | Callable[[], str] = "value") -> Encoded:
+    """Pickle ``value``; raise SerializationError naming ``what`` when it cannot be (a callable
+    ``what`` is asked for the name then only, as by :func:`loads`).
 
     Returns the pickle's bytes, or a :class:`Payload` when large buffers were
     set apart.
@@ -303,7 +304,7 @@ def dumps(value: Any, what: str = "value") -> Encoded:
             _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
             data = file.getvalue()
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, AttributeError...
-        raise SerializationError(f"{what} cannot be pickled ({type(exc).__name__}: {exc})") from exc
+        raise SerializationError(f"{_named(what)} cannot be pickled ({type(exc).__name__}: {exc})") from exc
     if not buffers:
         if len(data) > MAX_PAYLOAD_BYTES:
             raise _too_large(what, len(data))
@@ -324,8 +325,12 @@ def _dict_subclass_in(value: Any) -> bool:
     return isinstance(value, dict)
 
 
-def _too_large(what: str, size: int) -> SerializationError:
-    return SerializationError(f"{what} is {size} bytes pickled, above the limit of "
+def _named(what: str | Callable[[], str]) -> str:
+    return what if type(what) is str else what()  # type: ignore[operator]
+
+
+def _too_large(what: str | Callable[[], str], size: int) -> SerializationError:
+    return SerializationError(f"{_named(what)} is {size} bytes pickled, above the limit of "
                               f"{MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES) per call")
 
 
@@ -337,8 +342,7 @@ def loads(data: Encoded, what: str | Callable[[], str] = "value") -> Any:
             return pickle.loads(data.data, buffers=data.buffers)
         return pickle.loads(data)  # type: ignore[arg-type]
     except Exception as exc:
-        name = what if type(what) is str else what()  # type: ignore[operator]
-        raise SerializationError(f"{name} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+        raise SerializationError(f"{_named(what)} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass

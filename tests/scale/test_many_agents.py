@@ -112,3 +112,24 @@ def test_call_many_refuses_what_is_not_a_proxy_or_not_a_method(server) -> None:
         agentnb.call_many([proxies[0], RandomParticipant("local")], "reply")
     with pytest.raises(AttributeError, match="'_secret' is not a public method of RandomParticipant"):
         agentnb.call_many(proxies, "_secret")
+
+
+def test_call_many_over_two_servers_sends_every_call_before_a_bad_proxy_and_none_after(start_server) -> None:
+    from agents_for_tests import Counter, CustomError
+
+    servers = [start_server(), start_server()]
+    batches = [agentnb.create_many(Counter, [{} for _ in range(400)], to_dist=_to_dist(s)) for s in servers]
+    counters = [batches[i % 2][i // 2] for i in range(800)]  # one server, then the other, as a moderator's
+    results = agentnb.call_many(counters, "add", 2)
+    assert [r.result(timeout=60) for r in results] == [2] * 800
+
+    # A proxy without the method at 500: the 500 calls before it are made, on both servers; none after it.
+    stranger = agentnb.create_many(RandomParticipant, [{"name": "stranger"}], to_dist=_to_dist(servers[0]))[0]
+    with pytest.raises(AttributeError, match="'add' is not a public method of RandomParticipant"):
+        agentnb.call_many(counters[:500] + [stranger] + counters[500:], "add", 1)
+    # A proxy whose creation failed, at 300: its error, after the calls before it.
+    failed = agentnb.create_many(Counter, [{"fail": True}], to_dist=_to_dist(servers[1]))[0]
+    with pytest.raises(CustomError, match="refusing to start"):
+        agentnb.call_many(counters[:300] + [failed] + counters[300:], "add", 10)
+    totals = [r.result(timeout=60) for r in agentnb.call_many(counters, "add", 0)]
+    assert totals == [13] * 300 + [3] * 200 + [2] * 300
