@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import threading
 
-_local = threading.local()
+# ``current.task``: (the call being run, a Call with its ``waiting_chain``; its agent's id), or None
+# outside a server task. Set by the server for every call it runs (a thread-local attribute: no tuple made
+# until a call made from the task asks for the chain).
+current = threading.local()
 
 
 def waiting_chain() -> tuple[str, ...] | None:
     """The agent ids blocked on the current task (the running agent last); None outside a server task."""
-    return getattr(_local, "chain", None)
-
-
-def set_waiting_chain(chain: tuple[str, ...] | None) -> None:
-    _local.chain = chain
+    task = getattr(current, "task", None)
+    if task is None:
+        return None
+    call, agent_id = task
+    return (*call.waiting_chain, agent_id)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError
+from agentnb.rpc import context
 from agentnb.rpc.async_result import resolve_results, unpickled_results
-from agentnb.rpc.context import set_waiting_chain
 from agentnb.server.hosted import HostedAgent, HostedAgents, class_name
 from agentnb.server.session import Task
 from agentnb.wire import codec
@@ -73,7 +73,7 @@ def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, 
     call, payload = task.call, task.payload
     assert not isinstance(payload, PayloadError)  # a call whose payload could not be taken is refused on arrival
     # The agents blocked on this call, this one last: its own synchronous calls carry them (see admit).
-    set_waiting_chain((*call.waiting_chain, agent.agent_id))
+    context.current.task = (call, agent.agent_id)
     try:
         value = HANDLERS.get(call.kind, _unknown_kind)(agents, agent, call, payload)
         return pb.OK, codec.dumps(value, lambda: f"the result of {_label(agent, call)}")
@@ -82,7 +82,7 @@ def execute(agents: HostedAgents, agent: HostedAgent, task: Task) -> tuple[int, 
         where = f"(in {who} {agent.agent_id} on agent server {agents.server.name})"
         return pb.ERROR, codec.encode_error(exc, where)
     finally:
-        set_waiting_chain(None)
+        context.current.task = None
 
 
 def _label(agent: HostedAgent, call: pb.Call) -> str:

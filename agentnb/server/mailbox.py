@@ -6,8 +6,8 @@ its calls one after another until none is left, and the mailbox is idle again.
 So an agent never runs two calls at once, while different agents do.
 
 A server may host a million agents that wait for their next call: an idle
-mailbox keeps no queue (it is made by the call that finds the mailbox empty,
-and dropped when the last call is taken), and an agent that was never called
+mailbox keeps no queue (a lone call waits in it as itself; a queue is made when
+a second one comes, and dropped when the last call is taken), and an agent that was never called
 has no mailbox at all (see :meth:`agentnb.server.hosted.HostedAgent.box`).
 """
 
@@ -25,7 +25,9 @@ class Mailbox:
     __slots__ = ("calls", "running", "handed", "sent", "lock")
 
     def __init__(self) -> None:
-        self.calls: deque[Task] | None = None  # None while no call waits (a deque costs 760 bytes)
+        # The calls waiting: None, one Task, or a deque of them when several wait (a deque costs
+        # 760 bytes, made and freed for every call if it held one alone).
+        self.calls: deque[Task] | Task | None = None
         self.running = False  # a worker is taking its calls
         # Its replies handed to the replier thread, and those the replier sent: until all are sent, the
         # agent's next replies go through the replier too, to leave in order (see agentnb.server.replier).
@@ -39,9 +41,12 @@ class Mailbox:
         """Queue ``task``; True when the mailbox was idle: the caller then has a worker run it."""
         with self.lock:
             calls = self.calls
-            if calls is None:
-                calls = self.calls = deque()
-            calls.append(task)
+            if calls is None:  # the usual case: one call at a time, kept without a deque
+                self.calls = task
+            elif isinstance(calls, deque):
+                calls.append(task)
+            else:
+                self.calls = deque((calls, task))
             if self.running:
                 return False
             self.running = True
@@ -51,21 +56,25 @@ class Mailbox:
         """The next call to run; None when there is none left, the mailbox being idle from now on."""
         with self.lock:
             calls = self.calls
-            if calls:
-                task = calls.popleft()
-                if not calls:
-                    self.calls = None
-                return task
-            self.calls = None
-            self.running = False
-            return None
+            if calls is None:
+                self.running = False
+                return None
+            if not isinstance(calls, deque):
+                self.calls = None
+                return calls
+            task = calls.popleft()
+            if not calls:
+                self.calls = None
+            return task
 
     def waiting(self) -> list[Task]:
         """The calls waiting to run (a copy)."""
         with self.lock:
-            return list(self.calls or ())
+            calls = self.calls
+            return [] if calls is None else list(calls) if isinstance(calls, deque) else [calls]
 
     def pending(self) -> int:
         """How many of its calls wait or run."""
         calls = self.calls
-        return (len(calls) if calls else 0) + (1 if self.running else 0)
+        waiting = 0 if calls is None else len(calls) if isinstance(calls, deque) else 1
+        return waiting + (1 if self.running else 0)

@@ -127,7 +127,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
 
     def read_calls(self, session: ClientSession, requests: Iterator[tuple]) -> None:
         """Take the calls of ``session`` from ``requests`` (decoded frames), on a thread of the session."""
-        session.start_reading(requests, self._accept, self._start)
+        session.start_reading(requests, self._accept, self._workers.submit_many)
 
     def session_ended(self, session: ClientSession, client: Client | None, who: str) -> None:
         """The stream of ``session`` ended: the files of its replies not taken go, and so do its
@@ -177,12 +177,6 @@ class AgentServicer(pb_grpc.AgentServerServicer):
             session.starts.append((self._run, (agent, task, None)))
         elif mailbox.post(task):
             session.starts.append((self._run_mailbox, (agent,)))
-
-    def _start(self, jobs: list) -> None:
-        """Hand the workers the jobs the calls of a frame need (see ``ClientSession.start_reading``)."""
-        submit = self._workers.submit
-        for fn, args in jobs:
-            submit(fn, *args)
 
     def _release(self, session: ClientSession, owned: list[HostedAgent]) -> None:
         """A client is gone: cancel the calls queued for the agents it owned and delete those

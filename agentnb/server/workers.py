@@ -37,16 +37,21 @@ class WorkerThreads:
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
         """Run ``fn(*args)`` on a thread of these; a failure is logged."""
-        self._queue.put((fn, args))
+        self.submit_many([(fn, args)])
+
+    def submit_many(self, jobs: list[tuple[Callable[..., object], tuple]]) -> None:
+        """Run each ``fn(*args)`` of ``jobs`` on a thread of these (as :meth:`submit` does, with one lock for all)."""
+        put = self._queue.put
+        for job in jobs:
+            put(job)
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-                return  # an idle thread will take it
-            if self._threads >= self._size:
-                return
-            self._threads += 1
-            number = self._threads
-        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
+            taken = min(self._idle, len(jobs))  # idle threads will take these
+            self._idle -= taken
+            new = min(len(jobs) - taken, self._size - self._threads)
+            first = self._threads + 1
+            self._threads += new
+        for number in range(first, first + new):
+            threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
 
     def _work(self) -> None:
         while True:
