@@ -62,6 +62,12 @@ class AsyncResult(Generic[T]):
     the receiving server fetches the value itself.
     """
 
+    # Until set on the instance (a million results a round: each with a smaller __dict__).
+    _value: Any = _UNSET
+    _error: BaseException | None = None
+    _error_tb: TracebackType | None = None  # the remote part of its traceback
+    _policy: CallPolicy | None = None  # its agent's max_timeout_seconds and retry_strategy, if given
+
     def __init__(self, connection: ServerConnection, task_id: str, future: CallFuture | None = None,
                  *, agent: str = "", method: str = "", policy: CallPolicy | None = None) -> None:
         # Straight into __dict__: __setattr__ is the value's (see there), and one AsyncResult
@@ -72,19 +78,13 @@ class AsyncResult(Generic[T]):
         attrs["_future"] = future
         attrs["_agent"] = agent
         attrs["_method"] = method
-        attrs["_value"] = _UNSET
-        attrs["_error"] = None
-        attrs["_error_tb"] = None  # the remote part of its traceback
-        attrs["_policy"] = policy  # its agent's max_timeout_seconds and retry_strategy, if given
+        if policy is not None:  # (the others start as the class's: see below)
+            attrs["_policy"] = policy
         self._conn: ServerConnection
         self._task_id: str
         self._future: CallFuture | None
         self._agent: str
         self._method: str
-        self._value: Any
-        self._error: BaseException | None
-        self._error_tb: TracebackType | None
-        self._policy: CallPolicy | None
         if _made is not None and future is not None:
             _note(self)
 
@@ -187,7 +187,8 @@ class AsyncResult(Generic[T]):
         try:
             if error is not None:
                 raise error
-            self._value = decode_final(state, payload, self._conn.address, self._describe)
+            # Into __dict__ directly: __setattr__ is Python code (a million values decoded a round).
+            self.__dict__["_value"] = decode_final(state, payload, self._conn.address, self._describe)
         except BaseException as exc:  # the call's own error, kept to be raised by result()
             self._error = exc
             self._error_tb = user_part(exc.__traceback__)

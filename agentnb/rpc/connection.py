@@ -39,11 +39,12 @@ from agentnb.runtime_dir import canonical_host, find_record, is_unix, server_add
 from agentnb.runtime_home import server_display, server_label
 from agentnb.wire import codec, frames, handshake, local_socket, shm
 from agentnb.wire.ids import random_hex
-from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE, is_final
+from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CALLS_PER_FRAME = 512
+_QUEUED, _RUNNING = pb.QUEUED, pb.RUNNING
 HELLO_TIMEOUT = 60.0  # seconds a server may take to answer the handshake
 NAME_TIMEOUT = 10.0  # seconds the GetInfo that learns an unrecorded server's name may take
 NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
@@ -129,7 +130,7 @@ class _Session:
                     future.set_local_error(payload)
                 continue
             status = reply.status
-            if not is_final(status):
+            if status == _QUEUED or status == _RUNNING:  # progress (not is_final, without the call)
                 future = pending.get(reply.seq)
             else:
                 future = pending.pop(reply.seq, None)

@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import TaskCancelled
 from agentnb.wire import codec
-from agentnb.wire.protocol import is_final, state_of
+from agentnb.wire.protocol import STATE_OF_STATUS, state_of
 from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED
+
+_QUEUED, _RUNNING = pb.QUEUED, pb.RUNNING  # the progress statuses (see protocol.is_final)
 
 
 def decode_final(state: str, payload: codec.Encoded, address: str, what: str | Callable[[], str]) -> Any:
@@ -93,7 +96,7 @@ class CallFuture:
 
     def set_reply(self, status: int, payload: codec.Encoded, timestamp: float = 0.0) -> None:
         """Record a reply of the server: a progress state, or the final one."""
-        if not is_final(status):
+        if status == _QUEUED or status == _RUNNING:  # (not is_final(status), without the call)
             if not self._finished:
                 self.state = state_of(status)
                 if self._progress is None:
@@ -102,7 +105,7 @@ class CallFuture:
                 self._run_callbacks(final=False)
             return
         self.payload = payload
-        self._finish(state_of(status), timestamp)
+        self._finish(STATE_OF_STATUS.get(status, FAILED), timestamp)
 
     def set_local_error(self, error: BaseException) -> None:
         """Fail the call from the client side (e.g. the server became unreachable)."""
@@ -119,7 +122,8 @@ class CallFuture:
             self.ended = timestamp or time.time()
             self._finished = True
             self._done.release()
-        self._run_callbacks(final=True)
+        if self._callbacks is not None:  # (most calls: nobody asked)
+            self._run_callbacks(final=True)
 
     def outcome(self, address: str, what: str) -> Any:
         """The value of this ended call, or raise its error (a local one first); see :func:`decode_final`."""
