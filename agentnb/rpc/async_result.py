@@ -427,19 +427,19 @@ def _note(result: AsyncResult[Any]) -> None:
             _made.append(result)
 
 
-# How many AsyncResults each thread unpickled (see unpickled_results).
-_unpickled = threading.local()
+class _Unpickled(threading.local):
+    count = 0
 
 
-def unpickled_results() -> int:
-    """How many AsyncResults this thread has unpickled so far: a server resolves the results in a
-    call's arguments (:func:`resolve_results`) only when unpickling them made some."""
-    return getattr(_unpickled, "count", 0)
+# ``UNPICKLED.count``: how many AsyncResults this thread has unpickled so far. A server resolves the
+# results in a call's arguments (:func:`resolve_results`) only when unpickling them made some (read as
+# an attribute, not through a function: it is looked at twice in every call a server runs).
+UNPICKLED = _Unpickled()
 
 
 def _rebuild_async_result(host: str, port: int, token: str, task_id: str, agent: str, method: str,
                           tls_ca: str | None = None, policy: CallPolicy | None = None) -> AsyncResult[Any]:
-    _unpickled.count = getattr(_unpickled, "count", 0) + 1
+    UNPICKLED.count += 1
     return AsyncResult(ServerConnection.get(host, port, token, tls_ca), task_id, None, agent=agent, method=method,
                        policy=policy)
 

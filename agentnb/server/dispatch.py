@@ -20,7 +20,7 @@ from collections.abc import Callable
 from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import AgentNotFound, AgentServerError, DeadlockError
 from agentnb.rpc import context
-from agentnb.rpc.async_result import resolve_results, unpickled_results
+from agentnb.rpc.async_result import UNPICKLED, resolve_results
 from agentnb.server.hosted import HostedAgent, HostedAgents, class_name
 from agentnb.server.session import Task
 from agentnb.wire import codec
@@ -130,9 +130,9 @@ def _call(agents: HostedAgents, agent: HostedAgent, call: pb.Call, payload: code
         raise AttributeError(f"{name!r} is private: it cannot be called on a distributed object")
     if name not in agent.methods:
         raise AttributeError(f"{agent.class_name} has no public method {name!r}")
-    made = unpickled_results()
+    made = UNPICKLED.count
     args, kwargs = codec.loads(payload, lambda: f"the arguments of {name}()")
-    if unpickled_results() != made:  # AsyncResults among the arguments: their values go instead
+    if UNPICKLED.count != made:  # AsyncResults among the arguments: their values go instead
         args, kwargs = resolve_results(args), resolve_results(kwargs)
     return getattr(obj, name)(*args, **kwargs)
 

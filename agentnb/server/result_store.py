@@ -21,8 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentnb.errors import AgentServerError, IntegrityError, TaskNotFound
@@ -40,9 +39,9 @@ UNKNOWN_TASK_GRACE = 5.0
 TASK_ID_PATTERN = re.compile(r"[0-9a-f]{12}-[0-9]+-[0-9a-f]{8}")
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    """The final reply of one task, as the store keeps it."""
+class StoredResult(NamedTuple):
+    """The final reply of one task, as the store keeps it (a tuple: made for every asynchronous call,
+    several times faster than a frozen dataclass)."""
 
     status: int   # an agentnb_pb2.ReplyStatus
     payload: Encoded  # bytes, or a Payload whose large buffers are kept as they are (no copy)
@@ -125,19 +124,18 @@ class LocalResultStore(ResultStore):
             if task_id in results:  # (a result put again goes last)
                 del results[task_id]
             results[task_id] = (now + self.max_expire_time, result)
-            self._evict(now)
+            while len(results) > self.max_len:
+                results.popitem(last=False)
+            # Expired results are swept a few times per expiry time, not at every put (get() refuses
+            # one that expired meanwhile).
+            if now >= self._next_sweep:
+                self._sweep(now)
             if self._readers:
                 self._cond.notify_all()
 
-    def _evict(self, now: float) -> None:
-        results = self._results
-        while len(results) > self.max_len:
-            results.popitem(last=False)
-        # Expired results are swept a few times per expiry time, not at every put (get() refuses
-        # one that expired meanwhile).
-        if now < self._next_sweep:
-            return
+    def _sweep(self, now: float) -> None:
         self._next_sweep = now + self._sweep_interval
+        results = self._results
         while results:
             task_id, (expires, _) = next(iter(results.items()))
             if expires > now:

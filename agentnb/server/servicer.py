@@ -49,7 +49,6 @@ from agentnb.server.result_store import LocalResultStore, ResultStore, StoredRes
 from agentnb.server.session import ClientSession, Task, server_frame
 from agentnb.server.workers import WorkerThreads
 from agentnb.wire import codec, frames, shm
-from agentnb.wire.protocol import is_final
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -287,7 +286,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         call = task.call
         now = time.time()
         task_id = call.task_id
-        final = is_final(status)
+        final = status != pb.QUEUED and status != pb.RUNNING  # (is_final, without the call)
         if final:
             self.calls.ended(task, status, payload, now)
         if store and task_id and final:
