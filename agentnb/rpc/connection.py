@@ -336,16 +336,9 @@ class ServerConnection:
         ``owned`` (a CREATE): the object ends with this process's session.
         """
         future = CallFuture()
-        if self._closed:
-            raise self._closed_error()
-        if not self._shm_probed:
-            self._probe_shm()
+        self._before_sending()
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            session = self._session
-            if session is None or session.dead:
-                session = self._open_session()
+            session = self._session_to_send_on()
             seq = next(self._seq)
             session.pending[seq] = future
             call = pb.Call(seq=seq, kind=kind,  # type: ignore[arg-type]  # (an int: a CallKind)
@@ -361,6 +354,22 @@ class ServerConnection:
         if nudge and idle:
             self._nudge()
         return future
+
+    def _before_sending(self) -> None:
+        """Refuse a closed connection; learn once per session whether the server shares this host."""
+        if self._closed:
+            raise self._closed_error()
+        if not self._shm_probed:
+            self._probe_shm()
+
+    def _session_to_send_on(self) -> _Session:
+        """The open session (one is opened if there is none), with ``_lock`` held; refuses a closed connection."""
+        if self._closed:
+            raise self._closed_error()
+        session = self._session
+        if session is None or session.dead:
+            session = self._open_session()
+        return session
 
     def _nudge(self) -> None:
         """Let the sending thread have the GIL now, after async calls put in an idle outbox.
@@ -385,18 +394,13 @@ class ServerConnection:
         the session, one nudge of the sending thread. ``payload`` is pickled arguments
         of at most ``frames.CHUNK_BYTES`` (a larger one goes through :meth:`submit`).
         """
-        if self._closed:
-            raise self._closed_error()
-        if not self._shm_probed:
-            self._probe_shm()
-        suffix = random_hex(8)  # (unique with the seq: see new_task_id)
+        self._before_sending()
+        # One random part for them all: the client id and the seq make each id unique in this
+        # process, and the random part keeps those of a forked child (same client id) apart.
+        suffix = random_hex(8)
         sent: list[tuple[str, CallFuture]] = []
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            session = self._session
-            if session is None or session.dead:
-                session = self._open_session()
+            session = self._session_to_send_on()
             pending, put, seqs = session.pending, session.outbox.put, self._seq
             shm_reply = session.shm_dir is not None
             idle = session.outbox.empty()
