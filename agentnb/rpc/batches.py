@@ -26,7 +26,7 @@ from agentnb.rpc.connection import ServerConnection
 from agentnb.rpc.placement import DistOptions, creator
 from agentnb.rpc.rpc_meta import prestart_child_for
 from agentnb.rpc.rpc_object import RpcObject
-from agentnb.wire import codec, frames
+from agentnb.wire import codec
 
 T = TypeVar("T")
 
@@ -120,11 +120,10 @@ def call_many(proxies: Iterable[Any], method: str, /, *args: Any, **kwargs: Any)
                             f"{type(proxy).__name__}")
     payload = codec.dumps((args, kwargs), f"an argument of {method}()")
     results: list[AsyncResult[Any] | None] = [None] * len(targets)
-    small = type(payload) is bytes and len(payload) <= frames.CHUNK_BYTES
     waiting: dict[ServerConnection, list[int]] = {}  # by connection: the calls checked, not yet sent
 
     def send(connection: ServerConnection, numbers: list[int]) -> None:
-        sent = connection.submit_calls([targets[i]._agent_id for i in numbers], method, payload,  # type: ignore[arg-type]
+        sent = connection.submit_calls([targets[i]._agent_id for i in numbers], method, payload,
                                        watch=rpc_object.WATCH_STATES)
         for number, (task_id, future) in zip(numbers, sent, strict=True):
             proxy = targets[number]
@@ -145,9 +144,6 @@ def call_many(proxies: Iterable[Any], method: str, /, *args: Any, **kwargs: Any)
             if method not in proxy._methods:
                 raise AttributeError(f"{method!r} is not a public method of {proxy._short_class()}: "
                                      "call_many() calls methods a proxy may call")
-            if not small:
-                results[number] = proxy._call_async(method, payload)
-                continue
             numbers = waiting.setdefault(proxy._conn, [])
             numbers.append(number)
             if len(numbers) >= _CALLS_SENT_TOGETHER:

@@ -39,12 +39,11 @@ from agentnb.runtime_dir import canonical_host, find_record, is_unix, server_add
 from agentnb.runtime_home import server_display, server_label
 from agentnb.wire import codec, frames, handshake, local_socket, shm
 from agentnb.wire.ids import random_hex
-from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, SERVICE
+from agentnb.wire.protocol import CLIENT_METADATA_KEY, ENV_TLS_CA, MAX_FRAME_BYTES, PROGRESS, SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CALLS_PER_FRAME = 512
-_QUEUED, _RUNNING = pb.QUEUED, pb.RUNNING
 HELLO_TIMEOUT = 60.0  # seconds a server may take to answer the handshake
 NAME_TIMEOUT = 10.0  # seconds the GetInfo that learns an unrecorded server's name may take
 NUDGE_INTERVAL = 0.005  # seconds: the interpreter's default switch interval (see submit)
@@ -130,7 +129,7 @@ class _Session:
                     future.set_local_error(payload)
                 continue
             status = reply.status
-            if status == _QUEUED or status == _RUNNING:  # progress (not is_final, without the call)
+            if status in PROGRESS:
                 future = pending.get(reply.seq)
             else:
                 future = pending.pop(reply.seq, None)
@@ -138,6 +137,14 @@ class _Session:
                     self.shm_files.pop(reply.seq, None)
             if future is not None:
                 future.set_reply(status, payload, reply.timestamp)
+
+    def send(self, call: pb.Call, payload: codec.Encoded) -> None:
+        """Queue ``call`` with ``payload`` (in a shared-memory file, remembered until answered, or
+        followed by its chunks when large; see ``frames.outgoing``). With the connection's lock held."""
+        item = frames.outgoing(call, payload, self.shm_pool)
+        if call.shm_name:
+            self.shm_files[call.seq] = call.shm_name
+        self.outbox.put(item)
 
     def forget_file(self, seq: int) -> None:
         """Remove the shared-memory file of call ``seq`` if the server has not taken it (it was never read)."""
@@ -346,11 +353,8 @@ class ServerConnection:
             if watch or waiting_chain or owned:  # (most calls have none of these: not passed, they cost nothing)
                 call.watch, call.owned = watch, owned
                 call.waiting_chain.extend(waiting_chain)
-            item = frames.outgoing(call, payload, session.shm_pool)
-            if call.shm_name:
-                session.shm_files[seq] = call.shm_name
             idle = session.outbox.empty()
-            session.outbox.put(item)
+            session.send(call, payload)
         if nudge and idle:
             self._nudge()
         return future
@@ -385,14 +389,13 @@ class ServerConnection:
             self._nudged_at = now
             time.sleep(0)
 
-    def submit_calls(self, agent_ids: Sequence[str], method: str, payload: bytes,
+    def submit_calls(self, agent_ids: Sequence[str], method: str, payload: codec.Encoded,
                      watch: bool = False) -> list[tuple[str, CallFuture]]:
-        """Send an asynchronous call of ``method`` with the same small ``payload`` to each agent of
+        """Send an asynchronous call of ``method`` with the same ``payload`` to each agent of
         ``agent_ids``, in order; their task ids and futures (:func:`agentnb.call_many`).
 
         What :meth:`submit` does for each, once for them all: one lock, one look at
-        the session, one nudge of the sending thread. ``payload`` is pickled arguments
-        of at most ``frames.CHUNK_BYTES`` (a larger one goes through :meth:`submit`).
+        the session, one nudge of the sending thread.
         """
         self._before_sending()
         # One random part for them all: the client id and the seq make each id unique in this
@@ -401,7 +404,7 @@ class ServerConnection:
         sent: list[tuple[str, CallFuture]] = []
         with self._lock:
             session = self._session_to_send_on()
-            pending, put, seqs = session.pending, session.outbox.put, self._seq
+            pending, send, seqs = session.pending, session.send, self._seq
             shm_reply = session.shm_dir is not None
             idle = session.outbox.empty()
             for agent_id in agent_ids:
@@ -410,10 +413,10 @@ class ServerConnection:
                 future = CallFuture()
                 pending[seq] = future
                 call = pb.Call(seq=seq, kind=pb.CALL, agent_id=agent_id, method=method, task_id=task_id,
-                               shm_reply=shm_reply, payload=payload)
+                               shm_reply=shm_reply)
                 if watch:
                     call.watch = True
-                put(call)
+                send(call, payload)
                 sent.append((task_id, future))
         if idle:
             self._nudge()

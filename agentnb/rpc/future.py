@@ -8,13 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agentnb._proto import agentnb_pb2 as pb
 from agentnb.errors import TaskCancelled
 from agentnb.wire import codec
-from agentnb.wire.protocol import STATE_OF_STATUS, state_of
+from agentnb.wire.protocol import PROGRESS, STATE_OF_STATUS, state_of
 from agentnb.wire.states import CANCELLED, DONE, FAILED, QUEUED
-
-_QUEUED, _RUNNING = pb.QUEUED, pb.RUNNING  # the progress statuses (see protocol.is_final)
 
 
 def decode_final(state: str, payload: codec.Encoded, address: str, what: str | Callable[[], str]) -> Any:
@@ -27,14 +24,10 @@ def decode_final(state: str, payload: codec.Encoded, address: str, what: str | C
     """
     __tracebackhide__ = True
     if state == DONE:
-        return codec.loads(payload, lambda: f"the result of {_named(what)}")
+        return codec.loads(payload, lambda: f"the result of {codec.named(what)}")
     if state == CANCELLED:
-        raise TaskCancelled(f"{_named(what)} was cancelled before it ran")
+        raise TaskCancelled(f"{codec.named(what)} was cancelled before it ran")
     raise codec.decode_error(payload, address)
-
-
-def _named(what: str | Callable[[], str]) -> str:
-    return what if isinstance(what, str) else what()
 
 
 # Guards every future's end and callbacks: held for a few operations at a time, and a lock
@@ -96,7 +89,7 @@ class CallFuture:
 
     def set_reply(self, status: int, payload: codec.Encoded, timestamp: float = 0.0) -> None:
         """Record a reply of the server: a progress state, or the final one."""
-        if status == _QUEUED or status == _RUNNING:  # (not is_final(status), without the call)
+        if status in PROGRESS:
             if not self._finished:
                 self.state = state_of(status)
                 if self._progress is None:

@@ -18,10 +18,10 @@ import queue
 import threading
 from collections.abc import Callable
 
-from agentnb._proto import agentnb_pb2 as pb
 from agentnb.server.mailbox import Mailbox
 from agentnb.server.session import Task
 from agentnb.wire import codec
+from agentnb.wire.protocol import PROGRESS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ReplyQueue:
                     _LOGGER.exception("a reply could not be sent")
                 finally:
                     mailbox.sent += 1
-                if status != pb.QUEUED and status != pb.RUNNING:  # (is_final, without the call)
+                if status not in PROGRESS:
                     ended += 1
                 item = payload = task = None
                 if ended >= _ENDED_TOGETHER:

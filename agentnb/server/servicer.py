@@ -49,6 +49,7 @@ from agentnb.server.result_store import LocalResultStore, ResultStore, StoredRes
 from agentnb.server.session import ClientSession, Task, server_frame
 from agentnb.server.workers import WorkerThreads
 from agentnb.wire import codec, frames, shm
+from agentnb.wire.protocol import PROGRESS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class AgentServicer(pb_grpc.AgentServerServicer):
         call = task.call
         now = time.time()
         task_id = call.task_id
-        final = status != pb.QUEUED and status != pb.RUNNING  # (is_final, without the call)
+        final = status not in PROGRESS
         if final:
             self.calls.ended(task, status, payload, now)
         if store and task_id and final:

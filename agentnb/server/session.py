@@ -191,7 +191,4 @@ class Task:
         self.session = session
         self.cancelled = False  # a CANCEL took it out of its mailbox before it ran
         self.started = False  # a worker took it to run (then it can no longer be cancelled)
-        if read:  # (session.opened, without a call: every call read makes a Task)
-            session.read += 1
-        else:
-            session.opened(read=False)
+        session.opened(read)

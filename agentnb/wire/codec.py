@@ -203,7 +203,7 @@ def _class_by_reference(cls: type) -> bool:
         _by_reference_known.clear()
         _known_with = len(_by_value_modules)
     try:
-        known = _by_reference_known.data.get(weakref.ref(cls))  # type: ignore[attr-defined]  # (its get, without the call)
+        known = _by_reference_known.get(cls)
     except TypeError:  # a class that cannot be weakly referenced
         return bool(_by_reference(cls))
     if known is None:
@@ -304,7 +304,7 @@ def dumps(value: Any, what: str | Callable[[], str] = "value") -> Encoded:
             _HostPickler(file, protocol=PROTOCOL, buffer_callback=out_of_band).dump(value)
             data = file.getvalue()
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, AttributeError...
-        raise SerializationError(f"{_named(what)} cannot be pickled ({type(exc).__name__}: {exc})") from exc
+        raise SerializationError(f"{named(what)} cannot be pickled ({type(exc).__name__}: {exc})") from exc
     if not buffers:
         if len(data) > MAX_PAYLOAD_BYTES:
             raise _too_large(what, len(data))
@@ -325,12 +325,13 @@ def _dict_subclass_in(value: Any) -> bool:
     return isinstance(value, dict)
 
 
-def _named(what: str | Callable[[], str]) -> str:
+def named(what: str | Callable[[], str]) -> str:
+    """What :func:`dumps` and :func:`loads` (and their callers) name in an error: ``what``, or what it makes."""
     return what if type(what) is str else what()  # type: ignore[operator]
 
 
 def _too_large(what: str | Callable[[], str], size: int) -> SerializationError:
-    return SerializationError(f"{_named(what)} is {size} bytes pickled, above the limit of "
+    return SerializationError(f"{named(what)} is {size} bytes pickled, above the limit of "
                               f"{MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES) per call")
 
 
@@ -342,7 +343,7 @@ def loads(data: Encoded, what: str | Callable[[], str] = "value") -> Any:
             return pickle.loads(data.data, buffers=data.buffers)
         return pickle.loads(data)  # type: ignore[arg-type]
     except Exception as exc:
-        raise SerializationError(f"{_named(what)} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+        raise SerializationError(f"{named(what)} cannot be unpickled ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass

@@ -35,6 +35,11 @@ def state_of(status: int) -> str:
     return STATE_OF_STATUS.get(status, FAILED)
 
 
+# The statuses of the replies that report progress; any other ends its task. (Tested as
+# ``status in PROGRESS`` where every reply passes: that spares a call of is_final.)
+PROGRESS = frozenset((pb.QUEUED, pb.RUNNING))
+
+
 def is_final(status: int) -> bool:
     """Whether a reply with ``status`` ends its task (the others report progress)."""
-    return status != pb.QUEUED and status != pb.RUNNING
+    return status not in PROGRESS

@@ -133,3 +133,14 @@ def test_call_many_over_two_servers_sends_every_call_before_a_bad_proxy_and_none
         agentnb.call_many(counters[:300] + [failed] + counters[300:], "add", 10)
     totals = [r.result(timeout=60) for r in agentnb.call_many(counters, "add", 0)]
     assert totals == [13] * 300 + [3] * 200 + [2] * 300
+
+
+def test_call_many_sends_a_large_argument_to_proxies_of_two_servers(start_server) -> None:
+    from agents_for_tests import Worker
+
+    servers = [start_server(), start_server()]
+    workers = [agentnb.create_many(Worker, [{"name": f"W{s}{i}"} for i in range(3)], to_dist=_to_dist(server))
+               for s, server in enumerate(servers)]
+    large = bytes(range(256)) * (12 * 2**12)  # 12 MiB: set apart from the pickle, in chunks or shared memory
+    results = agentnb.call_many([w for pair in zip(*workers, strict=True) for w in pair], "echo", large)
+    assert [r.result(timeout=120) == large for r in results] == [True] * 6
