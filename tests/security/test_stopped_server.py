@@ -12,6 +12,7 @@ import time
 
 import pytest
 from agents_for_tests import Counter
+from helpers_runtime import wait_for
 
 from agentnb import ServerUnavailable
 from agentnb.rpc.connection import ServerConnection
@@ -30,6 +31,8 @@ def test_a_call_to_a_stopped_server_fails_within_seconds(start_server, monkeypat
     assert ServerConnection.get(server.host, server.port, server.token).transport == transport
     server.process.send_signal(signal.SIGSTOP)
     try:
+        # The signal is delivered asynchronously: a call made before the process stops is answered.
+        wait_for(lambda: local_socket.process_stopped(server.process.pid), what="the server to stop")
         started = time.monotonic()
         with pytest.raises(ServerUnavailable):
             counter.add(1)
